@@ -1,0 +1,128 @@
+"""Classical receivers: LS + interpolation + LMMSE + max-log demapping, and the same
+with the true channel.
+
+Both take a `deeprx.data.Batch` and return LLRs [batch, 14, K, m] float32 in the
+layout a neural receiver uses, with the convention LLR = log(P(b=1) / P(b=0))
+(positive means bit 1; Sionna's convention, and sigmoid(LLR) = P(b=1)).
+The noise variance they use is `batch.noise_var`: noise plus interference power, so
+the interferer is treated as white noise.
+"""
+
+import numpy as np
+import tensorflow as tf
+from sionna.phy.mapping import Demapper
+from sionna.phy.mimo import lmmse_equalizer
+
+from deeprx import config as config_lib
+from deeprx import data as data_lib
+
+
+def interpolation_matrix(positions, size) -> np.ndarray:
+    """[size, len(positions)] weights of piecewise-linear interpolation from samples
+    at `positions` (sorted) to 0..size-1, holding the end values outside them."""
+    positions = np.asarray(positions, np.float64)
+    weights = np.zeros((size, len(positions)), np.float32)
+    for target in range(size):
+        if target <= positions[0]:
+            weights[target, 0] = 1.0
+        elif target >= positions[-1]:
+            weights[target, -1] = 1.0
+        else:
+            right = int(np.searchsorted(positions, target, side="right"))
+            left = right - 1
+            frac = (target - positions[left]) / (positions[right] - positions[left])
+            weights[target, left] = 1.0 - frac
+            weights[target, right] = frac
+    return weights
+
+
+class _LmmseReceiver:
+    """LMMSE equalization (Sionna's lmmse_equalizer, one stream over N antennas) and
+    max-log demapping, given a channel estimate."""
+
+    def __init__(self, scenario: config_lib.ScenarioConfig):
+        self.scenario = scenario
+        self._demapper = Demapper("maxlog", "qam", scenario.bits_per_symbol)
+        self._graph = tf.function(self._receive)
+
+    def channel_estimate(self, batch: data_lib.Batch) -> tf.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, batch: data_lib.Batch) -> tf.Tensor:
+        return self._graph(batch)
+
+    def _receive(self, batch):
+        h_hat = self.channel_estimate(batch)                      # [B, 14, K, N]
+        num_rx = self.scenario.num_rx
+        no = tf.maximum(batch.noise_var, 1e-12)
+        s = tf.complex(no, 0.0)[:, None, None, None, None] * tf.eye(num_rx, dtype=tf.complex64)
+        s = tf.broadcast_to(s, [*h_hat.shape[:3], num_rx, num_rx])
+        x_hat, no_eff = lmmse_equalizer(batch.y, h_hat[..., None], s)  # [B, 14, K, 1]
+        llr = self._demapper(x_hat, no_eff)                       # [B, 14, K, m]
+        return llr
+
+
+class PerfectLmmse(_LmmseReceiver):
+    """perfect_lmmse: LMMSE with the true channel of the wanted user (a bound)."""
+    name = "perfect_lmmse"
+
+    def channel_estimate(self, batch):
+        return batch.h
+
+
+def uniform_pdp_correlation(frequency_offsets_hz, max_delay_s) -> np.ndarray:
+    """Frequency correlation E[h(f + d) h*(f)] of a channel whose power-delay profile
+    is uniform on [0, max_delay_s]: (1 - exp(-j 2 pi d tau)) / (j 2 pi d tau)."""
+    x = 2.0 * np.pi * np.asarray(frequency_offsets_hz, np.float64) * max_delay_s
+    safe = np.where(np.abs(x) < 1e-12, 1.0, x)
+    return np.where(np.abs(x) < 1e-12, 1.0 + 0j, (1.0 - np.exp(-1j * safe)) / (1j * safe))
+
+
+class LsLmmse(_LmmseReceiver):
+    """ls_lmmse: LS at the DMRS REs; LMMSE (Wiener) interpolation over subcarriers;
+    linear interpolation over OFDM symbols (held constant with one DMRS symbol); LMMSE
+    equalization; max-log demapping.
+
+    The Wiener filter is the robust design of Li, Cimini and Sollenberger (IEEE Trans.
+    Commun. 1998): it assumes a uniform power-delay profile whose rms delay spread is
+    the scenario's largest (max delay = sqrt(12) x that spread) and uses each slot's
+    noise-plus-interference variance. It knows nothing else of the channel.
+    """
+    name = "ls_lmmse"
+
+    def __init__(self, scenario: config_lib.ScenarioConfig):
+        super().__init__(scenario)
+        num_symbols, num_subcarriers = scenario.grid_shape
+        pilot_subcarriers = np.arange(0, num_subcarriers, 2)
+        pilots = data_lib.pilot_grid(scenario)
+        self._pilot_symbols = list(scenario.dmrs.positions)
+        self._pilot_subcarriers = pilot_subcarriers
+        # 1 / pilot value at each pilot RE: [n_dmrs, K/2]
+        self._inverse_pilots = tf.constant(
+            1.0 / pilots[np.ix_(self._pilot_symbols, pilot_subcarriers)], tf.complex64)
+        max_delay_s = np.sqrt(12.0) * 1e-9 * max(scenario.channel.delay_spread_ns[1], 1.0)
+        spacing = scenario.carrier.subcarrier_spacing_hz
+        all_f = spacing * np.arange(num_subcarriers)
+        pilot_f = spacing * pilot_subcarriers
+        self._r_pp = tf.constant(uniform_pdp_correlation(pilot_f[:, None] - pilot_f[None, :], max_delay_s),
+                                 tf.complex64)                       # [P, P]
+        self._r_kp = tf.constant(uniform_pdp_correlation(all_f[:, None] - pilot_f[None, :], max_delay_s),
+                                 tf.complex64)                       # [K, P]
+        self._time_weights = tf.constant(
+            interpolation_matrix(self._pilot_symbols, num_symbols), tf.complex64)
+
+    def channel_estimate(self, batch):
+        y = tf.gather(batch.y, self._pilot_symbols, axis=1)
+        y = tf.gather(y, self._pilot_subcarriers, axis=2)            # [B, L, P, N]
+        h_ls = y * self._inverse_pilots[None, :, :, None]
+        batch_size, num_dmrs, num_pilots, num_rx = h_ls.shape
+        # Wiener over subcarriers: h = R_kp (R_pp + no I)^-1 h_ls, per slot.
+        columns = tf.reshape(tf.transpose(h_ls, [0, 2, 1, 3]), [-1, num_pilots, num_dmrs * num_rx])
+        no = tf.complex(tf.maximum(batch.noise_var, 1e-12), 0.0)[:, None, None]
+        system = self._r_pp[None] + no * tf.eye(num_pilots, dtype=tf.complex64)[None]
+        h_freq = tf.matmul(self._r_kp[None], tf.linalg.solve(system, columns))   # [B, K, L*N]
+        h_freq = tf.reshape(h_freq, [-1, h_freq.shape[1], num_dmrs, num_rx])
+        return tf.einsum("tl,bkln->btkn", self._time_weights, h_freq)
+
+
+CLASSICAL_RECEIVERS = {cls.name: cls for cls in (LsLmmse, PerfectLmmse)}

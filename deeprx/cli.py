@@ -1,0 +1,55 @@
+"""Shared command-line plumbing: one-line flag errors, raised before any compute.
+
+CLI modules define their absl flags, check them in a `check_flags()` that raises
+FlagError, and only then import TensorFlow and start work.
+"""
+
+import contextlib
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class FlagError(Exception):
+    """A bad command-line value: printed as `error: --FLAG: MESSAGE`, exit status 2."""
+
+    def __init__(self, flag, message):
+        super().__init__("--%s: %s" % (flag, message))
+        self.flag = flag
+
+
+@contextlib.contextmanager
+def flag(name):
+    """Turns a ValueError raised inside the block into a FlagError naming `name`."""
+    try:
+        yield
+    except ValueError as error:
+        raise FlagError(name, str(error)) from None
+
+
+def _parse(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _fail(str(error))
+
+
+def _fail(message):
+    print("error: %s" % message.splitlines()[0], file=sys.stderr)
+    sys.exit(2)
+
+
+def run(main):
+    """absl's app.run with one-line errors for unparsable flags and FlagError."""
+    def wrapped(argv):
+        if len(argv) > 1:
+            _fail("unexpected arguments %s (all options are --flags)" % " ".join(argv[1:]))
+        try:
+            return main(argv)
+        except FlagError as error:
+            _fail(str(error))
+    app.run(wrapped, flags_parser=_parse)

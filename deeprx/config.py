@@ -1,0 +1,263 @@
+"""Scenario and evaluation settings: frozen dataclasses, validated once, and presets.
+
+Nothing here imports TensorFlow or Sionna, so configs can be built, checked and
+printed anywhere (CLI flag checks, the edge side, notebooks).
+
+SINR definition used everywhere in this project: per resource element and receive
+antenna, averaged over one slot,
+
+    SINR = E|h x|^2 / (E|h_I x_I|^2 + N0)
+
+where both the wanted and the interfering channel are normalized to unit average
+energy per resource element and receive antenna over the slot, and the transmitted
+symbols have unit average energy. So signal power is 1, interference power is
+10^(-SIR/10), noise power is N0 = 10^(-SNR/10), and
+SINR = 1 / (10^(-SIR/10) + 10^(-SNR/10)).
+"""
+
+import dataclasses
+import math
+from typing import Optional, Tuple
+
+MODULATIONS = {"qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
+CHANNEL_FAMILIES = ("tdl", "cdl", "awgn")
+CHANNEL_MODELS = ("A", "B", "C", "D", "E")
+CHANNEL_SETS = ("train", "test")
+SUBCARRIERS_PER_PRB = 12
+# 5G NR PUSCH mapping type A, 14-symbol slot: first DMRS at l0 = 2, the additional
+# one (dmrs-AdditionalPosition = pos1) at l = 11 (TS 38.211 Table 6.4.1.1.3-3).
+DMRS_POSITIONS = {1: (2,), 2: (2, 11)}
+# Normal cyclic prefix: 144 samples per 2048-sample symbol (TS 38.211 5.3.1).
+CYCLIC_PREFIX_RATIO = 144.0 / 2048.0
+
+
+def _check_range(name, value, low=-math.inf, high=math.inf):
+    """Checks that `value` is a (lo, hi) pair with low <= lo <= hi <= high."""
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) for v in value)):
+        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}")
+    lo, hi = value
+    if not (low <= lo <= hi <= high):
+        raise ValueError(f"{name} must satisfy {low} <= low <= high <= {high}, got {value!r}")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CarrierConfig:
+    """OFDM numerology of one uplink slot."""
+    subcarrier_spacing_khz: int = 30
+    num_prb: int = 4
+    num_ofdm_symbols: int = 14
+
+    def __post_init__(self):
+        _check_choice("subcarrier_spacing_khz", self.subcarrier_spacing_khz, (15, 30))
+        if not isinstance(self.num_prb, int) or not 1 <= self.num_prb <= 275:
+            raise ValueError(f"num_prb must be an integer in 1..275, got {self.num_prb!r}")
+        _check_choice("num_ofdm_symbols", self.num_ofdm_symbols, (14,))
+
+    @property
+    def num_subcarriers(self) -> int:
+        return SUBCARRIERS_PER_PRB * self.num_prb
+
+    @property
+    def subcarrier_spacing_hz(self) -> float:
+        return 1e3 * self.subcarrier_spacing_khz
+
+    @property
+    def ofdm_symbol_duration_s(self) -> float:
+        """Duration of one OFDM symbol including its normal cyclic prefix."""
+        return (1.0 + CYCLIC_PREFIX_RATIO) / self.subcarrier_spacing_hz
+
+
+@dataclasses.dataclass(frozen=True)
+class DMRSConfig:
+    """5G NR DMRS configuration type 1, single port: a comb on every other subcarrier.
+
+    Pilots occupy the even subcarriers (CDM group 0) of the DMRS symbols; the odd
+    subcarriers of those symbols carry nothing (two CDM groups without data), so data
+    resource elements are exactly the REs of the non-DMRS symbols.
+    """
+    num_symbols: int = 1
+    scrambling_id: int = 0
+
+    def __post_init__(self):
+        _check_choice("num_dmrs", self.num_symbols, tuple(DMRS_POSITIONS))
+        if not isinstance(self.scrambling_id, int) or not 0 <= self.scrambling_id < 65535:
+            raise ValueError(f"dmrs scrambling_id must be in 0..65534, got {self.scrambling_id!r}")
+
+    @property
+    def positions(self) -> Tuple[int, ...]:
+        return DMRS_POSITIONS[self.num_symbols]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelConfig:
+    """3GPP TR 38.901 CDL/TDL fading with per-slot random delay spread and UE speed.
+
+    `train_models` and `test_models` must be disjoint: the test set holds channel
+    models never seen in training. `awgn` is a flat unit channel, for checks.
+    """
+    family: str = "tdl"
+    train_models: Tuple[str, ...] = ("B", "C", "D")
+    test_models: Tuple[str, ...] = ("A", "E")
+    delay_spread_ns: Tuple[float, float] = (10.0, 300.0)
+    speed_mps: Tuple[float, float] = (0.0, 40.0)
+    carrier_frequency_hz: float = 3.5e9
+
+    def __post_init__(self):
+        _check_choice("channel", self.family, CHANNEL_FAMILIES)
+        for name in ("train_models", "test_models"):
+            models = getattr(self, name)
+            if not isinstance(models, tuple) or not models:
+                raise ValueError(f"{name} must be a non-empty tuple of models, got {models!r}")
+            for model in models:
+                _check_choice(name, model, CHANNEL_MODELS)
+        common = set(self.train_models) & set(self.test_models)
+        if common:
+            raise ValueError(f"train_models and test_models must be disjoint, both hold {sorted(common)}")
+        _check_range("delay_spread_ns", self.delay_spread_ns, 0.0, 5000.0)
+        _check_range("speed_mps", self.speed_mps, 0.0, 500.0)
+        if not 0.4e9 <= self.carrier_frequency_hz <= 100e9:
+            raise ValueError(f"carrier_frequency_hz must be in 0.4e9..100e9, got {self.carrier_frequency_hz!r}")
+
+    def models(self, channel_set: str) -> Tuple[str, ...]:
+        _check_choice("channel_set", channel_set, CHANNEL_SETS)
+        return self.train_models if channel_set == "train" else self.test_models
+
+
+@dataclasses.dataclass(frozen=True)
+class InterfererConfig:
+    """One co-channel user: its own random data and DMRS (another scrambling id)
+    through its own independent channel, at a signal-to-interference ratio drawn
+    uniformly from `sir_db` for each slot."""
+    sir_db: Tuple[float, float] = (10.0, 30.0)
+
+    def __post_init__(self):
+        _check_range("sir_db", self.sir_db, -20.0, 100.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenarioConfig:
+    """Everything the slot generator, the receivers and the model need to agree on."""
+    carrier: CarrierConfig = CarrierConfig()
+    modulation: str = "16qam"
+    dmrs: DMRSConfig = DMRSConfig()
+    num_rx: int = 2
+    channel: ChannelConfig = ChannelConfig()
+    snr_db: Tuple[float, float] = (-4.0, 32.0)
+    interferer: Optional[InterfererConfig] = InterfererConfig()
+
+    def __post_init__(self):
+        _check_choice("modulation", self.modulation, tuple(MODULATIONS))
+        _check_choice("num_rx", self.num_rx, (1, 2, 4))
+        _check_range("snr_db", self.snr_db, -30.0, 200.0)
+
+    @property
+    def bits_per_symbol(self) -> int:
+        return MODULATIONS[self.modulation]
+
+    @property
+    def grid_shape(self) -> Tuple[int, int]:
+        """(OFDM symbols, subcarriers) of one slot."""
+        return (self.carrier.num_ofdm_symbols, self.carrier.num_subcarriers)
+
+    @property
+    def num_input_channels(self) -> int:
+        """Real channels of the model input: Y (num_rx), pilots (1), raw LS (num_rx), re+im."""
+        return 2 * (2 * self.num_rx + 1)
+
+    @property
+    def data_bits_per_slot(self) -> int:
+        data_symbols = self.carrier.num_ofdm_symbols - self.dmrs.num_symbols
+        return data_symbols * self.carrier.num_subcarriers * self.bits_per_symbol
+
+
+def parse_sinr_grid(text: str) -> Tuple[float, ...]:
+    """Parses 'LO:HI:STEP' (HI included when on the grid) into SINR points in dB."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"expected LO:HI:STEP, got {text!r}")
+    try:
+        lo, hi, step = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"expected three numbers LO:HI:STEP, got {text!r}") from None
+    if step <= 0:
+        raise ValueError(f"STEP must be positive, got {text!r}")
+    if hi < lo:
+        raise ValueError(f"range is inverted (HI < LO) in {text!r}")
+    count = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    return tuple(round(lo + i * step, 6) for i in range(count))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """BER-vs-SINR evaluation: the SINR grid and when each point stops.
+
+    A point stops once every receiver has `target_bit_errors` errors or once
+    `max_bits` data bits have been simulated, whichever comes first.
+    """
+    sinr_db: Tuple[float, ...] = parse_sinr_grid("-4:24:2")
+    channel_set: str = "test"
+    batch_size: int = 64
+    target_bit_errors: int = 500
+    max_bits: int = 1_000_000
+    seed: int = 1
+
+    def __post_init__(self):
+        if not self.sinr_db:
+            raise ValueError("sinr_db must hold at least one SINR point")
+        if list(self.sinr_db) != sorted(set(self.sinr_db)):
+            raise ValueError(f"sinr_db must be strictly increasing, got {self.sinr_db!r}")
+        _check_choice("channel_set", self.channel_set, CHANNEL_SETS)
+        for name in ("batch_size", "target_bit_errors", "max_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    scenario: ScenarioConfig
+    evaluation: EvalConfig
+
+
+PRESETS = {
+    "tiny": Preset(
+        "tiny", "tests and CI: 2 PRB, seconds per run",
+        ScenarioConfig(carrier=CarrierConfig(num_prb=2)),
+        EvalConfig(sinr_db=parse_sinr_grid("-4:20:8"), batch_size=16,
+                   target_bit_errors=100, max_bits=20_000)),
+    "demo": Preset(
+        "demo", "minutes on 2 CPU cores: 4 PRB",
+        ScenarioConfig(carrier=CarrierConfig(num_prb=4)),
+        EvalConfig(sinr_db=parse_sinr_grid("-4:24:2"), batch_size=64,
+                   target_bit_errors=300, max_bits=300_000)),
+    "cpu": Preset(
+        "cpu", "the README results, hour-scale on 2 CPU cores: 8 PRB",
+        ScenarioConfig(carrier=CarrierConfig(num_prb=8)),
+        EvalConfig(sinr_db=parse_sinr_grid("-4:28:2"), batch_size=64,
+                   target_bit_errors=1000, max_bits=10_000_000)),
+    "paper": Preset(
+        "paper", "the paper's grid (26 PRB, 256-QAM, CDL), meant for GPU users",
+        ScenarioConfig(carrier=CarrierConfig(num_prb=26), modulation="256qam",
+                       channel=ChannelConfig(family="cdl")),
+        EvalConfig(sinr_db=parse_sinr_grid("-4:36:2"), batch_size=64,
+                   target_bit_errors=1000, max_bits=10_000_000)),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def to_dict(config) -> dict:
+    """A JSON-ready dict of any of the configs above."""
+    return dataclasses.asdict(config)

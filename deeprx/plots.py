@@ -1,0 +1,44 @@
+"""PNG plots (matplotlib, Agg backend): BER vs SINR."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+from deeprx import ber as ber_lib  # noqa: E402
+
+
+def ber_vs_sinr(rows, path, title):
+    """Log-scale BER vs SINR, one curve per receiver; zero-error points are drawn at
+    the 1/bits floor with a hollow marker."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.6))
+    receivers = list(dict.fromkeys(row["receiver"] for row in rows))
+    for receiver in receivers:
+        points = sorted((float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"]))
+                        for r in rows if r["receiver"] == receiver)
+        sinr = [p[0] for p in points]
+        ber = [ber_lib.floored_ber(e, n) for _, e, n in points]
+        line, = axes.semilogy(sinr, ber, marker="o", label=receiver)
+        zero = [(s, b) for (s, b, (_, e, _n)) in zip(sinr, ber, points) if e == 0]
+        if zero:
+            axes.semilogy(*zip(*zero), linestyle="none", marker="o", markerfacecolor="white",
+                          color=line.get_color())
+    for target in ber_lib.TARGET_BERS:
+        axes.axhline(target, color="gray", linewidth=0.6, linestyle=":")
+    axes.set_xlabel("SINR [dB] (per RE and receive antenna)")
+    axes.set_ylabel("uncoded BER")
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, which="both", linewidth=0.3)
+    axes.legend()
+    figure.tight_layout()
+    save(figure, path)
+
+
+def save(figure, path):
+    """Writes the PNG beside `path` first, then renames it: never a half-written plot."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
+    figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+    os.replace(tmp, path)

@@ -1,0 +1,65 @@
+"""One receiver interface for every receiver: `receiver(batch) -> LLRs`.
+
+A receiver is any callable taking a `deeprx.data.Batch` and returning LLRs
+[batch, 14, K, bits_per_symbol] float32 (LLR = log P(b=1)/P(b=0)), with a `name`.
+Classical receivers read what they need from the batch (y, h, noise_var); neural
+receivers read `batch.inputs`. This module resolves `--receivers` entries: a
+classical receiver's name, or a model directory holding `model.keras`.
+
+TensorFlow is imported only when a receiver is built, so `check_spec` can run
+before any compute.
+"""
+
+import os
+
+from deeprx import config as config_lib
+
+CLASSICAL_NAMES = ("ls_lmmse", "perfect_lmmse")
+MODEL_FILENAME = "model.keras"
+
+
+def check_spec(spec: str) -> None:
+    """Raises ValueError unless `spec` names a classical receiver or a model directory."""
+    if spec in CLASSICAL_NAMES:
+        return
+    if not os.path.isdir(spec):
+        raise ValueError(f"{spec!r} is neither a classical receiver ({', '.join(CLASSICAL_NAMES)}) "
+                         "nor an existing model directory")
+    if not os.path.isfile(os.path.join(spec, MODEL_FILENAME)):
+        raise ValueError(f"model directory {spec!r} has no {MODEL_FILENAME}")
+
+
+def receiver_name(spec: str) -> str:
+    """Name under which `spec` appears in ber.csv and summary.json."""
+    return spec if spec in CLASSICAL_NAMES else os.path.basename(os.path.normpath(spec))
+
+
+class KerasReceiver:
+    """A Keras model mapping inputs [B, 14, K, C] to bit logits [B, 14, K, m]."""
+
+    def __init__(self, name: str, model, scenario: config_lib.ScenarioConfig):
+        import tensorflow as tf
+        expected_in = (*scenario.grid_shape, scenario.num_input_channels)
+        expected_out = (*scenario.grid_shape, scenario.bits_per_symbol)
+        got_in, got_out = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+        for what, got, expected in (("input", got_in, expected_in), ("output", got_out, expected_out)):
+            if len(got) != 3 or any(g is not None and g != e for g, e in zip(got, expected)):
+                raise ValueError(f"model {name!r} has {what} shape {got}, the scenario needs {expected}: "
+                                 "evaluate it with the preset and overrides it was trained with")
+        self.name = name
+        self.model = model
+        self._graph = tf.function(lambda inputs: model(inputs, training=False))
+
+    def __call__(self, batch):
+        return self._graph(batch.inputs)
+
+
+def load(spec: str, scenario: config_lib.ScenarioConfig):
+    """The receiver named by `spec` (classical name or model directory)."""
+    check_spec(spec)
+    if spec in CLASSICAL_NAMES:
+        from deeprx import baselines
+        return baselines.CLASSICAL_RECEIVERS[spec](scenario)
+    import tf_keras as keras
+    model = keras.models.load_model(os.path.join(spec, MODEL_FILENAME), compile=False)
+    return KerasReceiver(receiver_name(spec), model, scenario)

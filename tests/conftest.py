@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny scenarios of the real code paths (real Sionna, real CLIs)."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from deeprx import config  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return config.get_preset("tiny").scenario
+
+
+def awgn_scenario(num_prb=4, modulation="16qam"):
+    """One Rx antenna, flat unit channel, no interferer: the textbook AWGN link."""
+    base = config.get_preset("tiny").scenario
+    return dataclasses.replace(
+        base, num_rx=1, interferer=None, modulation=modulation,
+        carrier=dataclasses.replace(base.carrier, num_prb=num_prb),
+        channel=dataclasses.replace(base.channel, family="awgn"))
+
+
+def run_module(module, *args, timeout=600):
+    """Runs `python -m module args...` from the repo root; returns CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,125 @@
+"""The real `python -m deeprx.evaluate` CLI on the tiny preset."""
+
+import json
+import math
+import os
+
+import pytest
+
+from conftest import run_module
+from deeprx import ber
+
+FAST = ["--preset=tiny", "--sinr_db=0:16:8", "--max_bits=5000", "--batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def classical_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("eval") / "run")
+    result = run_module("deeprx.evaluate", *FAST, f"--out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out, result
+
+
+def test_writes_csv_summary_plot_and_config(classical_run):
+    out, result = classical_run
+    assert sorted(os.listdir(out)) == ["ber.csv", "ber.png", "config.json", "summary.json"]
+    rows = ber.read_csv(os.path.join(out, "ber.csv"))
+    assert list(rows[0]) == ["receiver", "sinr_db", "ber", "bit_errors", "bits"]
+    assert [(r["receiver"], float(r["sinr_db"])) for r in rows] == [
+        (name, s) for s in (0.0, 8.0, 16.0) for name in ("ls_lmmse", "perfect_lmmse")]
+    for row in rows:
+        assert int(row["bits"]) >= 5000
+        assert float(row["ber"]) == pytest.approx(int(row["bit_errors"]) / int(row["bits"]), rel=1e-5)
+    with open(os.path.join(out, "ber.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "[ 3/3] SINR" in result.stdout  # progress per SINR point
+
+
+def test_summary_equals_what_the_csv_implies(classical_run):
+    out, _ = classical_run
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    rows = ber.read_csv(os.path.join(out, "ber.csv"))
+    assert set(summary) == {"ls_lmmse", "perfect_lmmse"}
+    for name, entry in summary.items():
+        points = [(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"])) for r in rows
+                  if r["receiver"] == name]
+        logs = [math.log10(max(e, 1) / n) for _, e, n in points]
+        assert entry["gm_ber"] == pytest.approx(sum(logs) / len(logs), abs=1e-6)
+        for key, target in (("sinr_at_ber_1e-2", 1e-2), ("sinr_at_ber_1e-3", 1e-3)):
+            assert entry[key] == ber.sinr_at_ber(points, target)
+    # perfect CSI is never worse than LS estimates on the same slots
+    assert summary["perfect_lmmse"]["gm_ber"] < summary["ls_lmmse"]["gm_ber"]
+
+
+def test_separate_runs_see_the_same_slots(classical_run, tmp_path):
+    out, _ = classical_run
+    result = run_module("deeprx.evaluate", *FAST, "--receivers=ls_lmmse", f"--out={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = [r for r in ber.read_csv(os.path.join(out, "ber.csv")) if r["receiver"] == "ls_lmmse"]
+    again = ber.read_csv(os.path.join(tmp_path, "ber.csv"))
+    assert [(r["bit_errors"], r["bits"]) for r in first] == [(r["bit_errors"], r["bits"]) for r in again]
+
+
+def _save_model(directory, input_channels, output_bits, grid=(14, 24)):
+    import tf_keras as keras
+    inputs = keras.Input(shape=(*grid, input_channels))
+    outputs = keras.layers.Conv2D(output_bits, 1)(inputs)
+    os.makedirs(directory)
+    keras.Model(inputs, outputs).save(os.path.join(directory, "model.keras"))
+
+
+def test_evaluates_a_saved_keras_model_beside_the_classical_receivers(tmp_path):
+    model_dir = str(tmp_path / "rand_rx")
+    _save_model(model_dir, input_channels=10, output_bits=4)
+    out = str(tmp_path / "out")
+    result = run_module("deeprx.evaluate", *FAST, f"--receivers=ls_lmmse,{model_dir}", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert set(summary) == {"ls_lmmse", "rand_rx"}
+    # An untrained 1x1 conv guesses: its BER stays far above a real receiver's at 16 dB.
+    rows = ber.read_csv(os.path.join(out, "ber.csv"))
+    at_16 = {r["receiver"]: float(r["ber"]) for r in rows if float(r["sinr_db"]) == 16.0}
+    assert at_16["rand_rx"] > 0.1 > at_16["ls_lmmse"]
+
+
+def test_model_of_the_wrong_grid_is_rejected_in_one_line(tmp_path):
+    model_dir = str(tmp_path / "wrong")
+    _save_model(model_dir, input_channels=6, output_bits=4)
+    out = str(tmp_path / "out")
+    result = run_module("deeprx.evaluate", *FAST, f"--receivers={model_dir}", f"--out={out}")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --receivers: model 'wrong' has input shape")
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("preset", "huge", "unknown preset"),
+    ("receivers", "ls_lmmse,zf", "neither a classical receiver"),
+    ("receivers", "/no/such/model_dir", "neither a classical receiver"),
+    ("sinr_db", "10:0:2", "inverted"),
+    ("sinr_db", "", "expected LO:HI:STEP"),
+    ("num_prb", "0", "num_prb"),
+    ("modulation", "8psk", "modulation"),
+    ("num_dmrs", "3", "num_dmrs"),
+    ("num_rx", "3", "num_rx"),
+    ("channel", "rayleigh", "channel"),
+    ("max_bits", "0", "max_bits"),
+    ("num_prb", "two", "num_prb"),
+])
+def test_bad_flags_fail_before_compute_with_one_line(tmp_path, flag, value, needle):
+    out = str(tmp_path / "out")
+    result = run_module("deeprx.evaluate", "--preset=tiny", f"--{flag}={value}", f"--out={out}", timeout=60)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and f"--{flag}" in lines[0] and needle in lines[0]
+    assert not os.path.exists(out)
+
+
+def test_out_that_is_a_file_is_rejected(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    result = run_module("deeprx.evaluate", "--preset=tiny", f"--out={path}", timeout=60)
+    assert result.returncode != 0 and "--out" in result.stderr and path.read_text() == "x"
