@@ -1,0 +1,213 @@
+"""DeepRx, the fully convolutional ResNet receiver, and its FLOP accounting.
+
+Architecture (PAPER.md section 1; Honkala et al., IEEE TWC 2021):
+  input [batch, 14, K, 2(2N+1)]
+  -> 3x3 conv to the stem width
+  -> ResNet blocks, pre-activation, each twice:
+       BN -> ReLU -> dilated depthwise 3x3 (depth multiplier) -> 1x1 conv
+     plus the block's input (through a 1x1 projection where the width changes)
+  -> BN -> ReLU -> 1x1 conv: one logit per bit of each RE  [batch, 14, K, m]
+
+The architecture is first a plan, a list of `Layer` records in pure Python; the Keras
+model is built from the plan, and FLOPs/parameters per layer and per block are counted
+on the same plan, so they describe exactly the model that runs. Real-valued, no Sionna.
+
+FLOP conventions, for one slot (one inference): a multiply-accumulate is 2 FLOPs;
+bias add 1 per output element; batch normalization at inference 2 per element (scale,
+shift); ReLU and residual add 1 per element.
+"""
+
+import dataclasses
+import math
+from typing import List, Optional, Tuple
+
+from deeprx import config as config_lib
+
+PAPER_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 128, 128, 64, 64)
+PAPER_DILATIONS = ((1, 1), (1, 1), (2, 3), (2, 3), (2, 3), (3, 6), (2, 3), (2, 3), (2, 3), (1, 1), (1, 1))
+VARIANTS = ("paper", "edge")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepRxConfig:
+    """DeepRx size and shape.
+
+    widths/dilations: one entry per ResNet block, (time, frequency) dilations.
+    width_multiplier: scales the stem and every block width (rounded, at least 4).
+    variant: "paper" uses `dilations` as given; "edge" makes every dilation equal in
+      time and frequency (the larger of the two), as the Edge TPU compiler requires.
+    """
+    widths: Tuple[int, ...] = PAPER_WIDTHS
+    dilations: Tuple[Tuple[int, int], ...] = PAPER_DILATIONS
+    stem_width: int = 64
+    width_multiplier: float = 1.0
+    depth_multiplier: int = 2
+    variant: str = "paper"
+
+    def __post_init__(self):
+        if not self.widths or len(self.widths) != len(self.dilations):
+            raise ValueError(f"widths and dilations need one entry per block, got {len(self.widths)} "
+                             f"and {len(self.dilations)}")
+        if any(not isinstance(w, int) or w < 1 for w in (*self.widths, self.stem_width)):
+            raise ValueError(f"widths must be positive integers, got {self.widths}")
+        if any(len(d) != 2 or min(d) < 1 for d in self.dilations):
+            raise ValueError(f"dilations must be (time, frequency) pairs >= 1, got {self.dilations}")
+        if not self.width_multiplier > 0:
+            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier}")
+        if not isinstance(self.depth_multiplier, int) or self.depth_multiplier < 1:
+            raise ValueError(f"depth_multiplier must be a positive integer, got {self.depth_multiplier}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"model variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+
+    def scaled(self, width: int) -> int:
+        return max(4, int(round(width * self.width_multiplier)))
+
+    @property
+    def block_widths(self) -> Tuple[int, ...]:
+        return tuple(self.scaled(w) for w in self.widths)
+
+    @property
+    def block_dilations(self) -> Tuple[Tuple[int, int], ...]:
+        if self.variant == "edge":
+            return tuple((max(d), max(d)) for d in self.dilations)
+        return tuple(tuple(d) for d in self.dilations)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One layer of the plan, with the grid it runs on (height = symbols, width = subcarriers)."""
+    name: str
+    kind: str            # conv, depthwise, bn, relu, add
+    block: str           # "stem", "block1".., "head"
+    height: int
+    width: int
+    channels_in: int
+    channels_out: int
+    kernel: int = 1
+    dilation: Tuple[int, int] = (1, 1)
+    use_bias: bool = False
+
+    @property
+    def flops(self) -> int:
+        positions = self.height * self.width
+        if self.kind == "conv":
+            macs = positions * self.kernel ** 2 * self.channels_in * self.channels_out
+            return 2 * macs + (positions * self.channels_out if self.use_bias else 0)
+        if self.kind == "depthwise":
+            macs = positions * self.kernel ** 2 * self.channels_out
+            return 2 * macs + (positions * self.channels_out if self.use_bias else 0)
+        if self.kind == "bn":
+            return 2 * positions * self.channels_out
+        return positions * self.channels_out  # relu, add
+
+    @property
+    def params(self) -> int:
+        if self.kind == "conv":
+            return self.kernel ** 2 * self.channels_in * self.channels_out + (self.channels_out if self.use_bias else 0)
+        if self.kind == "depthwise":
+            return self.kernel ** 2 * self.channels_out + (self.channels_out if self.use_bias else 0)
+        if self.kind == "bn":
+            return 4 * self.channels_out  # gamma, beta, moving mean, moving variance
+        return 0
+
+
+def plan(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig) -> List[Layer]:
+    """The layers of DeepRx for this scenario, in execution order."""
+    height, width = scenario.grid_shape
+    layers = []
+
+    def add(name, kind, block, cin, cout, **kwargs):
+        layers.append(Layer(name, kind, block, height, width, cin, cout, **kwargs))
+
+    channels = model_config.scaled(model_config.stem_width)
+    add("stem_conv", "conv", "stem", scenario.num_input_channels, channels, kernel=3, use_bias=True)
+    dm = model_config.depth_multiplier
+    for index, (out, dilation) in enumerate(zip(model_config.block_widths, model_config.block_dilations)):
+        block = f"block{index + 1}"
+        if out != channels:
+            add(f"{block}_projection", "conv", block, channels, out, use_bias=True)
+        cin = channels
+        for unit in (1, 2):
+            add(f"{block}_bn{unit}", "bn", block, cin, cin)
+            add(f"{block}_relu{unit}", "relu", block, cin, cin)
+            add(f"{block}_depthwise{unit}", "depthwise", block, cin, cin * dm, kernel=3, dilation=dilation)
+            add(f"{block}_pointwise{unit}", "conv", block, cin * dm, out, use_bias=True)
+            cin = out
+        add(f"{block}_add", "add", block, out, out)
+        channels = out
+    add("head_bn", "bn", "head", channels, channels)
+    add("head_relu", "relu", "head", channels, channels)
+    add("head_conv", "conv", "head", channels, scenario.bits_per_symbol, use_bias=True)
+    return layers
+
+
+def flops_per_slot(model_config, scenario) -> int:
+    return sum(layer.flops for layer in plan(model_config, scenario))
+
+
+def params(model_config, scenario) -> int:
+    return sum(layer.params for layer in plan(model_config, scenario))
+
+
+def block_costs(model_config, scenario) -> List[dict]:
+    """FLOPs and parameters per block ("stem", "block1".., "head"), in order."""
+    costs = {}
+    for layer in plan(model_config, scenario):
+        entry = costs.setdefault(layer.block, {"block": layer.block, "flops": 0, "params": 0})
+        entry["flops"] += layer.flops
+        entry["params"] += layer.params
+    return list(costs.values())
+
+
+def size_for_flops(model_config: DeepRxConfig, scenario, target_flops: float) -> DeepRxConfig:
+    """The config with the width multiplier whose model lands closest to `target_flops`
+    per slot (bisection on the multiplier, then the best of the neighbouring widths)."""
+    if not target_flops > 0:
+        raise ValueError(f"the FLOP budget must be positive, got {target_flops}")
+
+    def at(multiplier):
+        return dataclasses.replace(model_config, width_multiplier=multiplier)
+
+    low, high = 1e-3, 64.0
+    smallest = flops_per_slot(at(low), scenario)
+    if target_flops <= smallest:
+        raise ValueError(f"a FLOP budget of {target_flops:.3g} is below the smallest DeepRx of this "
+                         f"shape ({smallest:.3g} FLOPs per slot, every width 4)")
+    for _ in range(60):
+        middle = math.sqrt(low * high)
+        if flops_per_slot(at(middle), scenario) < target_flops:
+            low = middle
+        else:
+            high = middle
+    candidates = [at(low), at(high)]
+    return min(candidates, key=lambda c: abs(flops_per_slot(c, scenario) - target_flops))
+
+
+def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: str = "deeprx"):
+    """The Keras (tf_keras) functional model of the plan: [B, 14, K, C] -> logits [B, 14, K, m]."""
+    import tf_keras as keras
+    layers = keras.layers
+    height, width = scenario.grid_shape
+    inputs = keras.Input(shape=(height, width, scenario.num_input_channels), name="inputs")
+    x = block_input = inputs
+    current_block = None
+    for layer in plan(model_config, scenario):
+        if layer.block != current_block:
+            current_block, block_input = layer.block, x
+        if layer.name.endswith("_projection"):
+            block_input = layers.Conv2D(layer.channels_out, 1, name=layer.name)(block_input)
+            continue
+        if layer.kind == "conv":
+            x = layers.Conv2D(layer.channels_out, layer.kernel, padding="same", use_bias=layer.use_bias,
+                              name=layer.name)(x)
+        elif layer.kind == "depthwise":
+            x = layers.DepthwiseConv2D(layer.kernel, padding="same", depth_multiplier=layer.channels_out
+                                       // layer.channels_in, dilation_rate=layer.dilation,
+                                       use_bias=layer.use_bias, name=layer.name)(x)
+        elif layer.kind == "bn":
+            x = layers.BatchNormalization(name=layer.name)(x)
+        elif layer.kind == "relu":
+            x = layers.ReLU(name=layer.name)(x)
+        elif layer.kind == "add":
+            x = layers.Add(name=layer.name)([block_input, x])
+    return keras.Model(inputs, x, name=name)
