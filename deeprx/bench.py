@@ -1,0 +1,79 @@
+"""The measurement bench: BER vs SINR of receivers on the same slots, and its outputs.
+
+Library code behind `python -m deeprx.evaluate` and the final evaluation of training runs.
+"""
+
+import os
+import platform
+import time
+
+from deeprx import ber as ber_lib
+
+
+def title(preset_name, scenario, evaluation):
+    """One-line description of an evaluation, for logs and plot titles."""
+    interferer = ("no interferer" if scenario.interferer is None
+                  else f"interferer SIR {scenario.interferer.sir_db[0]:g}..{scenario.interferer.sir_db[1]:g} dB")
+    models = "/".join(scenario.channel.models(evaluation.channel_set))
+    return (f"{preset_name}: {scenario.carrier.num_prb} PRB, {scenario.modulation}, "
+            f"{scenario.dmrs.num_symbols} DMRS, {scenario.num_rx} Rx, "
+            f"{scenario.channel.family.upper()} {models} ({evaluation.channel_set}), {interferer}")
+
+
+def provenance():
+    """Date and machine, for every result file."""
+    return {"date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
+
+
+def simulate(receivers, scenario, evaluation, log=print):
+    """Runs every receiver on the same slots at each SINR point; returns ber.csv rows.
+
+    A point stops when every receiver has evaluation.target_bit_errors errors or
+    evaluation.max_bits bits have been simulated.
+    """
+    import tensorflow as tf
+    from deeprx import data as data_lib
+
+    generator = data_lib.SlotGenerator(scenario, evaluation.channel_set)
+    rows = []
+    start = time.time()
+    for index, sinr_db in enumerate(evaluation.sinr_db):
+        errors = {r.name: 0 for r in receivers}
+        bits = 0
+        batch_index = 0
+        point_start = time.time()
+        while True:
+            seed = data_lib.slot_seed("eval", evaluation.seed, index, batch_index)
+            batch = generator(evaluation.batch_size, seed, sinr_db=sinr_db)
+            truth = batch.bits > 0.5
+            mask = tf.cast(batch.data_mask[..., None], tf.bool)
+            for receiver in receivers:
+                wrong = tf.logical_and(tf.not_equal(receiver(batch) > 0.0, truth), mask)
+                errors[receiver.name] += int(tf.math.count_nonzero(wrong))
+            bits += int(tf.math.count_nonzero(batch.data_mask)) * scenario.bits_per_symbol
+            batch_index += 1
+            if min(errors.values()) >= evaluation.target_bit_errors or bits >= evaluation.max_bits:
+                break
+        for receiver in receivers:
+            rows.append(ber_lib.make_row(receiver.name, sinr_db, errors[receiver.name], bits))
+        elapsed = time.time() - start
+        remaining = elapsed / (index + 1) * (len(evaluation.sinr_db) - index - 1)
+        status = "  ".join(f"{name} {errors[name] / bits:.2e} ({errors[name]} err)" for name in errors)
+        log(f"[{index + 1:2d}/{len(evaluation.sinr_db)}] SINR {sinr_db:6.1f} dB | {status} | "
+            f"{bits} bits in {time.time() - point_start:.1f} s | ETA {remaining:.0f} s", flush=True)
+    return rows
+
+
+def write_outputs(out_dir, rows, run_config, title):
+    """ber.csv, summary.json, ber.png and config.json in out_dir, each written atomically."""
+    from deeprx import plots
+    os.makedirs(out_dir, exist_ok=True)
+    summary = ber_lib.summarize(rows)
+    ber_lib.write_csv(os.path.join(out_dir, "ber.csv"), rows)
+    ber_lib.write_json(os.path.join(out_dir, "summary.json"), summary)
+    ber_lib.write_json(os.path.join(out_dir, "config.json"), run_config)
+    plots.ber_vs_sinr(rows, os.path.join(out_dir, "ber.png"), title)
+    return summary
+
+

@@ -1,0 +1,34 @@
+"""Run directories: what a run's settings are, and whether a workdir can take them."""
+
+import json
+import os
+
+from deeprx import config as config_lib
+
+# Settings a resumed run may change: it only trains longer or logs differently.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every")
+
+
+def run_config_dict(preset_name, scenario, model_config, train_config):
+    return {"preset": preset_name, "scenario": config_lib.to_dict(scenario),
+            "model": config_lib.to_dict(model_config), "train": config_lib.to_dict(train_config)}
+
+
+def check_workdir(workdir, run_config):
+    """Raises ValueError if `workdir` is a file or holds a run of other settings
+    (everything but the step count, checkpoint and log intervals must match)."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"{workdir!r} exists and is not a directory")
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    if _comparable(saved) != _comparable(json.loads(json.dumps(run_config))):
+        raise ValueError(f"{workdir!r} holds a run with other settings (see its config.json); "
+                         "use another --workdir or the same flags")
+
+
+def _comparable(run_config):
+    train = {k: v for k, v in run_config["train"].items() if k not in RESUMABLE_CHANGES}
+    return {**run_config, "train": train}

@@ -1,0 +1,72 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from deeprx import config, model
+
+
+@pytest.mark.parametrize("variant", model.VARIANTS)
+def test_output_shape_of_each_variant(tiny, variant):
+    cfg = model.DeepRxConfig(width_multiplier=0.25, variant=variant)
+    keras_model = model.build(cfg, tiny)
+    inputs = np.random.default_rng(0).normal(size=(2, 14, 24, tiny.num_input_channels)).astype(np.float32)
+    assert keras_model(inputs).shape == (2, 14, 24, tiny.bits_per_symbol)
+    dilations = {tuple(layer.dilation_rate) for layer in keras_model.layers if "depthwise" in layer.name}
+    if variant == "edge":
+        assert all(t == f for t, f in dilations) and (6, 6) in dilations
+    else:
+        assert dilations == {(1, 1), (2, 3), (3, 6)}
+
+
+@pytest.mark.parametrize("multiplier", [1.0, 0.3])
+def test_plan_parameters_equal_the_keras_model(tiny, multiplier):
+    cfg = model.DeepRxConfig(width_multiplier=multiplier)
+    assert model.params(cfg, tiny) == model.build(cfg, tiny).count_params()
+
+
+def test_full_deeprx_has_the_reference_size():
+    paper = config.get_preset("paper").scenario
+    cfg = model.DeepRxConfig()
+    assert model.params(cfg, paper) == pytest.approx(1.23e6, rel=0.01)   # repro: about 1.23 M
+    assert model.flops_per_slot(cfg, paper) == pytest.approx(10e9, rel=0.1)  # PAPER.md: about 10 GFLOPs
+
+
+def test_flops_of_one_block_equal_a_hand_count(tiny):
+    # block3: 64 -> 128 channels, depth multiplier 2, on a 14 x 24 grid.
+    hw = 14 * 24
+    projection = 2 * hw * 64 * 128 + hw * 128
+    unit1 = 2 * hw * 64 + hw * 64 + 2 * hw * 9 * 128 + (2 * hw * 128 * 128 + hw * 128)
+    unit2 = 2 * hw * 128 + hw * 128 + 2 * hw * 9 * 256 + (2 * hw * 256 * 128 + hw * 128)
+    add = hw * 128
+    costs = {c["block"]: c for c in model.block_costs(model.DeepRxConfig(), tiny)}
+    assert costs["block3"]["flops"] == projection + unit1 + unit2 + add
+    assert costs["block3"]["params"] == (64 * 128 + 128) + (4 * 64 + 9 * 128 + 128 * 128 + 128) \
+        + (4 * 128 + 9 * 256 + 256 * 128 + 128)
+    assert sum(c["flops"] for c in costs.values()) == model.flops_per_slot(model.DeepRxConfig(), tiny)
+
+
+@pytest.mark.parametrize("fraction", [11 / 30, 0.1, 0.5, 2.0])
+def test_flop_budget_sizing_lands_within_ten_percent(fraction):
+    scenario = config.get_preset("cpu").scenario
+    teacher = model.DeepRxConfig()
+    budget = fraction * model.flops_per_slot(teacher, scenario)
+    student = model.size_for_flops(teacher, scenario, budget)
+    assert model.flops_per_slot(student, scenario) == pytest.approx(budget, rel=0.10)
+    assert student.variant == teacher.variant and student.widths == teacher.widths
+
+
+def test_flop_budget_below_the_smallest_model_is_rejected(tiny):
+    with pytest.raises(ValueError, match="below the smallest"):
+        model.size_for_flops(model.DeepRxConfig(), tiny, 1e3)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(widths=(64, 64), dilations=((1, 1),)), "one entry per block"),
+    (dict(width_multiplier=0.0), "width_multiplier"),
+    (dict(depth_multiplier=0), "depth_multiplier"),
+    (dict(variant="tpu"), "variant"),
+])
+def test_bad_model_configs(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        model.DeepRxConfig(**kwargs)

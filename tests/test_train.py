@@ -1,0 +1,122 @@
+"""Training: the library loop on a tiny model, and the real CLI with smoke.flags."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, run_module
+from deeprx import config, data, losses, model, training
+
+
+def test_training_lowers_the_loss_on_held_out_slots(tiny, tmp_path):
+    keras_model = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny)
+    held_out = data.SlotGenerator(tiny, "train")(32, seed=data.slot_seed("held-out"))
+
+    def loss():
+        return float(losses.masked_bce(held_out.bits, keras_model(held_out.inputs, training=False),
+                                       held_out.data_mask))
+
+    before = loss()
+    train_config = config.TrainConfig(steps=25, batch_size=8, learning_rate=1e-2, warmup_steps=2,
+                                      checkpoint_every=25, log_every=25)
+    timing = training.Trainer(keras_model, tiny, train_config, str(tmp_path), log=lambda *a, **k: None).fit()
+    assert timing["steps_this_run"] == 25
+    assert loss() < before - 0.01
+    assert os.path.isfile(os.path.join(tmp_path, "checkpoints", "ckpt-25.index"))
+
+
+def test_warmup_cosine_schedule():
+    schedule = training.WarmupCosine(1e-3, 10, 110, 0.01)
+    assert float(schedule(0)) == pytest.approx(1e-4)
+    assert float(schedule(10)) == pytest.approx(1e-3)
+    assert float(schedule(60)) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
+    assert float(schedule(110)) == pytest.approx(1e-5)
+
+
+def test_smoke_flags_train_end_to_end(tmp_path):
+    workdir = str(tmp_path / "smoke")
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={workdir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("config.json", "flags.txt", "model.keras", "train.json", "eval/summary.json",
+                 "eval/ber.csv", "eval/ber.png", "checkpoints/ckpt-6.index", "checkpoints/ckpt-3.index"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "tb"))
+    assert "step 6/6 | loss" in result.stdout and "slots/s" in result.stdout and "ETA" in result.stdout
+    with open(os.path.join(workdir, "eval", "summary.json")) as f:
+        assert set(json.load(f)) == {"smoke", "ls_lmmse", "perfect_lmmse"}
+    with open(os.path.join(workdir, "flags.txt")) as f:
+        assert "--preset=tiny" in f.read()
+    # The saved model is a receiver for the evaluation CLI.
+    out = str(tmp_path / "eval2")
+    again = run_module("deeprx.evaluate", "--preset=tiny", f"--receivers={workdir}", f"--out={out}",
+                       "--max_bits=2000", "--sinr_db=0:10:10")
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def _optimizer_iterations(checkpoint_prefix):
+    reader = tf.train.load_checkpoint(checkpoint_prefix)
+    names = [n for n, _ in tf.train.list_variables(checkpoint_prefix) if n.startswith("optimizer/_iterations")]
+    return int(reader.get_tensor(names[0]))
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    workdir = str(tmp_path / "resume")
+    args = ["--flagfile=smoke.flags", f"--workdir={workdir}", "--noeval"]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    process = subprocess.Popen([sys.executable, "-m", "deeprx.train", *args, "--steps=200"], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = os.path.join(workdir, "checkpoints", "ckpt-3.index")
+    deadline = time.time() + 300
+    while not os.path.exists(first) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert os.path.exists(first)
+    saved = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    stopped_at = int(saved.rsplit("-", 1)[1])
+    assert stopped_at >= 3
+
+    target = stopped_at + 3
+    result = run_module("deeprx.train", *args, f"--steps={target}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from checkpoint at step {stopped_at}" in result.stdout
+    progress = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert progress[0].startswith(f"step {stopped_at + 1}/{target}")
+    final = os.path.join(workdir, "checkpoints", f"ckpt-{target}")
+    assert _optimizer_iterations(final) == target  # optimizer state continued, not restarted
+    with open(os.path.join(workdir, "train.json")) as f:
+        assert json.load(f)["steps_this_run"] == 3
+
+
+@pytest.mark.parametrize("flag, needle", [
+    ("--preset=huge", "--preset: unknown preset"),
+    ("--steps=0", "--steps: steps must be a positive integer"),
+    ("--learning_rate=-0.1", "--learning_rate: learning_rate must be positive"),
+    ("--model_mflops=0.001", "--model_mflops: a FLOP budget"),
+    ("--model_variant=tpu", "--model_variant"),
+])
+def test_bad_flags_fail_before_compute(tmp_path, flag, needle):
+    workdir = str(tmp_path / "run")
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={workdir}", flag, timeout=60)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert not os.path.exists(workdir)
+
+
+def test_workdir_that_is_a_file_or_holds_other_settings_is_rejected(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={path}", timeout=60)
+    assert result.returncode != 0 and result.stderr.strip().startswith("error: --workdir:")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"preset": "cpu", "scenario": {}, "model": {}, "train": {}}))
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={other}", timeout=60)
+    assert result.returncode != 0 and "holds a run with other settings" in result.stderr
