@@ -170,7 +170,7 @@ class SlotGenerator:
         self._interferer_pilots = tf.constant(pilot_grid(scenario, scenario.dmrs.scrambling_id + 1))
         self._data_mask = tf.constant(data_mask(scenario))
         self._channel = ChannelSampler(scenario, channel_set)
-        self._graph = tf.function(self._generate)
+        self._graph = tf.function(self.draw)
 
     def __call__(self, batch_size: int, seed, sinr_db=None) -> Batch:
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -190,11 +190,11 @@ class SlotGenerator:
         grid = tf.where(self._data_mask > 0, symbols, pilots)
         return bits, grid
 
-    def _generate(self, batch_size, seed, sinr_db):
+    def draw(self, batch_size, seed, sinr_db=None):
+        """The un-wrapped generator, for use inside another tf.function (seed: int64 tensor)."""
         zero = tf.constant(0, tf.int64)
         sionna_config.tf_rng.reset(tf.stack([zero, zero, seed]))
         rng = sionna_config.tf_rng
-        num_rx = self.scenario.num_rx
         interferer = self.scenario.interferer
 
         bits, x = self._grid(batch_size, self._pilots)

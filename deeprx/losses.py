@@ -11,3 +11,27 @@ def masked_bce(bits, logits, data_mask):
     per_bit = tf.nn.sigmoid_cross_entropy_with_logits(labels=bits, logits=logits)
     mask = tf.broadcast_to(data_mask[..., None], tf.shape(per_bit))
     return tf.reduce_sum(per_bit * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+KD_REDUCTIONS = ("mean", "sum")
+
+
+def tempered_bernoulli_kl(teacher_logits, student_logits, temperature, data_mask, reduction="mean"):
+    """KL(p_teacher || p_student) of the per-bit Bernoulli pairs p = sigmoid(z / T).
+
+    PAPER.md eq. 2 with softmax over the two values of one bit. "mean" averages over
+    the data bits of the batch (the scale of `masked_bce`); "sum" adds them up per slot
+    and averages over slots, the scale at which the paper's alpha = 5e5 leaves the KD
+    term a say next to alpha x the (mean) student loss.
+    """
+    dtype = student_logits.dtype
+    t = tf.cast(temperature, dtype)
+    zt, zs = teacher_logits / t, student_logits / t
+    p_teacher = tf.sigmoid(zt)
+    per_bit = (p_teacher * (tf.math.log_sigmoid(zt) - tf.math.log_sigmoid(zs))
+               + (1.0 - p_teacher) * (tf.math.log_sigmoid(-zt) - tf.math.log_sigmoid(-zs)))
+    mask = tf.broadcast_to(tf.cast(data_mask, dtype)[..., None], tf.shape(per_bit))
+    total = tf.reduce_sum(per_bit * mask)
+    if reduction == "sum":
+        return total / tf.cast(tf.shape(per_bit)[0], dtype)
+    return total / tf.maximum(tf.reduce_sum(mask), 1.0)

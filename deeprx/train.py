@@ -87,8 +87,7 @@ def main(argv):
     workdir = FLAGS.workdir
     os.makedirs(workdir, exist_ok=True)
     ber_lib.write_json(os.path.join(workdir, "config.json"), run_config)
-    FLAGS.append_flags_into_file(os.path.join(workdir, "flags.txt")) if not os.path.exists(
-        os.path.join(workdir, "flags.txt")) else None
+    ber_lib.atomic_write(os.path.join(workdir, "flags.txt"), lambda f: f.write(FLAGS.flags_into_string()))
     name = os.path.basename(os.path.normpath(workdir))
     model = model_lib.build(model_config, scenario, name="deeprx")
     flops = model_lib.flops_per_slot(model_config, scenario)

@@ -55,10 +55,9 @@ class Trainer:
         self.model, self.scenario, self.config = model, scenario, train_config
         self.workdir, self.log = workdir, log
         self.generator = data_lib.SlotGenerator(scenario, "train")
-        schedule = WarmupCosine(train_config.learning_rate, train_config.warmup_steps,
-                                train_config.steps, train_config.final_lr_fraction)
-        self.schedule = schedule
-        self.optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        self.schedule = WarmupCosine(train_config.learning_rate, train_config.warmup_steps,
+                                     train_config.steps, train_config.final_lr_fraction)
+        self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
@@ -79,7 +78,7 @@ class Trainer:
         return loss
 
     def _draw_and_apply(self, seed):
-        batch = self.generator._generate(self.config.batch_size, seed, None)
+        batch = self.generator.draw(self.config.batch_size, seed)
         loss = self._update(batch.inputs, batch.bits, batch.data_mask)
         self.step.assign_add(1)
         return loss

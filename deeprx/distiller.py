@@ -1,0 +1,97 @@
+"""Knowledge distillation of a bit-logit receiver, in the keras-io `Distiller` shape.
+
+The teacher runs outside the gradient tape and is never updated; only the student
+learns. Losses count data REs only. Data: (inputs, bits, data_mask) as
+(x, y, sample_weight).
+"""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from deeprx import losses
+
+FORMS = ("paper", "hinton")
+
+
+class Distiller(keras.Model):
+    """Trains `student` from a frozen `teacher`; both map inputs to bit logits."""
+
+    def __init__(self, student, teacher, **kwargs):
+        super().__init__(**kwargs)
+        for what in ("input_shape", "output_shape"):
+            if tuple(getattr(student, what)[1:]) != tuple(getattr(teacher, what)[1:]):
+                raise ValueError(f"teacher and student disagree on the grid or bits per RE: teacher "
+                                 f"{what} {getattr(teacher, what)}, student {getattr(student, what)}")
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+
+    def compile(self, optimizer, metrics=None, student_loss_fn=losses.masked_bce,
+                distillation_loss_fn=losses.tempered_bernoulli_kl, alpha=5e5, temperature=3.0,
+                form="paper", kd_reduction="mean"):
+        """Configures distillation.
+
+        Args:
+          optimizer: optimizer of the student's weights.
+          metrics: Keras metrics of the student's logits against the bits.
+          student_loss_fn: (bits, logits, data_mask) -> loss on the true bits.
+          distillation_loss_fn: (teacher_logits, student_logits, temperature, data_mask,
+            reduction) -> KD loss.
+          alpha: weight of the student loss. "paper": L = alpha * L_student + L_KD
+            (PAPER.md eq. 2); "hinton": L = alpha * L_student + (1 - alpha) * T^2 * L_KD,
+            alpha in [0, 1].
+          temperature: T > 0, the logits are divided by it in the KD loss.
+          form: "paper" or "hinton".
+          kd_reduction: "mean" or "sum" over the data bits of a slot (losses module).
+        """
+        check_kd_settings(alpha, temperature, form, kd_reduction)
+        super().compile(optimizer=optimizer, metrics=metrics)
+        self.student_loss_fn = student_loss_fn
+        self.distillation_loss_fn = distillation_loss_fn
+        self.alpha, self.temperature = float(alpha), float(temperature)
+        self.form, self.kd_reduction = form, kd_reduction
+
+    def combine(self, student_loss, distillation_loss):
+        """The total loss of the chosen form."""
+        if self.form == "paper":
+            return self.alpha * student_loss + distillation_loss
+        return self.alpha * student_loss + (1.0 - self.alpha) * self.temperature ** 2 * distillation_loss
+
+    def train_step(self, data):
+        inputs, bits, data_mask = keras.utils.unpack_x_y_sample_weight(data)
+        teacher_logits = self.teacher(inputs, training=False)
+        with tf.GradientTape() as tape:
+            student_logits = self.student(inputs, training=True)
+            student_loss = self.student_loss_fn(bits, student_logits, data_mask)
+            distillation_loss = self.distillation_loss_fn(teacher_logits, student_logits, self.temperature,
+                                                          data_mask, self.kd_reduction)
+            loss = self.combine(student_loss, distillation_loss)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.compiled_metrics.update_state(bits, student_logits)
+        return {"loss": loss, "student_loss": student_loss, "distillation_loss": distillation_loss,
+                **{m.name: m.result() for m in self.metrics}}
+
+    def test_step(self, data):
+        inputs, bits, data_mask = keras.utils.unpack_x_y_sample_weight(data)
+        student_logits = self.student(inputs, training=False)
+        self.compiled_metrics.update_state(bits, student_logits)
+        return {"student_loss": self.student_loss_fn(bits, student_logits, data_mask),
+                **{m.name: m.result() for m in self.metrics}}
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+
+def check_kd_settings(alpha, temperature, form, kd_reduction):
+    """Raises ValueError naming the bad setting (alpha, temperature, kd_form, kd_reduction)."""
+    if form not in FORMS:
+        raise ValueError(f"kd_form must be one of {', '.join(FORMS)}, got {form!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    if not alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    if form == "hinton" and alpha > 1:
+        raise ValueError(f"alpha must be in [0, 1] for the hinton form, got {alpha!r}")
+    if kd_reduction not in losses.KD_REDUCTIONS:
+        raise ValueError(f"kd_reduction must be one of {', '.join(losses.KD_REDUCTIONS)}, got {kd_reduction!r}")

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from deeprx import data, distiller, losses, model
+
+
+def numpy_tempered_kl(teacher, student, temperature, mask):
+    pt = 1 / (1 + np.exp(-teacher / temperature))
+    ps = 1 / (1 + np.exp(-student / temperature))
+    kl = pt * np.log(pt / ps) + (1 - pt) * np.log((1 - pt) / (1 - ps))
+    full_mask = np.broadcast_to(mask[..., None], kl.shape)
+    return (kl * full_mask).sum() / full_mask.sum(), (kl * full_mask).sum() / kl.shape[0]
+
+
+@pytest.fixture(scope="module")
+def logits():
+    rng = np.random.default_rng(0)
+    shape = (3, 14, 24, 4)
+    mask = np.ones(shape[:3], np.float32)
+    mask[:, 2] = 0
+    return (rng.normal(0, 3, shape).astype(np.float32), rng.normal(0, 3, shape).astype(np.float32), mask)
+
+
+def test_kd_loss_is_zero_for_equal_logits_and_positive_otherwise(logits):
+    teacher, student, mask = logits
+    assert float(losses.tempered_bernoulli_kl(teacher, teacher, 3.0, mask)) == pytest.approx(0.0, abs=1e-7)
+    assert float(losses.tempered_bernoulli_kl(teacher, student, 3.0, mask)) > 0.01
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0, 5.0])
+def test_kd_loss_equals_numpy_reference(logits, temperature):
+    teacher, student, mask = logits
+    mean, per_slot_sum = numpy_tempered_kl(teacher.astype(np.float64), student.astype(np.float64), temperature, mask)
+    got_mean = float(losses.tempered_bernoulli_kl(teacher, student, temperature, mask, "mean"))
+    got_sum = float(losses.tempered_bernoulli_kl(teacher, student, temperature, mask, "sum"))
+    assert got_mean == pytest.approx(mean, rel=1e-4)
+    assert got_sum == pytest.approx(per_slot_sum, rel=1e-4)
+
+
+def test_kd_ignores_non_data_res(logits):
+    teacher, student, mask = logits
+    changed = student.copy()
+    changed[:, 2] += 10.0  # DMRS symbol: masked out
+    assert float(losses.tempered_bernoulli_kl(teacher, changed, 3.0, mask)) == pytest.approx(
+        float(losses.tempered_bernoulli_kl(teacher, student, 3.0, mask)))
+
+
+@pytest.fixture()
+def pair(tiny):
+    teacher = model.build(model.DeepRxConfig(width_multiplier=0.25), tiny, name="teacher")
+    student = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny, name="student")
+    return teacher, student
+
+
+@pytest.mark.parametrize("form, alpha, temperature", [("paper", 5e5, 3.0), ("hinton", 0.3, 2.0)])
+def test_loss_forms_match_their_formulas(pair, form, alpha, temperature):
+    teacher, student = pair
+    d = distiller.Distiller(student=student, teacher=teacher)
+    d.compile(keras.optimizers.Adam(1e-3), alpha=alpha, temperature=temperature, form=form)
+    ls, lkd = 0.7, 0.05
+    expected = alpha * ls + lkd if form == "paper" else alpha * ls + (1 - alpha) * temperature ** 2 * lkd
+    assert d.combine(ls, lkd) == pytest.approx(expected)
+
+
+def test_train_step_updates_the_student_and_never_the_teacher(pair, tiny):
+    teacher, student = pair
+    d = distiller.Distiller(student=student, teacher=teacher)
+    d.compile(keras.optimizers.Adam(1e-2), alpha=1.0, temperature=3.0, form="paper", kd_reduction="sum")
+    batch = data.SlotGenerator(tiny)(4, seed=0)
+    teacher_before = [w.copy() for w in teacher.get_weights()]  # includes BN moving statistics
+    student_before = [w.copy() for w in student.get_weights()]
+    out = d.train_step((batch.inputs, batch.bits, batch.data_mask))
+    assert {"loss", "student_loss", "distillation_loss"} <= set(out)
+    assert float(out["distillation_loss"]) > 0
+    for before, after in zip(teacher_before, teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    changed = [not np.array_equal(b, a) for b, a in zip(student_before, student.get_weights())]
+    assert all(changed[i] for i, v in enumerate(student.weights) if v.trainable)
+    evaluation = d.test_step((batch.inputs, batch.bits, batch.data_mask))
+    assert float(evaluation["student_loss"]) > 0
+
+
+def test_teacher_student_grid_mismatch_is_rejected(tiny):
+    import dataclasses
+    teacher = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny)
+    other = dataclasses.replace(tiny, modulation="qpsk")
+    student = model.build(model.DeepRxConfig(width_multiplier=0.125), other)
+    with pytest.raises(ValueError, match="disagree on the grid or bits per RE"):
+        distiller.Distiller(student=student, teacher=teacher)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(temperature=0.0), "temperature"), (dict(temperature=-1.0), "temperature"),
+    (dict(alpha=-1.0), "alpha"), (dict(alpha=2.0, form="hinton"), "alpha"),
+    (dict(form="softmax"), "kd_form"), (dict(kd_reduction="max"), "kd_reduction"),
+])
+def test_bad_kd_settings(kwargs, needle):
+    settings = dict(alpha=5e5, temperature=3.0, form="paper", kd_reduction="mean", **{})
+    settings.update(kwargs)
+    with pytest.raises(ValueError, match=needle):
+        distiller.check_kd_settings(settings["alpha"], settings["temperature"], settings["form"],
+                                    settings["kd_reduction"])
