@@ -8,9 +8,8 @@ learns. Losses count data REs only. Data: (inputs, bits, data_mask) as
 import tensorflow as tf
 import tf_keras as keras
 
+from deeprx import config as config_lib
 from deeprx import losses
-
-FORMS = ("paper", "hinton")
 
 
 class Distiller(keras.Model):
@@ -44,7 +43,7 @@ class Distiller(keras.Model):
           form: "paper" or "hinton".
           kd_reduction: "mean" or "sum" over the data bits of a slot (losses module).
         """
-        check_kd_settings(alpha, temperature, form, kd_reduction)
+        config_lib.check_kd_settings(alpha, temperature, form, kd_reduction)
         super().compile(optimizer=optimizer, metrics=metrics)
         self.student_loss_fn = student_loss_fn
         self.distillation_loss_fn = distillation_loss_fn
@@ -82,16 +81,3 @@ class Distiller(keras.Model):
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
 
-
-def check_kd_settings(alpha, temperature, form, kd_reduction):
-    """Raises ValueError naming the bad setting (alpha, temperature, kd_form, kd_reduction)."""
-    if form not in FORMS:
-        raise ValueError(f"kd_form must be one of {', '.join(FORMS)}, got {form!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature!r}")
-    if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-    if form == "hinton" and alpha > 1:
-        raise ValueError(f"alpha must be in [0, 1] for the hinton form, got {alpha!r}")
-    if kd_reduction not in losses.KD_REDUCTIONS:
-        raise ValueError(f"kd_reduction must be one of {', '.join(losses.KD_REDUCTIONS)}, got {kd_reduction!r}")

@@ -13,8 +13,6 @@ def masked_bce(bits, logits, data_mask):
     return tf.reduce_sum(per_bit * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
-KD_REDUCTIONS = ("mean", "sum")
-
 
 def tempered_bernoulli_kl(teacher_logits, student_logits, temperature, data_mask, reduction="mean"):
     """KL(p_teacher || p_student) of the per-bit Bernoulli pairs p = sigmoid(z / T).

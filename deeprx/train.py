@@ -1,19 +1,22 @@
-"""Train DeepRx on in-graph Sionna slots, then run the bench on it.
+"""Train DeepRx on in-graph Sionna slots (from scratch, or distilled from a teacher),
+then run the bench on it.
 
 Example usage:
   python -m deeprx.train --flagfile=teacher.flags --workdir=runs/teacher-cpu
+  python -m deeprx.train --flagfile=kd.flags --workdir=runs/kd-student-cpu
 
 Rerun with the same --workdir to resume from the last checkpoint (step count and
-optimizer state continue). The model is sized by --width_multiplier, or by
---model_mflops (a FLOP budget per slot, which picks the width multiplier).
-Flagfiles may include flagfiles (--flagfile=teacher.flags inside smoke.flags); relative
-paths are read from the current directory; later flags win.
+optimizer state continue). From scratch, the model is sized by --width_multiplier or by
+--model_mflops (a FLOP budget per slot). With --teacher=DIR the run distills a student
+whose FLOPs are --student_flops_ratio x the teacher's; --width_multiplier/--model_mflops
+then describe the teacher that --train_teacher_if_missing trains first.
+Flagfiles may include flagfiles (kd.flags includes teacher.flags); relative paths are
+read from the current directory; later flags win.
 """
 
 import dataclasses
 import os
 import sys
-import time
 
 from absl import flags
 
@@ -35,29 +38,100 @@ flags.DEFINE_float("final_lr_fraction", 0.01, "cosine decay ends at this fractio
 flags.DEFINE_integer("checkpoint_every", 500, "steps between checkpoints")
 flags.DEFINE_integer("log_every", 50, "steps between progress lines")
 flags.DEFINE_integer("seed", 0, "training data seed")
-flags.DEFINE_bool("xla", False, "XLA-compile the forward/backward pass (off: measured >15x slower on this CPU, BUILD_NOTES.md)")
+flags.DEFINE_bool("xla", False, "XLA-compile the forward/backward pass (off: measured far slower on this CPU, "
+                  "BUILD_NOTES.md)")
 flags.DEFINE_bool("eval", True, "run the bench on the trained model at the end")
 flags.DEFINE_integer("eval_max_bits", None, "override the preset's bits per SINR point in the final evaluation")
+# Knowledge distillation (PAPER.md section 2).
+flags.DEFINE_string("teacher", None, "teacher run directory: distill a student from it")
+flags.DEFINE_float("alpha", 5e5, "KD: weight of the student loss")
+flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
+flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
+flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
+flags.DEFINE_float("student_flops_ratio", 11 / 30, "KD: student FLOPs per slot / teacher's")
+flags.DEFINE_bool("train_teacher_if_missing", False, "KD: train the teacher first if --teacher has none")
+
+TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr_fraction",
+               "checkpoint_every", "log_every", "seed", "xla")
+TEACHER_FLAGS = ("preset", "channel", "modulation", "num_dmrs", "num_rx", "num_prb", "sir_db", "model_variant",
+                 "width_multiplier", "model_mflops", "depth_multiplier", *TRAIN_FLAGS, "eval", "eval_max_bits")
 
 
-def configs_from_flags():
-    """All configs from the flags; raises cli.FlagError before any compute."""
-    from deeprx import config as config_lib
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Everything one training run needs, checked."""
+    workdir: str
+    preset_name: str
+    scenario: object
+    model_config: object
+    train_config: object
+    evaluation: object
+    kd: object = None            # config.KDConfig when distilling
+    teacher_run: object = None   # the teacher's Run when it must be trained first
+
+    def settings(self):
+        from deeprx import workdir as workdir_lib
+        from deeprx import config as config_lib
+        settings = workdir_lib.run_config_dict(self.preset_name, self.scenario, self.model_config, self.train_config)
+        if self.kd is not None:
+            settings["kd"] = config_lib.to_dict(self.kd)
+        return settings
+
+
+def _model_config_from_flags(scenario):
     from deeprx import model as model_lib
-    from deeprx import workdir as workdir_lib
-
-    preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
-    if not FLAGS.workdir:
-        raise cli.FlagError("workdir", "a run directory is required")
     with cli.flag("width_multiplier"):
         model_config = model_lib.DeepRxConfig(width_multiplier=FLAGS.width_multiplier,
-                                              depth_multiplier=FLAGS.depth_multiplier,
-                                              variant=FLAGS.model_variant)
+                                              depth_multiplier=FLAGS.depth_multiplier, variant=FLAGS.model_variant)
     if FLAGS.model_mflops < 0:
         raise cli.FlagError("model_mflops", f"must be >= 0 (0 keeps --width_multiplier), got {FLAGS.model_mflops}")
     if FLAGS.model_mflops > 0:
         with cli.flag("model_mflops"):
             model_config = model_lib.size_for_flops(model_config, scenario, FLAGS.model_mflops * 1e6)
+    return model_config
+
+
+def teacher_command(teacher_dir):
+    """The exact command that trains the teacher --teacher expects, from the resolved flags."""
+    parts = ["python -m deeprx.train"]
+    for name in TEACHER_FLAGS:
+        value = getattr(FLAGS, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"--{name}" if value else f"--no{name}")
+        else:
+            parts.append(f"--{name}={value}")
+    parts.append(f"--workdir={teacher_dir}")
+    return " ".join(parts)
+
+
+def _read_teacher(teacher_dir, scenario):
+    """The teacher's DeepRxConfig from its run settings; FlagError if its scenario differs."""
+    import json
+    from deeprx import config as config_lib
+    from deeprx import model as model_lib
+    with open(os.path.join(teacher_dir, "config.json")) as f:
+        settings = json.load(f)
+    if settings["scenario"] != json.loads(json.dumps(config_lib.to_dict(scenario))):
+        raise cli.FlagError("teacher", f"the teacher in {teacher_dir!r} was trained on another scenario "
+                                       "(its config.json): teacher and student must agree on the grid and bits per RE")
+    model_settings = dict(settings["model"], widths=tuple(settings["model"]["widths"]),
+                          dilations=tuple(tuple(d) for d in settings["model"]["dilations"]))
+    return model_lib.DeepRxConfig(**model_settings)
+
+
+def run_from_flags():
+    """The Run the flags describe; raises cli.FlagError before any compute."""
+    from deeprx import config as config_lib
+    from deeprx import model as model_lib
+    from deeprx import receivers as receivers_lib
+    from deeprx import workdir as workdir_lib
+
+    preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
+    if not FLAGS.workdir:
+        raise cli.FlagError("workdir", "a run directory is required")
+    model_config = _model_config_from_flags(scenario)
     try:
         train_config = config_lib.TrainConfig(**{name: getattr(FLAGS, name) for name in TRAIN_FLAGS})
     except ValueError as error:  # each message starts with the setting, which is the flag's name
@@ -66,49 +140,88 @@ def configs_from_flags():
     if FLAGS.eval_max_bits is not None:
         with cli.flag("eval_max_bits"):
             evaluation = dataclasses.replace(evaluation, max_bits=FLAGS.eval_max_bits)
-    run_config = workdir_lib.run_config_dict(preset.name, scenario, model_config, train_config)
+    run = Run(FLAGS.workdir, preset.name, scenario, model_config, train_config, evaluation)
+
+    if FLAGS.teacher:
+        try:
+            kd = config_lib.KDConfig(teacher=FLAGS.teacher, alpha=FLAGS.alpha, temperature=FLAGS.temperature,
+                                     form=FLAGS.kd_form, reduction=FLAGS.kd_reduction,
+                                     student_flops_ratio=FLAGS.student_flops_ratio)
+        except ValueError as error:
+            raise cli.FlagError(str(error).split()[0], str(error)) from None
+        teacher_ready = all(os.path.isfile(os.path.join(FLAGS.teacher, name))
+                            for name in (receivers_lib.MODEL_FILENAME, "config.json"))
+        teacher_run = None
+        if teacher_ready:
+            teacher_config = _read_teacher(FLAGS.teacher, scenario)
+        elif FLAGS.train_teacher_if_missing:
+            teacher_config = model_config
+            teacher_run = dataclasses.replace(run, workdir=FLAGS.teacher)
+            with cli.flag("teacher"):
+                workdir_lib.check_workdir(FLAGS.teacher, teacher_run.settings())
+        else:
+            raise cli.FlagError("teacher", f"no trained teacher in {FLAGS.teacher!r}; train it with: "
+                                           f"{teacher_command(FLAGS.teacher)} (or add --train_teacher_if_missing)")
+        budget = kd.student_flops_ratio * model_lib.flops_per_slot(teacher_config, scenario)
+        with cli.flag("student_flops_ratio"):
+            student_config = model_lib.size_for_flops(teacher_config, scenario, budget)
+        run = dataclasses.replace(run, model_config=student_config, kd=kd, teacher_run=teacher_run)
     with cli.flag("workdir"):
-        workdir_lib.check_workdir(FLAGS.workdir, run_config)
-    return preset, scenario, model_config, train_config, evaluation, run_config
+        workdir_lib.check_workdir(run.workdir, run.settings())
+    return run
 
 
-TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr_fraction",
-               "checkpoint_every", "log_every", "seed", "xla")
+def train_and_evaluate(run, command):
+    """Trains `run` (resuming its workdir), saves model.keras, train.json and eval/."""
+    import tf_keras as keras
+    from deeprx import bench
+    from deeprx import ber as ber_lib
+    from deeprx import distiller as distiller_lib
+    from deeprx import model as model_lib
+    from deeprx import training
+
+    os.makedirs(run.workdir, exist_ok=True)
+    ber_lib.write_json(os.path.join(run.workdir, "config.json"), run.settings())
+    ber_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(FLAGS.flags_into_string()))
+    name = os.path.basename(os.path.normpath(run.workdir))
+    model = model_lib.build(run.model_config, run.scenario, name="deeprx")
+    flops = model_lib.flops_per_slot(run.model_config, run.scenario)
+    role = "student" if run.kd else "DeepRx"
+    print(f"{role} ({run.model_config.variant}, width x{run.model_config.width_multiplier:.3f}): "
+          f"{model.count_params():,} parameters, {flops / 1e6:.1f} MFLOPs per slot | "
+          f"{run.train_config.steps} steps of {run.train_config.batch_size} slots | "
+          f"{bench.title(run.preset_name, run.scenario, run.evaluation).split(': ', 1)[1]}", flush=True)
+    if run.kd:
+        teacher = keras.models.load_model(os.path.join(run.kd.teacher, "model.keras"), compile=False)
+        print(f"distilling from {run.kd.teacher} ({teacher.count_params():,} parameters): alpha {run.kd.alpha:g}, "
+              f"T {run.kd.temperature:g}, {run.kd.form} form, KL {run.kd.reduction} over data bits", flush=True)
+        distiller = distiller_lib.Distiller(student=model, teacher=teacher)
+        trainer = training.DistillationTrainer(distiller, run.kd, run.scenario, run.train_config, run.workdir)
+    else:
+        trainer = training.Trainer(model, run.scenario, run.train_config, run.workdir)
+    timing = trainer.fit()
+    training.save_model(model, os.path.join(run.workdir, "model.keras"))
+    ber_lib.write_json(os.path.join(run.workdir, "train.json"), {
+        "parameters": model.count_params(), "flops_per_slot": flops,
+        "width_multiplier": run.model_config.width_multiplier, **timing, "command": command,
+        **bench.provenance()})
+    print(f"Saved {run.workdir}/model.keras", flush=True)
+    if FLAGS.eval:
+        summary = training.evaluate_model(model, name, run.scenario, run.evaluation,
+                                          os.path.join(run.workdir, "eval"), run.preset_name)
+        for receiver, entry in summary.items():
+            print(f"{receiver:>16}: GM BER {entry['gm_ber']:.3f} | SINR at BER 1e-2 {entry['sinr_at_ber_1e-2']} dB"
+                  f" | at 1e-3 {entry['sinr_at_ber_1e-3']} dB", flush=True)
 
 
 def main(argv):
     del argv
-    preset, scenario, model_config, train_config, evaluation, run_config = configs_from_flags()
-    from deeprx import bench
-    from deeprx import ber as ber_lib
-    from deeprx import model as model_lib
-    from deeprx import training
-
-    workdir = FLAGS.workdir
-    os.makedirs(workdir, exist_ok=True)
-    ber_lib.write_json(os.path.join(workdir, "config.json"), run_config)
-    ber_lib.atomic_write(os.path.join(workdir, "flags.txt"), lambda f: f.write(FLAGS.flags_into_string()))
-    name = os.path.basename(os.path.normpath(workdir))
-    model = model_lib.build(model_config, scenario, name="deeprx")
-    flops = model_lib.flops_per_slot(model_config, scenario)
-    print(f"DeepRx ({model_config.variant}, width x{model_config.width_multiplier:.3f}): "
-          f"{model.count_params():,} parameters, {flops / 1e6:.1f} MFLOPs per slot | "
-          f"{train_config.steps} steps of {train_config.batch_size} slots | {bench.title(preset.name, scenario, evaluation).split(': ', 1)[1]}",
-          flush=True)
-    trainer = training.Trainer(model, scenario, train_config, workdir)
-    timing = trainer.fit()
-    training.save_model(model, os.path.join(workdir, "model.keras"))
-    train_summary = {"parameters": model.count_params(), "flops_per_slot": flops,
-                     "width_multiplier": model_config.width_multiplier, **timing,
-                     "command": " ".join(["python -m deeprx.train"] + sys.argv[1:]), **bench.provenance()}
-    ber_lib.write_json(os.path.join(workdir, "train.json"), train_summary)
-    print(f"Saved {workdir}/model.keras", flush=True)
-    if FLAGS.eval:
-        summary = training.evaluate_model(model, name, scenario, evaluation, os.path.join(workdir, "eval"),
-                                          preset.name)
-        for receiver, entry in summary.items():
-            print(f"{receiver:>16}: GM BER {entry['gm_ber']:.3f} | SINR at BER 1e-2 {entry['sinr_at_ber_1e-2']} dB"
-                  f" | at 1e-3 {entry['sinr_at_ber_1e-3']} dB", flush=True)
+    run = run_from_flags()
+    if run.teacher_run is not None:
+        print(f"No teacher in {run.kd.teacher}: training it first (--train_teacher_if_missing)", flush=True)
+        train_and_evaluate(run.teacher_run, teacher_command(run.kd.teacher))
+        run = run_from_flags()  # the student is sized from the teacher as saved
+    train_and_evaluate(run, " ".join(["python -m deeprx.train"] + sys.argv[1:]))
 
 
 if __name__ == "__main__":

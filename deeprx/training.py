@@ -65,23 +65,20 @@ class Trainer:
         self._update = tf.function(self._apply, jit_compile=train_config.xla)
         self._train_step = tf.function(self._draw_and_apply)
 
-    def loss(self, batch, training):
-        logits = self.model(batch.inputs, training=training)
-        return losses.masked_bce(batch.bits, logits, batch.data_mask)
-
     def _apply(self, inputs, bits, data_mask):
+        """One optimizer step on a batch; returns the scalars to log, "loss" first."""
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
             loss = losses.masked_bce(bits, logits, data_mask)
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return loss
+        return {"loss": loss}
 
     def _draw_and_apply(self, seed):
         batch = self.generator.draw(self.config.batch_size, seed)
-        loss = self._update(batch.inputs, batch.bits, batch.data_mask)
+        scalars = self._update(batch.inputs, batch.bits, batch.data_mask)
         self.step.assign_add(1)
-        return loss
+        return scalars
 
     def restore(self):
         """Restores the latest checkpoint, if any; returns the step it holds."""
@@ -97,10 +94,10 @@ class Trainer:
             self.log(f"Resuming from checkpoint at step {start_step}", flush=True)
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tb"))
         start = last_time = time.time()
-        last_step, loss = start_step, float("nan")
+        last_step, scalars = start_step, {}
         for step in range(start_step, config.steps):
             seed = tf.constant(data_lib.slot_seed("train", config.seed, step), tf.int64)
-            loss = float(self._train_step(seed))
+            scalars = {name: float(value) for name, value in self._train_step(seed).items()}
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
                 now = time.time()
@@ -108,11 +105,13 @@ class Trainer:
                 last_time, last_step = now, done
                 lr = float(self.schedule(done))
                 eta = (config.steps - done) / max(steps_per_s, 1e-9)
-                self.log(f"step {done}/{config.steps} | loss {loss:.4f} | {steps_per_s:.2f} steps/s | "
+                losses_text = " | ".join(f"{name} {value:.4f}" for name, value in scalars.items())
+                self.log(f"step {done}/{config.steps} | {losses_text} | {steps_per_s:.2f} steps/s | "
                          f"{steps_per_s * config.batch_size:.1f} slots/s | lr {lr:.2e} | "
                          f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
                 with writer.as_default(step=done):
-                    tf.summary.scalar("loss", loss)
+                    for name, value in scalars.items():
+                        tf.summary.scalar(name, value)
                     tf.summary.scalar("learning_rate", lr)
                     tf.summary.scalar("slots_per_s", steps_per_s * config.batch_size)
             if done % config.checkpoint_every == 0 or done == config.steps:
@@ -122,7 +121,23 @@ class Trainer:
         trained = config.steps - start_step
         return {"steps": config.steps, "steps_this_run": trained, "seconds_this_run": round(seconds, 1),
                 "slots_per_s": round(trained * config.batch_size / seconds, 2) if trained else None,
-                "final_loss": loss}
+                **{f"final_{name}": value for name, value in scalars.items()}}
+
+
+class DistillationTrainer(Trainer):
+    """Trains the student of `distiller` from its frozen teacher, with the same data,
+    checkpoints, resume and progress as Trainer (the checkpoint holds the student)."""
+
+    def __init__(self, distiller, kd_config, scenario, train_config, workdir, log=print):
+        super().__init__(distiller.student, scenario, train_config, workdir, log)
+        self.distiller = distiller
+        distiller.compile(self.optimizer, alpha=kd_config.alpha, temperature=kd_config.temperature,
+                          form=kd_config.form, kd_reduction=kd_config.reduction)
+
+    def _apply(self, inputs, bits, data_mask):
+        out = self.distiller.train_step((inputs, bits, data_mask))
+        return {"loss": out["student_loss"], "distillation_loss": out["distillation_loss"],
+                "total_loss": out["loss"]}
 
 
 def evaluate_model(model, name, scenario, evaluation, out_dir, preset_name, log=print):

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from deeprx import data, distiller, losses, model
+from deeprx import config, data, distiller, losses, model
 
 
 def numpy_tempered_kl(teacher, student, temperature, mask):
@@ -100,5 +100,5 @@ def test_bad_kd_settings(kwargs, needle):
     settings = dict(alpha=5e5, temperature=3.0, form="paper", kd_reduction="mean", **{})
     settings.update(kwargs)
     with pytest.raises(ValueError, match=needle):
-        distiller.check_kd_settings(settings["alpha"], settings["temperature"], settings["form"],
+        config.check_kd_settings(settings["alpha"], settings["temperature"], settings["form"],
                                     settings["kd_reduction"])
