@@ -36,7 +36,7 @@ flags.DEFINE_integer("batch_size", None, "override: slots per batch")
 flags.DEFINE_integer("seed", None, "override: evaluation seed")
 
 
-def scenario_from_flags(flag_values):
+def settings_from_flags(flag_values):
     """(preset name, ScenarioConfig, EvalConfig) from a preset and its overrides.
 
     Raises cli.FlagError naming the first bad flag.
@@ -72,7 +72,7 @@ def check_receivers(text):
 
 def main(argv):
     del argv
-    preset_name, scenario, evaluation = scenario_from_flags(FLAGS)
+    preset_name, scenario, evaluation = settings_from_flags(FLAGS)
     specs = check_receivers(FLAGS.receivers)
     if not FLAGS.out:
         raise cli.FlagError("out", "an output directory is required")

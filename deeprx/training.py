@@ -94,12 +94,16 @@ class Trainer:
             self.log(f"Resuming from checkpoint at step {start_step}", flush=True)
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tb"))
         start = last_time = time.time()
-        last_step, scalars = start_step, {}
+        last_step, sums, scalars = start_step, {}, {}
         for step in range(start_step, config.steps):
             seed = tf.constant(data_lib.slot_seed("train", config.seed, step), tf.int64)
-            scalars = {name: float(value) for name, value in self._train_step(seed).items()}
+            for name, value in self._train_step(seed).items():
+                sums[name] = sums.get(name, 0.0) + float(value)
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
+                # Losses are averaged over the steps since the last progress line.
+                scalars = {name: total / (done - last_step) for name, total in sums.items()}
+                sums = {}
                 now = time.time()
                 steps_per_s = (done - last_step) / max(now - last_time, 1e-9)
                 last_time, last_step = now, done
