@@ -5,17 +5,23 @@ import os
 from conftest import REPO, run_module
 from deeprx import summary_table
 
-BASELINE_RUNS = ["data/results/baselines-cpu-1dmrs", "data/results/baselines-cpu-2dmrs"]
+import pytest
+
+TABLES = {
+    "baselines": ["data/results/baselines-cpu-1dmrs", "data/results/baselines-cpu-2dmrs"],
+    "teacher": ["data/results/teacher-cpu"],
+}
 
 
-def test_readme_baseline_table_matches_committed_summaries():
+@pytest.mark.parametrize("table_name", sorted(TABLES))
+def test_readme_table_matches_committed_summaries(table_name):
+    runs = TABLES[table_name]
     with open(os.path.join(REPO, "README.md")) as f:
         readme = f.read()
-    table = summary_table.table([os.path.join(REPO, run) for run in BASELINE_RUNS])
-    assert table.replace(REPO + "/", "") in readme
-    for run in BASELINE_RUNS:
+    for run in runs:
         for name in ("ber.csv", "summary.json", "ber.png", "config.json"):
             assert os.path.isfile(os.path.join(REPO, run, name)), (run, name)
+    assert summary_table.table([os.path.join(REPO, run) for run in runs]) in readme
 
 
 def test_summary_table_cli_rejects_a_directory_without_summary(tmp_path):

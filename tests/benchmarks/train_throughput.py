@@ -48,7 +48,7 @@ def main():
         start = time.perf_counter()
         for i in range(args.steps):
             loss = step_fn(i)
-        float(loss)
+        float(loss["loss"])
         return args.steps * args.batch_size / (time.perf_counter() - start)
 
     with_generator = rate(lambda i: trainer._train_step(tf.constant(data.slot_seed("bench", i), tf.int64)))
