@@ -15,13 +15,20 @@ read from the current directory; later flags win.
 """
 
 import dataclasses
+import json
 import os
 import sys
 
 from absl import flags
 
+from deeprx import bench
+from deeprx import ber as ber_lib
 from deeprx import cli
+from deeprx import config as config_lib
+from deeprx import model as model_lib
+from deeprx import receivers as receivers_lib
 from deeprx import scenario_flags
+from deeprx import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "run directory (created; reused to resume)")
@@ -70,8 +77,6 @@ class Run:
     teacher_run: object = None   # the teacher's Run when it must be trained first
 
     def settings(self):
-        from deeprx import workdir as workdir_lib
-        from deeprx import config as config_lib
         settings = workdir_lib.run_config_dict(self.preset_name, self.scenario, self.model_config, self.train_config)
         if self.kd is not None:
             settings["kd"] = config_lib.to_dict(self.kd)
@@ -79,7 +84,6 @@ class Run:
 
 
 def _model_config_from_flags(scenario):
-    from deeprx import model as model_lib
     with cli.flag("width_multiplier"):
         model_config = model_lib.DeepRxConfig(width_multiplier=FLAGS.width_multiplier,
                                               depth_multiplier=FLAGS.depth_multiplier, variant=FLAGS.model_variant)
@@ -108,9 +112,6 @@ def teacher_command(teacher_dir):
 
 def _read_teacher(teacher_dir, scenario):
     """The teacher's DeepRxConfig from its run settings; FlagError if its scenario differs."""
-    import json
-    from deeprx import config as config_lib
-    from deeprx import model as model_lib
     with open(os.path.join(teacher_dir, "config.json")) as f:
         settings = json.load(f)
     if settings["scenario"] != json.loads(json.dumps(config_lib.to_dict(scenario))):
@@ -123,10 +124,6 @@ def _read_teacher(teacher_dir, scenario):
 
 def run_from_flags():
     """The Run the flags describe; raises cli.FlagError before any compute."""
-    from deeprx import config as config_lib
-    from deeprx import model as model_lib
-    from deeprx import receivers as receivers_lib
-    from deeprx import workdir as workdir_lib
 
     preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
     if not FLAGS.workdir:
@@ -174,10 +171,7 @@ def run_from_flags():
 def train_and_evaluate(run, command):
     """Trains `run` (resuming its workdir), saves model.keras, train.json and eval/."""
     import tf_keras as keras
-    from deeprx import bench
-    from deeprx import ber as ber_lib
     from deeprx import distiller as distiller_lib
-    from deeprx import model as model_lib
     from deeprx import training
 
     os.makedirs(run.workdir, exist_ok=True)
