@@ -20,6 +20,12 @@ def title(preset_name, scenario, evaluation):
             f"{scenario.channel.family.upper()} {models} ({evaluation.channel_set}), {interferer}")
 
 
+def summary_lines(summary):
+    """One line per receiver of a summary.json mapping, for the console."""
+    return [f"{name:>16}: GM BER {entry['gm_ber']:.3f} | SINR at BER 1e-2 {entry['sinr_at_ber_1e-2']} dB"
+            f" | at 1e-3 {entry['sinr_at_ber_1e-3']} dB" for name, entry in summary.items()]
+
+
 def provenance():
     """Date and machine, for every result file."""
     return {"date": time.strftime("%Y-%m-%d"),

@@ -95,9 +95,7 @@ def main(argv):
         **bench.provenance(),
     }
     summary = bench.write_outputs(FLAGS.out, rows, run_config, title)
-    for name, entry in summary.items():
-        print(f"{name:>16}: GM BER {entry['gm_ber']:.3f} | SINR at BER 1e-2 {entry['sinr_at_ber_1e-2']} dB"
-              f" | at 1e-3 {entry['sinr_at_ber_1e-3']} dB")
+    print("\n".join(bench.summary_lines(summary)))
     print(f"Wrote {FLAGS.out}/ber.csv, summary.json, ber.png, config.json in {time.time() - start:.0f} s")
 
 

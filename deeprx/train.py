@@ -203,9 +203,7 @@ def train_and_evaluate(run, command):
     if FLAGS.eval:
         summary = training.evaluate_model(model, name, run.scenario, run.evaluation,
                                           os.path.join(run.workdir, "eval"), run.preset_name)
-        for receiver, entry in summary.items():
-            print(f"{receiver:>16}: GM BER {entry['gm_ber']:.3f} | SINR at BER 1e-2 {entry['sinr_at_ber_1e-2']} dB"
-                  f" | at 1e-3 {entry['sinr_at_ber_1e-3']} dB", flush=True)
+        print("\n".join(bench.summary_lines(summary)), flush=True)
 
 
 def main(argv):
