@@ -83,3 +83,15 @@ def write_outputs(out_dir, rows, run_config, title):
     return summary
 
 
+def run(receivers, preset_name, scenario, evaluation, out_dir, log=print, record=None):
+    """Simulates `receivers`, writes out_dir (ber.csv, summary.json, ber.png, config.json)
+    and returns the summary. `record` adds to (or replaces) fields of config.json."""
+    from deeprx import config as config_lib
+    plot_title = title(preset_name, scenario, evaluation)
+    log(f"Evaluating {', '.join(r.name for r in receivers)} | {plot_title}", flush=True)
+    start = time.time()
+    rows = simulate(receivers, scenario, evaluation, log=log)
+    run_config = {"preset": preset_name, "receivers": [r.name for r in receivers],
+                  "scenario": config_lib.to_dict(scenario), "evaluation": config_lib.to_dict(evaluation),
+                  "seconds": round(time.time() - start, 1), **provenance(), **(record or {})}
+    return write_outputs(out_dir, rows, run_config, plot_title)

@@ -16,6 +16,7 @@ SINR = 1 / (10^(-SIR/10) + 10^(-SNR/10)).
 """
 
 import dataclasses
+import json
 import math
 from typing import Optional, Tuple
 
@@ -324,5 +325,6 @@ def get_preset(name: str) -> Preset:
 
 
 def to_dict(config) -> dict:
-    """A JSON-ready dict of any of the configs above."""
-    return dataclasses.asdict(config)
+    """A JSON-ready dict of any of the configs above, shaped as it reads back from JSON
+    (tuples become lists), so it compares equal to a saved config.json entry."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))

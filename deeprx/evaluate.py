@@ -81,20 +81,9 @@ def main(argv):
 
     with cli.flag("receivers"):
         receivers = [receivers_lib.load(spec, scenario) for spec in specs]
-    title = bench.title(preset_name, scenario, evaluation)
-    print(f"Evaluating {', '.join(r.name for r in receivers)} | {title}", flush=True)
     start = time.time()
-    rows = bench.simulate(receivers, scenario, evaluation)
-    run_config = {
-        "preset": preset_name,
-        "receivers": specs,
-        "scenario": config_lib.to_dict(scenario),
-        "evaluation": config_lib.to_dict(evaluation),
-        "command": " ".join(["python -m deeprx.evaluate"] + sys.argv[1:]),
-        "seconds": round(time.time() - start, 1),
-        **bench.provenance(),
-    }
-    summary = bench.write_outputs(FLAGS.out, rows, run_config, title)
+    record = {"receivers": specs, "command": " ".join(["python -m deeprx.evaluate"] + sys.argv[1:])}
+    summary = bench.run(receivers, preset_name, scenario, evaluation, FLAGS.out, record=record)
     print("\n".join(bench.summary_lines(summary)))
     print(f"Wrote {FLAGS.out}/ber.csv, summary.json, ber.png, config.json in {time.time() - start:.0f} s")
 

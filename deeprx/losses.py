@@ -3,15 +3,20 @@
 import tensorflow as tf
 
 
+def _masked_sum_and_count(per_bit, data_mask):
+    """Sum of per_bit [B, 14, K, m] over data REs, and the number of data bits."""
+    mask = tf.broadcast_to(tf.cast(data_mask, per_bit.dtype)[..., None], tf.shape(per_bit))
+    return tf.reduce_sum(per_bit * mask), tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
 def masked_bce(bits, logits, data_mask):
     """Mean binary cross-entropy with logits over the data bits of a batch.
 
     bits, logits: [B, 14, K, m]; data_mask: [B, 14, K] (1 on data REs).
     """
-    per_bit = tf.nn.sigmoid_cross_entropy_with_logits(labels=bits, logits=logits)
-    mask = tf.broadcast_to(data_mask[..., None], tf.shape(per_bit))
-    return tf.reduce_sum(per_bit * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-
+    total, count = _masked_sum_and_count(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=bits, logits=logits), data_mask)
+    return total / count
 
 
 def tempered_bernoulli_kl(teacher_logits, student_logits, temperature, data_mask, reduction="mean"):
@@ -28,8 +33,7 @@ def tempered_bernoulli_kl(teacher_logits, student_logits, temperature, data_mask
     p_teacher = tf.sigmoid(zt)
     per_bit = (p_teacher * (tf.math.log_sigmoid(zt) - tf.math.log_sigmoid(zs))
                + (1.0 - p_teacher) * (tf.math.log_sigmoid(-zt) - tf.math.log_sigmoid(-zs)))
-    mask = tf.broadcast_to(tf.cast(data_mask, dtype)[..., None], tf.shape(per_bit))
-    total = tf.reduce_sum(per_bit * mask)
+    total, count = _masked_sum_and_count(per_bit, data_mask)
     if reduction == "sum":
         return total / tf.cast(tf.shape(per_bit)[0], dtype)
-    return total / tf.maximum(tf.reduce_sum(mask), 1.0)
+    return total / count

@@ -114,7 +114,7 @@ def _read_teacher(teacher_dir, scenario):
     """The teacher's DeepRxConfig from its run settings; FlagError if its scenario differs."""
     with open(os.path.join(teacher_dir, "config.json")) as f:
         settings = json.load(f)
-    if settings["scenario"] != json.loads(json.dumps(config_lib.to_dict(scenario))):
+    if settings["scenario"] != config_lib.to_dict(scenario):
         raise cli.FlagError("teacher", f"the teacher in {teacher_dir!r} was trained on another scenario "
                                        "(its config.json): teacher and student must agree on the grid and bits per RE")
     model_settings = dict(settings["model"], widths=tuple(settings["model"]["widths"]),

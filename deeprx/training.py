@@ -15,7 +15,6 @@ import tensorflow as tf
 import tf_keras as keras
 
 from deeprx import bench
-from deeprx import config as config_lib
 from deeprx import data as data_lib
 from deeprx import losses
 from deeprx import receivers as receivers_lib
@@ -148,11 +147,4 @@ def evaluate_model(model, name, scenario, evaluation, out_dir, preset_name, log=
     """The bench on `model`, ls_lmmse and perfect_lmmse; writes out_dir; returns summary."""
     receivers = [receivers_lib.KerasReceiver(name, model, scenario)]
     receivers += [receivers_lib.load(spec, scenario) for spec in receivers_lib.CLASSICAL_NAMES]
-    title = bench.title(preset_name, scenario, evaluation)
-    log(f"Evaluating {name}, ls_lmmse, perfect_lmmse | {title}", flush=True)
-    start = time.time()
-    rows = bench.simulate(receivers, scenario, evaluation, log=log)
-    run_config = {"preset": preset_name, "receivers": [r.name for r in receivers],
-                  "scenario": config_lib.to_dict(scenario), "evaluation": config_lib.to_dict(evaluation),
-                  "seconds": round(time.time() - start, 1), **bench.provenance()}
-    return bench.write_outputs(out_dir, rows, run_config, title)
+    return bench.run(receivers, preset_name, scenario, evaluation, out_dir, log=log)

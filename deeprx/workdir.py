@@ -16,7 +16,8 @@ def run_config_dict(preset_name, scenario, model_config, train_config):
 
 def check_workdir(workdir, run_config):
     """Raises ValueError if `workdir` is a file or holds a run of other settings
-    (everything but the step count, checkpoint and log intervals must match)."""
+    (everything but the step count, checkpoint and log intervals must match).
+    run_config: built from config.to_dict entries, as run_config_dict does."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"{workdir!r} exists and is not a directory")
     path = os.path.join(workdir, "config.json")
@@ -24,7 +25,7 @@ def check_workdir(workdir, run_config):
         return
     with open(path) as f:
         saved = json.load(f)
-    if _comparable(saved) != _comparable(json.loads(json.dumps(run_config))):
+    if _comparable(saved) != _comparable(run_config):
         raise ValueError(f"{workdir!r} holds a run with other settings (see its config.json); "
                          "use another --workdir or the same flags")
 
