@@ -76,13 +76,13 @@ def make_row(receiver, sinr_db, bit_errors, bits):
             "bit_errors": int(bit_errors), "bits": int(bits)}
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, binary=False):
     """Calls write(file) on a temporary file beside `path`, then renames it into place,
     so a crash never leaves a half-written `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
-        with os.fdopen(handle, "w", newline="") as f:
+        with (os.fdopen(handle, "wb") if binary else os.fdopen(handle, "w", newline="")) as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:
@@ -91,11 +91,16 @@ def atomic_write(path, write):
 
 
 def write_csv(path, rows):
+    """ber.csv: CSV_HEADER columns."""
+    write_table(path, [dict(row, ber="%.6e" % row["ber"]) for row in rows], CSV_HEADER)
+
+
+def write_table(path, rows, fieldnames):
+    """Any table of dicts as CSV, written atomically."""
     def write(f):
-        writer = csv.DictWriter(f, fieldnames=CSV_HEADER)
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
         writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "ber": "%.6e" % row["ber"]})
+        writer.writerows(rows)
     atomic_write(path, write)
 
 

@@ -1,4 +1,4 @@
-"""PNG plots (matplotlib, Agg backend): BER vs SINR."""
+"""PNG plots (matplotlib, Agg backend): BER vs SINR, Geometric Mean BER vs a swept setting."""
 
 import os
 
@@ -42,3 +42,25 @@ def save(figure, path):
     figure.savefig(tmp, dpi=110, format="png")
     plt.close(figure)
     os.replace(tmp, path)
+
+
+def gm_ber_panels(panels, path, title):
+    """Geometric Mean BER against a swept setting, one panel per dict of `panels`:
+    {"xlabel", "logx", "series": {label: [(x, gm_ber), ...]}, "references": {label: gm_ber}}.
+    Series are lines with markers; references are horizontal dashed lines."""
+    figure, axes_list = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for axes, panel in zip(axes_list[0], panels):
+        for label, points in panel["series"].items():
+            points = sorted(points)
+            axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        for (label, value), style in zip(panel.get("references", {}).items(), ("--", ":", "-.", (0, (1, 3)))):
+            axes.axhline(value, color="gray", linestyle=style, linewidth=1.0, label=label)
+        if panel.get("logx"):
+            axes.set_xscale("log")
+        axes.set_xlabel(panel["xlabel"])
+        axes.set_ylabel("Geometric Mean BER (lower is better)")
+        axes.grid(True, which="both", linewidth=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    save(figure, path)

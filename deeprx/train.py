@@ -15,7 +15,6 @@ read from the current directory; later flags win.
 """
 
 import dataclasses
-import json
 import os
 import sys
 
@@ -95,31 +94,33 @@ def _model_config_from_flags(scenario):
     return model_config
 
 
-def teacher_command(teacher_dir):
-    """The exact command that trains the teacher --teacher expects, from the resolved flags."""
-    parts = ["python -m deeprx.train"]
-    for name in TEACHER_FLAGS:
-        value = getattr(FLAGS, name)
+def flag_args(names, **overrides):
+    """Command-line arguments that set `names` to their current values (or to
+    `overrides`); unset (None) flags are left out."""
+    args = []
+    for name in names:
+        value = overrides[name] if name in overrides else getattr(FLAGS, name)
         if value is None:
             continue
         if isinstance(value, bool):
-            parts.append(f"--{name}" if value else f"--no{name}")
+            args.append(f"--{name}" if value else f"--no{name}")
         else:
-            parts.append(f"--{name}={value}")
-    parts.append(f"--workdir={teacher_dir}")
-    return " ".join(parts)
+            args.append(f"--{name}={value}")
+    return args
+
+
+def teacher_command(teacher_dir):
+    """The exact command that trains the teacher --teacher expects, from the resolved flags."""
+    return " ".join(["python -m deeprx.train", *flag_args(TEACHER_FLAGS), f"--workdir={teacher_dir}"])
 
 
 def _read_teacher(teacher_dir, scenario):
     """The teacher's DeepRxConfig from its run settings; FlagError if its scenario differs."""
-    with open(os.path.join(teacher_dir, "config.json")) as f:
-        settings = json.load(f)
+    settings = workdir_lib.read_settings(teacher_dir)
     if settings["scenario"] != config_lib.to_dict(scenario):
         raise cli.FlagError("teacher", f"the teacher in {teacher_dir!r} was trained on another scenario "
                                        "(its config.json): teacher and student must agree on the grid and bits per RE")
-    model_settings = dict(settings["model"], widths=tuple(settings["model"]["widths"]),
-                          dilations=tuple(tuple(d) for d in settings["model"]["dilations"]))
-    return model_lib.DeepRxConfig(**model_settings)
+    return workdir_lib.model_config_of(settings)
 
 
 def run_from_flags():

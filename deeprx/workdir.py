@@ -4,6 +4,7 @@ import json
 import os
 
 from deeprx import config as config_lib
+from deeprx import model as model_lib
 
 # Settings a resumed run may change: it only trains longer or logs differently.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every")
@@ -33,3 +34,16 @@ def check_workdir(workdir, run_config):
 def _comparable(run_config):
     train = {k: v for k, v in run_config["train"].items() if k not in RESUMABLE_CHANGES}
     return {**run_config, "train": train}
+
+
+def read_settings(workdir):
+    """The run settings a training run saved (its config.json)."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        return json.load(f)
+
+
+def model_config_of(settings):
+    """The DeepRxConfig of saved run settings."""
+    model = settings["model"]
+    return model_lib.DeepRxConfig(**dict(model, widths=tuple(model["widths"]),
+                                         dilations=tuple(tuple(d) for d in model["dilations"])))

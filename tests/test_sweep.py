@@ -1,0 +1,95 @@
+"""`python -m deeprx.sweep`: the four-step KD study on the tiny preset, rerun, bad flags."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from conftest import run_module
+from deeprx import sweep as sweep_lib
+
+# sweep-tiny.flags with the smallest grids that still cover every step and both DMRS counts.
+TINY = ["--flagfile=sweep-tiny.flags", "--alphas=0.1,5e5", "--temperatures=3", "--parallel=2"]
+STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
+              "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png", "kd_summary.json")
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("sweep") / "kd")
+    result = run_module("deeprx.sweep", *TINY, f"--workdir={workdir}", timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, result
+
+
+def _table(workdir, name):
+    with open(os.path.join(workdir, name), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_sweep_writes_every_step(tiny_sweep):
+    workdir, result = tiny_sweep
+    for name in STEP_FILES:
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+    with open(os.path.join(workdir, "kd_summary.json")) as f:
+        summary = json.load(f)
+    assert sorted((r["seed"], r["num_dmrs"]) for r in summary["runs"]) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    for entry in summary["runs"]:
+        assert set(entry) == {"seed", "num_dmrs", "gm_ber_kd", "gm_ber_scratch", "gain_db_at_1e-2", "gain_db_at_1e-3"}
+        assert -10 < entry["gm_ber_kd"] < 0 and -10 < entry["gm_ber_scratch"] < 0
+    # Step 4 distills with the best (alpha, T) of step 3.
+    alpha_t = _table(workdir, "alpha_T.csv")
+    best = min((r for r in alpha_t if r["grid"] != "none (scratch)"), key=lambda r: float(r["gm_ber"]))
+    assert (summary["alpha"], summary["temperature"]) == (float(best["alpha"]), float(best["temperature"]))
+    # KD and scratch students are the same network; every step-4 curve shares the SINR grid.
+    assert len({r["parameters"] for r in alpha_t}) == 1
+    curves = _table(workdir, "ber_vs_sinr.csv")
+    roles = {(r["num_dmrs"], r["role"], r["seed"]) for r in curves}
+    for dmrs in ("1", "2"):
+        assert {(dmrs, "teacher", ""), (dmrs, "ls_lmmse", ""), (dmrs, "perfect_lmmse", "")} <= roles
+        assert {(dmrs, role, seed) for role in ("kd_student", "scratch_student") for seed in "01"} <= roles
+    assert len({r["sinr_db"] for r in curves}) == 4
+    # Step 1: the base student and the extra size; step 2: the base teacher and a smaller one.
+    sizes = _table(workdir, "student_size.csv")
+    assert [r["role"] for r in sizes] == ["teacher", "scratch student", "scratch student"]
+    assert float(sizes[1]["mflops"]) < float(sizes[2]["mflops"]) < float(sizes[0]["mflops"])
+    teachers = _table(workdir, "teacher_size.csv")
+    assert len(teachers) == 2 and teachers[0]["teacher_mflops"] < teachers[1]["teacher_mflops"]
+    assert len({r["mflops"] for r in teachers}) == 1  # one student size for every teacher
+    assert "Sweep done: 14 runs trained now" in result.stdout
+
+
+def test_rerun_skips_finished_runs_and_rejects_changed_flags(tiny_sweep):
+    workdir, _ = tiny_sweep
+    again = run_module("deeprx.sweep", *TINY, f"--workdir={workdir}", timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Sweep done: 0 runs trained now" in again.stdout and "training" not in again.stdout
+    os.remove(os.path.join(workdir, "runs", "scratch-6.56M-dmrs1-s1", "eval", "summary.json"))
+    changed = run_module("deeprx.sweep", *TINY, f"--workdir={workdir}", "--student_steps=5", timeout=300)
+    assert changed.returncode != 0 and "holds a run of another command" in changed.stderr
+
+
+@pytest.mark.parametrize("flag, needle", [
+    ("--temperatures=1,0", "--temperatures: every value must be positive"),
+    ("--alphas=-1", "--alphas: every value must be >= 0"),
+    ("--seeds=0,x", "--seeds: 'x' is not a number"),
+    ("--seeds=1,1", "--seeds: values repeat"),
+    ("--dmrs_counts=3", "--dmrs_counts: every value must be 1 or 2"),
+    ("--student_ratios=1e-6", "--student_ratios: a FLOP budget"),
+    ("--model_mflops=5", "--model_mflops"),
+    ("--kd_form=hinton", "--alphas: alpha must be in [0, 1] for the hinton form"),
+])
+def test_bad_sweep_flags_fail_before_compute(tmp_path, flag, needle):
+    result = run_module("deeprx.sweep", "--flagfile=sweep-tiny.flags", f"--workdir={tmp_path}/kd", flag, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
+    assert not os.path.exists(f"{tmp_path}/kd")
+
+
+def test_gain_is_scratch_sinr_minus_kd_sinr():
+    kd = {"gm_ber": -2.0, "sinr_at_ber_1e-2": 10.0, "sinr_at_ber_1e-3": None}
+    scratch = {"gm_ber": -1.5, "sinr_at_ber_1e-2": 12.5, "sinr_at_ber_1e-3": 20.0}
+    assert sweep_lib._kd_entry(1, 2, kd, scratch) == {
+        "seed": 1, "num_dmrs": 2, "gm_ber_kd": -2.0, "gm_ber_scratch": -1.5,
+        "gain_db_at_1e-2": 2.5, "gain_db_at_1e-3": None}
