@@ -5,7 +5,11 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 RUN := $(VENV)/bin/python
 
-.PHONY: demo test install clean
+# Two device-like environments for the edge runner tests: no TensorFlow in either.
+EDGE_LITERT := .venv-edge-litert
+EDGE_TFLITE_RUNTIME := .venv-edge-tflite-runtime
+
+.PHONY: demo test install edge-venvs clean
 
 install: $(STAMP)
 
@@ -19,8 +23,22 @@ $(STAMP): setup.cfg pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(RUN) -m deeprx.evaluate --preset=demo --receivers=ls_lmmse,perfect_lmmse --out=runs/demo
 
-test: $(STAMP)
+# numpy and ai-edge-litert only (a host's interpreter); numpy < 2 and tflite-runtime 2.14
+# (the runtime family of the Coral board; tflite-runtime 2.14 breaks with numpy 2).
+edge-venvs: $(EDGE_LITERT)/.stamp $(EDGE_TFLITE_RUNTIME)/.stamp
+
+$(EDGE_LITERT)/.stamp: requirements.lock
+	$(PYTHON) -m venv $(EDGE_LITERT)
+	$(EDGE_LITERT)/bin/pip install --quiet -c requirements.lock numpy ai-edge-litert
+	touch $@
+
+$(EDGE_TFLITE_RUNTIME)/.stamp:
+	$(PYTHON) -m venv $(EDGE_TFLITE_RUNTIME)
+	$(EDGE_TFLITE_RUNTIME)/bin/pip install --quiet "numpy==1.26.4" "tflite-runtime==2.14.0"
+	touch $@
+
+test: $(STAMP) edge-venvs
 	$(RUN) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(EDGE_LITERT) $(EDGE_TFLITE_RUNTIME) runs

@@ -30,6 +30,9 @@ SUBCARRIERS_PER_PRB = 12
 DMRS_POSITIONS = {1: (2,), 2: (2, 11)}
 # Normal cyclic prefix: 144 samples per 2048-sample symbol (TS 38.211 5.3.1).
 CYCLIC_PREFIX_RATIO = 144.0 / 2048.0
+# The model input's real channels, last axis (deeprx.data.Batch): Y received grid, Xp pilot
+# grid, Hr = Y * conj(Xp) the raw LS estimate at pilot REs.
+CHANNEL_LAYOUT = "Re Y_0..Y_{N-1}, Im Y_0..Y_{N-1}, Re Xp, Im Xp, Re Hr_0..Hr_{N-1}, Im Hr_0..Hr_{N-1}"
 
 
 def _check_range(name, value, low=-math.inf, high=math.inf):

@@ -183,12 +183,14 @@ def size_for_flops(model_config: DeepRxConfig, scenario, target_flops: float) ->
     return min(candidates, key=lambda c: abs(flops_per_slot(c, scenario) - target_flops))
 
 
-def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: str = "deeprx"):
-    """The Keras (tf_keras) functional model of the plan: [B, 14, K, C] -> logits [B, 14, K, m]."""
+def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: str = "deeprx",
+          batch_size: Optional[int] = None):
+    """The Keras (tf_keras) functional model of the plan: [B, 14, K, C] -> logits [B, 14, K, m]
+    (B fixed to `batch_size` if given, as a TFLite export wants)."""
     import tf_keras as keras
     layers = keras.layers
     height, width = scenario.grid_shape
-    inputs = keras.Input(shape=(height, width, scenario.num_input_channels), name="inputs")
+    inputs = keras.Input(shape=(height, width, scenario.num_input_channels), batch_size=batch_size, name="inputs")
     x = block_input = inputs
     current_block = None
     for layer in plan(model_config, scenario):

@@ -4,7 +4,9 @@ A receiver is any callable taking a `deeprx.data.Batch` and returning LLRs
 [batch, 14, K, bits_per_symbol] float32 (LLR = log P(b=1)/P(b=0)), with a `name`.
 Classical receivers read what they need from the batch (y, h, noise_var); neural
 receivers read `batch.inputs`. This module resolves `--receivers` entries: a
-classical receiver's name, or a model directory holding `model.keras`.
+classical receiver's name, a model directory holding `model.keras`, or an int8 .tflite
+of python -m edge.quantize (run slot by slot on the CPU interpreter, as edge/runner.py
+runs it on a device).
 
 TensorFlow is imported only when a receiver is built, so `check_spec` can run
 before any compute.
@@ -19,8 +21,12 @@ MODEL_FILENAME = "model.keras"
 
 
 def check_spec(spec: str) -> None:
-    """Raises ValueError unless `spec` names a classical receiver or a model directory."""
+    """Raises ValueError unless `spec` names a classical receiver, a model directory or a .tflite."""
     if spec in CLASSICAL_NAMES:
+        return
+    if spec.endswith(".tflite"):
+        if not os.path.isfile(spec):
+            raise ValueError(f"no .tflite model at {spec!r}")
         return
     if not os.path.isdir(spec):
         raise ValueError(f"{spec!r} is neither a classical receiver ({', '.join(CLASSICAL_NAMES)}) "
@@ -31,6 +37,8 @@ def check_spec(spec: str) -> None:
 
 def receiver_name(spec: str) -> str:
     """Name under which `spec` appears in ber.csv and summary.json."""
+    if spec.endswith(".tflite"):
+        return os.path.splitext(os.path.basename(spec))[0]
     return spec if spec in CLASSICAL_NAMES else os.path.basename(os.path.normpath(spec))
 
 
@@ -54,12 +62,40 @@ class KerasReceiver:
         return self._graph(batch.inputs)
 
 
+class TFLiteReceiver:
+    """An int8 batch-1 .tflite on the host CPU interpreter, fed slot by slot with inputs
+    quantized by edge.runner (the device-side code), LLRs dequantized with the model's
+    output scale and zero point."""
+
+    def __init__(self, name: str, path: str, scenario: config_lib.ScenarioConfig, threads: int = None):
+        from edge import runner
+        interpreter, self.backend = runner.load_interpreter(path, threads)
+        self.model = runner.Model(interpreter)
+        expected = (1, *scenario.grid_shape, scenario.num_input_channels)
+        if self.model.input_shape != expected:
+            raise ValueError(f"{path!r} takes input {self.model.input_shape}, the scenario needs {expected}: "
+                             "evaluate it with the preset it was exported for")
+        self.name, self._quantize = name, runner.quantize
+
+    def __call__(self, batch):
+        import numpy as np
+        model = self.model
+        llrs = []
+        for slot in batch.inputs.numpy():
+            quantized = self._quantize(slot[None], model.input_scale, model.input_zero_point)
+            output = model.invoke(quantized)[0].astype(np.float32)
+            llrs.append(model.output_scale * (output - model.output_zero_point))
+        return np.stack(llrs)
+
+
 def load(spec: str, scenario: config_lib.ScenarioConfig):
     """The receiver named by `spec` (classical name or model directory)."""
     check_spec(spec)
     if spec in CLASSICAL_NAMES:
         from deeprx import baselines
         return baselines.CLASSICAL_RECEIVERS[spec](scenario)
+    if spec.endswith(".tflite"):
+        return TFLiteReceiver(receiver_name(spec), spec, scenario)
     import tf_keras as keras
     model = keras.models.load_model(os.path.join(spec, MODEL_FILENAME), compile=False)
     return KerasReceiver(receiver_name(spec), model, scenario)

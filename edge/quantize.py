@@ -1,0 +1,237 @@
+"""Full-integer int8 TFLite export of a trained DeepRx (post-training or quantization-aware).
+
+Example usage:
+  python -m edge.quantize --model=runs/kd-student-cpu --preset=demo --out=edge_out/student_ptq.tflite
+  python -m edge.quantize --model=runs/kd-student-cpu --preset=demo --method=qat --out=edge_out/student_qat.tflite
+
+The model is fully convolutional: it is rebuilt with batch 1 on the grid of --preset (and
+the scenario overrides), which may have another number of PRB than it was trained on, but
+must otherwise be its training scenario. Weights, activations and the model's input and
+output are int8 (biases int32), calibrated on slots of the training channels spread over the
+whole SINR range. --method=qat first fine-tunes with fake quantization
+(tensorflow-model-optimization; the stand-alone BatchNormalization layers of the
+pre-activation blocks get an output-only quantize config). Beside X.tflite, X.json records
+what the device needs: input/output scale and zero point, grid, channel layout, modulation,
+FLOPs per slot, the source model, the method and the converter version.
+"""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+from absl import flags
+
+from deeprx import ber as ber_lib
+from deeprx import cli
+from deeprx import config as config_lib
+from deeprx import model as model_lib
+from deeprx import receivers as receivers_lib
+from deeprx import scenario_flags
+from deeprx import workdir as workdir_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "trained run directory (model.keras + config.json)")
+flags.DEFINE_string("out", None, "output .tflite (X.json is written beside it)")
+flags.DEFINE_enum("method", "ptq", ["ptq", "qat"], "post-training quantization, or quantization-aware fine-tuning")
+flags.DEFINE_integer("calibration_slots", 256, "representative slots, spread over the SINR range")
+flags.DEFINE_integer("qat_steps", 300, "QAT: fine-tuning steps")
+flags.DEFINE_integer("qat_batch_size", 16, "QAT: slots per step")
+flags.DEFINE_float("qat_learning_rate", 1e-4, "QAT: Adam learning rate (constant)")
+
+METHODS = ("ptq", "qat")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    method: str = "ptq"
+    calibration_slots: int = 256
+    qat_steps: int = 300
+    qat_batch_size: int = 16
+    qat_learning_rate: float = 1e-4
+    seed: int = 7
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for name in ("calibration_slots", "qat_steps", "qat_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.qat_learning_rate > 0:
+            raise ValueError(f"qat_learning_rate must be positive, got {self.qat_learning_rate}")
+
+
+def check_export_scenario(trained_dict, export):
+    """ValueError unless `export` is the trained scenario (a config.json entry) but for the
+    number of PRB."""
+    trained_dict, export_dict = dict(trained_dict, carrier=dict(trained_dict["carrier"])), config_lib.to_dict(export)
+    trained_dict["carrier"].pop("num_prb")
+    export_dict["carrier"].pop("num_prb")
+    if trained_dict != export_dict:
+        differ = sorted(k for k in trained_dict if trained_dict[k] != export_dict[k])
+        raise ValueError(f"the model was trained on another scenario ({', '.join(differ)} differ): export it "
+                         "with the preset and overrides it was trained with (only the PRB count may change)")
+
+
+def calibration_slots(scenario, sinr_grid, count, seed):
+    """`count` float slots [1, 14, K, C] of the training channels, cycling over `sinr_grid`."""
+    from deeprx import data as data_lib
+    generator = data_lib.SlotGenerator(scenario, "train")
+    per_point = max(1, -(-count // len(sinr_grid)))
+    slots = []
+    for index, sinr_db in enumerate(sinr_grid):
+        batch = generator(per_point, data_lib.slot_seed("calibration", seed, index), sinr_db=sinr_db)
+        slots.extend(np.split(batch.inputs.numpy(), per_point))
+    order = np.random.RandomState(seed).permutation(len(slots))[:count]
+    return [slots[i] for i in order]
+
+
+def quantize_config():
+    """A tfmot QuantizeConfig for a stand-alone BatchNormalization: no weight quantizers
+    (BN becomes a per-channel MUL + ADD), an 8-bit moving-average quantizer on its output."""
+    import tensorflow_model_optimization as tfmot
+
+    class OutputOnlyQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return OutputOnlyQuantizeConfig
+
+
+def qat_model(model):
+    """`model` wrapped for quantization-aware training."""
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+    tfq = tfmot.quantization.keras
+    config_class = quantize_config()
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return tfq.quantize_annotate_layer(layer, quantize_config=config_class())
+        return tfq.quantize_annotate_layer(layer)
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    with tfq.quantize_scope({config_class.__name__: config_class}):
+        return tfq.quantize_apply(annotated)
+
+
+def fine_tune(model, scenario, export_config, log=print):
+    """A short constant-learning-rate fine-tune with the training loss, on training slots."""
+    import tempfile
+    from deeprx import training
+    train_config = config_lib.TrainConfig(steps=export_config.qat_steps, batch_size=export_config.qat_batch_size,
+                                          learning_rate=export_config.qat_learning_rate, warmup_steps=0,
+                                          final_lr_fraction=1.0, checkpoint_every=export_config.qat_steps,
+                                          log_every=max(1, export_config.qat_steps // 5), seed=export_config.seed)
+    with tempfile.TemporaryDirectory() as workdir:
+        return training.Trainer(model, scenario, train_config, workdir, log=log).fit()
+
+
+def convert(model, scenario, representative):
+    """int8 TFLite bytes of a batch-1 `model` (int8 input and output)."""
+    import tensorflow as tf
+    signature = tf.TensorSpec([1, *scenario.grid_shape, scenario.num_input_channels], tf.float32)
+    function = tf.function(lambda x: model(x, training=False), input_signature=[signature])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([slot] for slot in representative)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=print):
+    """Writes `out` (.tflite) and its .json; returns the metadata dict."""
+    import tensorflow as tf
+    import tf_keras as keras
+    settings = workdir_lib.read_settings(model_dir)
+    trained_scenario_dict = settings["scenario"]
+    model_config = workdir_lib.model_config_of(settings)
+    trained = keras.models.load_model(os.path.join(model_dir, receivers_lib.MODEL_FILENAME), compile=False)
+    start = time.time()
+    representative = calibration_slots(scenario, sinr_grid, export_config.calibration_slots, export_config.seed)
+    log(f"{len(representative)} calibration slots over SINR {sinr_grid[0]:g}..{sinr_grid[-1]:g} dB", flush=True)
+    if export_config.method == "qat":
+        model = model_lib.build(model_config, scenario, name="deeprx")
+        model.set_weights(trained.get_weights())
+        model = qat_model(model)
+        log(f"QAT: fine-tuning {export_config.qat_steps} steps of {export_config.qat_batch_size} slots "
+            f"at learning rate {export_config.qat_learning_rate:g}", flush=True)
+        fine_tune(model, scenario, export_config, log)
+        batch1 = qat_model(model_lib.build(model_config, scenario, name="deeprx", batch_size=1))
+    else:
+        model = trained
+        batch1 = model_lib.build(model_config, scenario, name="deeprx", batch_size=1)
+    batch1.set_weights(model.get_weights())
+    tflite = convert(batch1, scenario, representative)
+    ber_lib.atomic_write(out, lambda f: f.write(tflite), binary=True)
+    from edge import flatbuffer
+    summary = flatbuffer.summary(out)
+    meta = {
+        "model": os.path.basename(out), "source_model": os.path.abspath(model_dir), "method": export_config.method,
+        "preset": preset_name, "scenario": config_lib.to_dict(scenario), "trained_scenario": trained_scenario_dict,
+        "grid_shape": list(scenario.grid_shape), "num_input_channels": scenario.num_input_channels,
+        "channel_layout": config_lib.CHANNEL_LAYOUT, "modulation": scenario.modulation,
+        "bits_per_symbol": scenario.bits_per_symbol, "num_dmrs": scenario.dmrs.num_symbols,
+        "model_config": config_lib.to_dict(model_config),
+        "flops_per_slot": model_lib.flops_per_slot(model_config, scenario),
+        "parameters": model_lib.params(model_config, scenario),
+        "input": summary["input"], "output": summary["output"], "tensor_types": summary["tensor_types"],
+        "size_bytes": len(tflite), "calibration_slots": len(representative),
+        "export_config": config_lib.to_dict(export_config), "converter": f"tensorflow {tf.__version__}",
+        "seconds": round(time.time() - start, 1), **_provenance()}
+    ber_lib.write_json(os.path.splitext(out)[0] + ".json", meta)
+    return meta
+
+
+def _provenance():
+    from deeprx import bench
+    return bench.provenance()
+
+
+def main(argv):
+    del argv
+    preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
+    if not FLAGS.model:
+        raise cli.FlagError("model", "give the trained run directory")
+    for name in (receivers_lib.MODEL_FILENAME, "config.json"):
+        if not os.path.isfile(os.path.join(FLAGS.model, name)):
+            raise cli.FlagError("model", f"no {name} in {FLAGS.model!r}: give a directory of python -m deeprx.train")
+    with cli.flag("model"):
+        trained = workdir_lib.read_settings(FLAGS.model)["scenario"]
+        check_export_scenario(trained, scenario)
+    if not FLAGS.out or not FLAGS.out.endswith(".tflite"):
+        raise cli.FlagError("out", f"give the output file, ending in .tflite (got {FLAGS.out!r})")
+    try:
+        export_config = ExportConfig(method=FLAGS.method, calibration_slots=FLAGS.calibration_slots,
+                                     qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
+                                     qat_learning_rate=FLAGS.qat_learning_rate)
+    except ValueError as error:
+        raise cli.FlagError(str(error).split()[0], str(error)) from None
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    meta = export(FLAGS.model, preset.name, scenario, preset.evaluation.sinr_db, export_config, FLAGS.out)
+    print(f"Wrote {FLAGS.out} ({meta['size_bytes'] / 1e3:.0f} kB, {meta['method']}): input scale "
+          f"{meta['input']['scale']:.4g} zero point {meta['input']['zero_point']}, tensor types "
+          f"{meta['tensor_types']}", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,308 @@
+"""Runs an int8 DeepRx .tflite on the device: latency, and BER on exported test vectors.
+
+Example usage (on a Coral Dev Board, or any host):
+  python3 -m edge.runner --model=student_int8_edgetpu.tflite --vectors=demo_vectors.npz --out=coral.json
+  python3 -m edge.runner --model=student_int8.tflite --count=1000 --threads=2 --out=cpu.json
+
+This file is what runs on the board: Python 3.7 syntax, NumPy and a TFLite interpreter only
+(never TensorFlow, Sionna or CodeCarbon). The interpreter is the first that imports, in this
+order: pycoral with the Edge TPU delegate (for *_edgetpu.tflite models only), tflite_runtime,
+ai_edge_litert, tensorflow.lite; --out records which one ran.
+
+Timing follows pycoral's examples: the first invoke (which loads the model onto an Edge TPU)
+is timed apart, then --warmup invokes, then --count timed invokes: mean, p50, p90, p99
+latency and inferences per second. With --vectors (python -m deeprx.export_vectors) the
+float inputs are quantized with the model's own input scale and zero point, every slot is
+run, and the bit decisions (LLR > 0, i.e. int8 output > its zero point) are counted on data
+REs into BER per SINR point: OUT's stem + "-ber.csv" and "-summary.json", in the bench's
+ber.csv / summary.json format (deeprx/ber.py, copied beside this package on the board).
+--kernels=reference runs TFLite's reference kernels: slower, but the same int8 results in
+every interpreter version (the optimized kernels of tflite-runtime 2.14 and LiteRT round
+differently: BUILD_NOTES.md), so BER on the vectors can be compared exactly across
+runtimes. Energy per inference is power x mean latency with --power_w (an external meter's reading,
+or a rated power: the JSON says which).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+try:  # on the board deeprx/ber.py is copied beside edge/ (BUILD_NOTES.md)
+    from deeprx import ber as ber_lib
+except ImportError:  # pragma: no cover - a board without it can still time the model
+    ber_lib = None
+
+# What a board needs of this repository, paths from its root (BUILD_NOTES.md).
+BUNDLE = ("edge/__init__.py", "edge/runner.py", "deeprx/__init__.py", "deeprx/ber.py")
+EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
+CPU_BACKENDS = ("tflite_runtime", "ai_edge_litert", "tensorflow.lite")
+KERNELS = ("default", "reference")
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+class RunnerError(Exception):
+    """A problem with the model, the vectors or the device: one line, exit status 1."""
+
+
+def is_compiled_for_edgetpu(model_path, model_bytes):
+    return model_path.endswith("_edgetpu.tflite") or EDGETPU_CUSTOM_OP in model_bytes
+
+
+def read_model(model_path):
+    """The model's bytes, checked to be a TFLite flatbuffer."""
+    if not os.path.isfile(model_path):
+        raise RunnerError("no model file at %s" % model_path)
+    with open(model_path, "rb") as f:
+        data = f.read()
+    if len(data) < 16 or data[4:8] != TFLITE_IDENTIFIER:
+        raise RunnerError("%s is not a TFLite model (no TFL3 flatbuffer identifier): a truncated "
+                          "or wrong file; copy it again" % model_path)
+    return data
+
+
+def _edgetpu_interpreter(model_path, device, threads):
+    """(interpreter, backend) with the Edge TPU delegate, or RunnerError."""
+    problems = []
+    try:
+        from pycoral.utils.edgetpu import make_interpreter
+        return make_interpreter(model_path, device=device), "pycoral (Edge TPU)"
+    except ImportError as error:
+        problems.append("pycoral: %s" % error)
+    except (ValueError, RuntimeError) as error:
+        problems.append("pycoral: %s" % error)
+    try:
+        from tflite_runtime.interpreter import Interpreter, load_delegate
+        options = {"device": device} if device else {}
+        delegate = load_delegate("libedgetpu.so.1", options)
+        return (Interpreter(model_path=model_path, experimental_delegates=[delegate], num_threads=threads),
+                "tflite_runtime (Edge TPU delegate)")
+    except ImportError as error:
+        problems.append("tflite_runtime: %s" % error)
+    except (ValueError, RuntimeError, OSError) as error:
+        problems.append("libedgetpu: %s" % str(error).splitlines()[0] if str(error) else type(error).__name__)
+    raise RunnerError("%s is compiled for the Edge TPU, but no Edge TPU was found (%s); run it on a Coral "
+                      "with pycoral and libedgetpu installed, or run the uncompiled .tflite on the CPU"
+                      % (model_path, "; ".join(problems)))
+
+
+def _import_interpreter(backend):
+    """(Interpreter class, OpResolverType) of a CPU backend; ImportError if absent."""
+    if backend == "tensorflow.lite":
+        import tensorflow as tf
+        return tf.lite.Interpreter, getattr(tf.lite.experimental, "OpResolverType", None)
+    module = __import__(backend + ".interpreter", fromlist=["Interpreter"])
+    return module.Interpreter, getattr(module, "OpResolverType", None)
+
+
+def _cpu_interpreter(model_path, threads, kernels):
+    for backend in CPU_BACKENDS:
+        try:
+            interpreter_class, resolvers = _import_interpreter(backend)
+        except ImportError:
+            continue
+        options = {"model_path": model_path, "num_threads": threads}
+        if kernels == "reference":
+            if resolvers is None:
+                raise RunnerError("%s has no reference kernels (experimental_op_resolver_type): use "
+                                  "--kernels=default or a newer interpreter" % backend)
+            options["experimental_op_resolver_type"] = resolvers.BUILTIN_REF
+        try:
+            return interpreter_class(**options), backend
+        except (ValueError, RuntimeError) as error:
+            raise RunnerError("%s cannot load %s: %s" % (backend, model_path, str(error).splitlines()[0]))
+    raise RunnerError("no TFLite interpreter: install tflite-runtime (a board) or ai-edge-litert (a host)")
+
+
+def load_interpreter(model_path, threads=None, device=None, kernels="default"):
+    """(allocated interpreter, backend name) for `model_path`. kernels: "default" (the
+    interpreter's optimized kernels and default delegates, as deployed) or "reference"
+    (TFLite's reference kernels: the same int8 results in every interpreter version)."""
+    data = read_model(model_path)
+    if is_compiled_for_edgetpu(model_path, data):
+        interpreter, backend = _edgetpu_interpreter(model_path, device, threads)
+    else:
+        interpreter, backend = _cpu_interpreter(model_path, threads, kernels)
+        if kernels == "reference":
+            backend += " (reference kernels)"
+    try:
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise RunnerError("%s cannot run %s: %s" % (backend, model_path, str(error).splitlines()[0]))
+    return interpreter, backend
+
+
+def quantize(values, scale, zero_point):
+    """Float array -> int8 with the model's input parameters (round half to even, clip)."""
+    return np.clip(np.round(values / scale) + zero_point, -128, 127).astype(np.int8)
+
+
+class Model(object):
+    """A batch-1 int8 DeepRx: int8 grid [1, 14, K, C] in, int8 LLRs [1, 14, K, m] out."""
+
+    def __init__(self, interpreter):
+        self.interpreter = interpreter
+        self.input = interpreter.get_input_details()[0]
+        self.output = interpreter.get_output_details()[0]
+        for what, detail in (("input", self.input), ("output", self.output)):
+            if detail["dtype"] != np.int8:
+                raise RunnerError("the model's %s is %s, not int8: export it with python -m edge.quantize"
+                                  % (what, np.dtype(detail["dtype"]).name))
+        self.input_scale, self.input_zero_point = self.input["quantization"]
+        self.output_scale, self.output_zero_point = self.output["quantization"]
+
+    @property
+    def input_shape(self):
+        return tuple(int(d) for d in self.input["shape"])
+
+    def invoke(self, quantized_input):
+        self.interpreter.set_tensor(self.input["index"], quantized_input)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def bit_decisions(self, float_slot):
+        """Bits (LLR > 0) of one float input slot [14, K, C] -> bool [14, K, m]."""
+        quantized = quantize(float_slot[None], self.input_scale, self.input_zero_point)
+        return self.invoke(quantized)[0].astype(np.int32) > self.output_zero_point
+
+
+def time_invokes(model, count, warmup):
+    """pycoral-style timing on a random int8 input; latencies in milliseconds."""
+    example = np.random.RandomState(0).randint(-128, 128, size=model.input_shape).astype(np.int8)
+    start = time.perf_counter()
+    model.invoke(example)
+    first_ms = 1e3 * (time.perf_counter() - start)
+    for _ in range(warmup):
+        model.invoke(example)
+    latencies = []
+    for _ in range(count):
+        start = time.perf_counter()
+        model.invoke(example)
+        latencies.append(1e3 * (time.perf_counter() - start))
+    latencies = np.array(latencies)
+    return {"first_invoke_ms": round(first_ms, 3), "warmup": warmup, "count": count,
+            "mean_ms": round(float(latencies.mean()), 4),
+            "p50_ms": round(float(np.percentile(latencies, 50)), 4),
+            "p90_ms": round(float(np.percentile(latencies, 90)), 4),
+            "p99_ms": round(float(np.percentile(latencies, 99)), 4),
+            "inferences_per_s": round(1e3 / float(latencies.mean()), 2)}
+
+
+def load_vectors(path, model):
+    """The exported test vectors (data/README.md), checked against the model's grid."""
+    if not os.path.isfile(path):
+        raise RunnerError("no vectors file at %s" % path)
+    try:
+        vectors = np.load(path, allow_pickle=False)
+        arrays = {name: vectors[name] for name in ("inputs", "bits", "data_mask", "sinr_db", "meta")}
+    except (ValueError, KeyError, OSError) as error:
+        raise RunnerError("%s is not a vectors file of python -m deeprx.export_vectors (%s)" % (path, error))
+    grid = tuple(arrays["inputs"].shape[2:])
+    if grid != model.input_shape[1:]:
+        raise RunnerError("the vectors in %s are slots of shape %s, the model takes %s: export vectors of "
+                          "the model's preset (python -m deeprx.export_vectors --preset=...)"
+                          % (path, grid, model.input_shape[1:]))
+    arrays["meta"] = json.loads(str(arrays["meta"]))
+    return arrays
+
+
+def ber_on_vectors(model, vectors, name):
+    """ber.csv rows (deeprx/ber.py make_row) of `model` on every slot of `vectors`."""
+    mask = vectors["data_mask"].astype(bool)[..., None]
+    rows = []
+    for point, sinr_db in enumerate(vectors["sinr_db"]):
+        errors = bits = 0
+        for slot, truth in zip(vectors["inputs"][point], vectors["bits"][point]):
+            wrong = (model.bit_decisions(slot) != truth.astype(bool)) & mask
+            errors += int(wrong.sum())
+            bits += int(mask.sum()) * truth.shape[-1]
+        rows.append(ber_lib.make_row(name, round(float(sinr_db), 6), errors, bits))
+    return rows
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m edge.runner", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="int8 .tflite (or *_edgetpu.tflite)")
+    parser.add_argument("--vectors", help="test vectors .npz of python -m deeprx.export_vectors")
+    parser.add_argument("--count", type=int, default=200, help="timed invokes")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed invokes after the first")
+    parser.add_argument("--threads", type=int, default=None, help="CPU interpreter threads")
+    parser.add_argument("--kernels", choices=KERNELS, default="default",
+                        help="CPU interpreter kernels: default (optimized, as deployed) or reference "
+                             "(bit-identical int8 results across interpreter versions; slower)")
+    parser.add_argument("--device", default=None, help="Edge TPU device (pycoral): ':0', 'usb', 'pci:0'")
+    parser.add_argument("--power_w", type=float, default=None,
+                        help="device power during inference in W, for energy per inference")
+    parser.add_argument("--power_source", default="rated power (an estimate)",
+                        help="where --power_w comes from, recorded in the JSON")
+    parser.add_argument("--out", help="result JSON (BER files are written beside it)")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        parser.error("--count and --threads must be >= 1, --warmup >= 0")
+    if args.power_w is not None and not args.power_w > 0:
+        parser.error("--power_w must be positive")
+    return args
+
+
+def run(args, log=print):
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)))
+    interpreter, backend = load_interpreter(args.model, args.threads, args.device, args.kernels)
+    model = Model(interpreter)
+    log("%s on %s: input %s int8 (scale %.4g, zero point %d)"
+        % (os.path.basename(args.model), backend, model.input_shape, model.input_scale, model.input_zero_point))
+    result = {"model": os.path.basename(args.model), "backend": backend, "kernels": args.kernels,
+              "threads": args.threads,
+              "device": args.device, "input_shape": list(model.input_shape)}
+    result["timing"] = time_invokes(model, args.count, args.warmup)
+    timing = result["timing"]
+    log("first invoke %.2f ms | %d invokes: mean %.3f ms, p50 %.3f, p90 %.3f, p99 %.3f | %.1f inferences/s"
+        % (timing["first_invoke_ms"], timing["count"], timing["mean_ms"], timing["p50_ms"], timing["p90_ms"],
+           timing["p99_ms"], timing["inferences_per_s"]))
+    if args.power_w is not None:
+        result["energy"] = {"power_w": args.power_w, "power_source": args.power_source,
+                            "joules_per_inference": args.power_w * timing["mean_ms"] / 1e3}
+        log("energy per inference: %.3g mJ (%.3g W x mean latency; power: %s)"
+            % (1e3 * result["energy"]["joules_per_inference"], args.power_w, args.power_source))
+    if args.vectors:
+        if ber_lib is None:
+            raise RunnerError("--vectors needs deeprx/ber.py beside edge/ (BUILD_NOTES.md)")
+        vectors = load_vectors(args.vectors, model)
+        name = os.path.splitext(os.path.basename(args.model))[0]
+        rows = ber_on_vectors(model, vectors, name)
+        result["vectors"] = {"file": os.path.basename(args.vectors), "meta": vectors["meta"]}
+        result["summary"] = ber_lib.summarize(rows)
+        for row in rows:
+            log("SINR %6.1f dB | BER %.3e (%d errors in %d bits)"
+                % (row["sinr_db"], row["ber"], row["bit_errors"], row["bits"]))
+        entry = result["summary"][name]
+        log("Geometric Mean BER %.3f | SINR at BER 1e-2 %s dB" % (entry["gm_ber"], entry["sinr_at_ber_1e-2"]))
+        if args.out:
+            stem = os.path.splitext(args.out)[0]
+            ber_lib.write_csv(stem + "-ber.csv", rows)
+            ber_lib.write_json(stem + "-summary.json", result["summary"])
+    if args.out:
+        if ber_lib is not None:
+            ber_lib.write_json(args.out, result)
+        else:  # pragma: no cover
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=2)
+        log("Wrote %s" % args.out)
+    return result
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run(args)
+    except RunnerError as error:
+        print("error: %s" % error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Edge deployment: int8 export (PTQ, QAT), preflight/compile, vectors and the device runner.
+
+The runner runs in two TensorFlow-free virtualenvs that `make edge-venvs` creates (make test
+does): numpy + ai-edge-litert, and numpy < 2 + tflite-runtime 2.14 (the Coral board's family).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_module
+from edge import flatbuffer
+from edge import preflight as preflight_lib
+from edge import runner
+
+SCENARIO = ("--channel=awgn", "--modulation=qpsk", "--sir_db=none")
+VENVS = {"ai_edge_litert": os.path.join(REPO, ".venv-edge-litert"),
+         "tflite_runtime": os.path.join(REPO, ".venv-edge-tflite-runtime")}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny edge-variant DeepRx exported with PTQ and QAT, and test vectors. QPSK on AWGN:
+    120 steps give it confident LLRs, so int8-vs-float sign agreement measures quantization,
+    not the coin flips of an untrained model."""
+    root = tmp_path_factory.mktemp("edge")
+    model_dir = str(root / "student")
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", *SCENARIO, "--model_variant=edge", "--steps=120",
+                        "--noeval", f"--workdir={model_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    paths = {"model_dir": model_dir, "vectors": str(root / "tiny_vectors.npz")}
+    result = run_module("deeprx.export_vectors", "--preset=tiny", *SCENARIO, "--slots_per_point=4",
+                        f"--out={paths['vectors']}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for method in ("ptq", "qat"):
+        paths[method] = str(root / f"student_{method}.tflite")
+        result = run_module("edge.quantize", f"--model={model_dir}", "--preset=tiny", *SCENARIO, f"--method={method}",
+                            "--calibration_slots=32", "--qat_steps=5", "--qat_batch_size=4", f"--out={paths[method]}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    return paths
+
+
+@pytest.mark.parametrize("method", ["ptq", "qat"])
+def test_export_is_full_integer_with_int8_io(exported, method):
+    model = flatbuffer.read(exported[method])
+    tensors = model["tensors"].values()
+    assert {t["type"] for t in tensors} == {"INT8", "INT32"}
+    bias_inputs = {op["inputs"][2] for op in model["operators"]
+                   if op["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(op["inputs"]) > 2}
+    for tensor in tensors:
+        if tensor["type"] == "INT32":  # only constant biases
+            assert tensor["constant"] and tensor["index"] in bias_inputs, tensor["name"]
+    (model_input,), (model_output,) = model["inputs"], model["outputs"]
+    assert model_input["type"] == model_output["type"] == "INT8"
+    assert model_input["shape"] == [1, 14, 24, 10] and model_output["shape"] == [1, 14, 24, 2]
+    with open(exported[method].replace(".tflite", ".json")) as f:
+        meta = json.load(f)
+    assert meta["method"] == method and meta["input"]["scale"] == model_input["scale"]
+    assert meta["grid_shape"] == [14, 24] and meta["modulation"] == "qpsk" and meta["flops_per_slot"] > 0
+    assert meta["converter"].startswith("tensorflow ")
+
+
+@pytest.mark.parametrize("method", ["ptq", "qat"])
+def test_int8_llr_signs_agree_with_the_float_model(exported, method):
+    import tf_keras as keras
+    vectors = np.load(exported["vectors"])
+    inputs = vectors["inputs"].reshape(-1, *vectors["inputs"].shape[2:])
+    float_model = keras.models.load_model(os.path.join(exported["model_dir"], "model.keras"), compile=False)
+    float_bits = float_model.predict(inputs, verbose=0) > 0
+    interpreter, _ = runner.load_interpreter(exported[method])
+    int8 = runner.Model(interpreter)
+    int8_bits = np.stack([int8.bit_decisions(slot) for slot in inputs])
+    mask = np.broadcast_to(vectors["data_mask"].astype(bool)[None, ..., None], float_bits.shape)
+    agreement = np.mean(float_bits[mask] == int8_bits[mask])
+    assert agreement >= 0.95, agreement
+
+
+def test_vectors_file_format(exported):
+    vectors = np.load(exported["vectors"], allow_pickle=False)
+    meta = json.loads(str(vectors["meta"]))
+    assert vectors["inputs"].shape == (4, 4, 14, 24, 10) and vectors["inputs"].dtype == np.float32
+    assert vectors["bits"].shape == (4, 4, 14, 24, 2) and vectors["bits"].dtype == np.uint8
+    assert vectors["data_mask"].shape == (14, 24) and list(vectors["sinr_db"]) == [-4, 4, 12, 20]
+    assert meta["preset"] == "tiny" and meta["slots_per_point"] == 4 and meta["num_dmrs"] == 1
+
+
+def _paper_variant_tflite(path):
+    """An int8 paper-variant (unequal dilations) DeepRx, untrained: its structure is what counts."""
+    from deeprx import config as config_lib
+    from deeprx import model as model_lib
+    from edge import quantize
+    scenario = config_lib.get_preset("tiny").scenario
+    model = model_lib.build(model_lib.DeepRxConfig(width_multiplier=0.125), scenario, batch_size=1)
+    rng = np.random.RandomState(0)
+    representative = [rng.normal(size=(1, 14, 24, 10)).astype(np.float32) for _ in range(4)]
+    with open(path, "wb") as f:
+        f.write(quantize.convert(model, scenario, representative))
+
+
+def test_preflight_maps_the_edge_variant_and_cuts_the_paper_variant(exported, tmp_path):
+    edge = preflight_lib.preflight(exported["ptq"])
+    assert edge["cut_at"] is None and edge["cpu"] == 0 and edge["mapped"] == len(edge["operators"])
+    paper_path = str(tmp_path / "paper.tflite")
+    _paper_variant_tflite(paper_path)
+    paper = preflight_lib.preflight(paper_path)
+    cut = paper["operators"][paper["cut_at"]]
+    assert cut["op"] == "DEPTHWISE_CONV_2D" and "block3" in cut["layer"] and "unequal dilations 2x3" in cut["status"]
+    assert all(row["status"] == preflight_lib.AFTER_CUT for row in paper["operators"][paper["cut_at"] + 1:])
+    assert 0 < paper["mapped"] < len(paper["operators"])
+    named = {row["layer"].split("/")[1] for row in paper["would_not_map"]}
+    assert any("block6" in name for name in named) and not any("block1_" in name for name in named)
+
+
+def test_compile_without_the_compiler_gives_the_preflight(exported):
+    if shutil.which("edgetpu_compiler"):
+        pytest.skip("edgetpu_compiler is installed here: this test is for machines without it")
+    result = run_module("edge.compile", exported["ptq"])
+    assert result.returncode == 0, result.stderr
+    assert "edgetpu_compiler is not on PATH: preflight only" in result.stdout
+    assert "Every operator should map: no cut." in result.stdout
+    with open(exported["ptq"].replace(".tflite", ".preflight.json")) as f:
+        assert json.load(f)["compiler"] is None
+    strict = run_module("edge.compile", exported["ptq"], "--require-compiler")
+    assert strict.returncode == 1 and "--require-compiler" in strict.stderr
+
+
+COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
+Input: student_ptq.tflite
+Output: student_ptq_edgetpu.tflite
+
+Operator                       Count      Status
+
+CONV_2D                        27         Mapped to Edge TPU
+CONV_2D                        1          More than one subgraph is not supported
+DEPTHWISE_CONV_2D              22         Mapped to Edge TPU
+ADD                            23         Mapped to Edge TPU
+"""
+
+
+def test_compiler_log_is_parsed_and_compared_with_the_prediction():
+    from edge import compile as compile_lib
+    table = compile_lib.parse_compiler_log(COMPILER_LOG)
+    assert table["CONV_2D"] == {"count": 28, "mapped": 27, "statuses": {
+        "Mapped to Edge TPU": 27, "More than one subgraph is not supported": 1}}
+    predicted = {"CONV_2D": {"count": 28, "mapped": 28}, "DEPTHWISE_CONV_2D": {"count": 22, "mapped": 22},
+                 "ADD": {"count": 23, "mapped": 23}}
+    rows = {row["op"]: row for row in compile_lib.compare(predicted, table)}
+    assert not rows["CONV_2D"]["agree"] and rows["DEPTHWISE_CONV_2D"]["agree"] and rows["ADD"]["agree"]
+
+
+# ------------------------------------------------------------------- the device-side runner
+
+def _bundle(tmp_path):
+    """What BUILD_NOTES.md copies to a board: the runner and deeprx/ber.py, nothing else."""
+    bundle = tmp_path / "bundle"
+    for name in runner.BUNDLE:
+        os.makedirs(bundle / os.path.dirname(name), exist_ok=True)
+        shutil.copy(os.path.join(REPO, name), bundle / name)
+    return str(bundle)
+
+
+def _host_rows(model_path, vectors_path, kernels):
+    """BER rows of the .tflite on the vectors with TensorFlow's own interpreter."""
+    import tensorflow as tf
+    options = {}
+    if kernels == "reference":
+        options["experimental_op_resolver_type"] = tf.lite.experimental.OpResolverType.BUILTIN_REF
+    interpreter = tf.lite.Interpreter(model_path=model_path, **options)
+    interpreter.allocate_tensors()
+    model = runner.Model(interpreter)
+    vectors = runner.load_vectors(vectors_path, model)
+    return runner.ber_on_vectors(model, vectors, "x")
+
+
+# Default kernels match exactly within one runtime family (LiteRT = TensorFlow 2.21's
+# interpreter); across versions only the reference kernels do (tflite-runtime 2.14's
+# optimized int8 kernels round differently: BUILD_NOTES.md).
+@pytest.mark.parametrize("backend, kernels", [("ai_edge_litert", "default"), ("ai_edge_litert", "reference"),
+                                              ("tflite_runtime", "reference")])
+def test_runner_in_a_tensorflow_free_venv_matches_the_host_evaluation(exported, tmp_path, backend, kernels):
+    python = os.path.join(VENVS[backend], "bin", "python")
+    if not os.path.exists(python):
+        pytest.fail(f"{VENVS[backend]} is missing: run `make edge-venvs` (make test does)")
+    no_tf = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, text=True)
+    assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
+    out = str(tmp_path / "result.json")
+    result = subprocess.run([python, "-m", "edge.runner", f"--model={exported['ptq']}", f"--kernels={kernels}",
+                             f"--vectors={exported['vectors']}", "--count=20", "--warmup=2", f"--out={out}"],
+                            cwd=_bundle(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out) as f:
+        report = json.load(f)
+    assert report["backend"].startswith(backend) and report["kernels"] == kernels and report["timing"]["count"] == 20
+    assert report["timing"]["inferences_per_s"] > 0 and report["timing"]["p99_ms"] >= report["timing"]["p50_ms"]
+    with open(str(tmp_path / "result-ber.csv")) as f:
+        device = [line.split(",") for line in f.read().splitlines()[1:]]
+    host = _host_rows(exported["ptq"], exported["vectors"], kernels)
+    assert [(float(d[1]), int(d[3]), int(d[4])) for d in device] == \
+        [(h["sinr_db"], h["bit_errors"], h["bits"]) for h in host]
+    assert any(h["bit_errors"] for h in host)
+
+
+def _vermin(*files):
+    vermin = os.path.join(os.path.dirname(sys.executable), "vermin")
+    return subprocess.run([vermin, "-t=3.7-", "--violations", "--no-tips", *files], capture_output=True, text=True)
+
+
+def test_runner_needs_no_python_newer_than_3_7(tmp_path):
+    result = _vermin(*[os.path.join(REPO, name) for name in runner.BUNDLE])
+    assert result.returncode == 0 and "Minimum required versions: 3." in result.stdout, result.stdout + result.stderr
+    newer = tmp_path / "walrus.py"
+    newer.write_text("import math\nif (n := math.prod([2, 3])):\n    print(n)\n")
+    assert _vermin(str(newer)).returncode != 0  # the check does catch 3.8 code
+
+
+def _runner_error(tmp_path, *args):
+    result = subprocess.run([os.path.join(VENVS["ai_edge_litert"], "bin", "python"), "-m", "edge.runner", *args],
+                            cwd=_bundle(tmp_path), capture_output=True, text=True, timeout=120)
+    # The interpreter itself may log "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("INFO: ")]
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_runner_errors_are_one_line(exported, tmp_path):
+    truncated = str(tmp_path / "truncated.tflite")
+    with open(exported["ptq"], "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 3])
+    assert "cannot load" in _runner_error(tmp_path, f"--model={truncated}")
+    wrong_grid = str(tmp_path / "wrong.npz")
+    vectors = dict(np.load(exported["vectors"]))
+    vectors["inputs"] = vectors["inputs"][:, :, :, :12]
+    np.savez(wrong_grid, **vectors)
+    assert "the model takes" in _runner_error(tmp_path, f"--model={exported['ptq']}", f"--vectors={wrong_grid}")
+    compiled = str(tmp_path / "student_ptq_edgetpu.tflite")
+    shutil.copy(exported["ptq"], compiled)
+    assert "no Edge TPU was found" in _runner_error(tmp_path, f"--model={compiled}")
+
+
+def test_the_bench_evaluates_an_int8_tflite_beside_its_float_model(exported, tmp_path):
+    out = str(tmp_path / "eval")
+    result = run_module("deeprx.evaluate", "--preset=tiny", *SCENARIO,
+                        f"--receivers={exported['model_dir']},{exported['ptq']}", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    float_gm, int8_gm = summary["student"]["gm_ber"], summary["student_ptq"]["gm_ber"]
+    assert float_gm < -0.5 and abs(int8_gm - float_gm) < 0.25, (float_gm, int8_gm)
