@@ -56,6 +56,8 @@ flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or h
 flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
 flags.DEFINE_float("student_flops_ratio", 11 / 30, "KD: student FLOPs per slot / teacher's")
 flags.DEFINE_bool("train_teacher_if_missing", False, "KD: train the teacher first if --teacher has none")
+flags.DEFINE_enum("student_variant", None, ["paper", "edge"],
+                  "KD: the student's variant (default: the teacher's); edge for an Edge TPU student")
 
 TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr_fraction",
                "checkpoint_every", "log_every", "seed", "xla")
@@ -161,8 +163,9 @@ def run_from_flags():
             raise cli.FlagError("teacher", f"no trained teacher in {FLAGS.teacher!r}; train it with: "
                                            f"{teacher_command(FLAGS.teacher)} (or add --train_teacher_if_missing)")
         budget = kd.student_flops_ratio * model_lib.flops_per_slot(teacher_config, scenario)
+        shape = dataclasses.replace(teacher_config, variant=FLAGS.student_variant or teacher_config.variant)
         with cli.flag("student_flops_ratio"):
-            student_config = model_lib.size_for_flops(teacher_config, scenario, budget)
+            student_config = model_lib.size_for_flops(shape, scenario, budget)
         run = dataclasses.replace(run, model_config=student_config, kd=kd, teacher_run=teacher_run)
     with cli.flag("workdir"):
         workdir_lib.check_workdir(run.workdir, run.settings())

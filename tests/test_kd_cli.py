@@ -74,3 +74,17 @@ def test_teacher_of_another_grid_is_rejected(kd_run, tmp_path):
                         f"--workdir={tmp_path}/s", timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1 and "trained on another scenario" in lines[0]
+
+
+def test_an_edge_variant_student_from_a_paper_teacher(kd_run, tmp_path):
+    teacher, _, _ = kd_run
+    student = str(tmp_path / "edge-student")
+    result = run_module("deeprx.train", *KD_SMOKE, f"--teacher={teacher}", "--student_variant=edge", "--steps=2",
+                        "--noeval", f"--workdir={student}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(teacher, "config.json")) as f:
+        teacher_model = json.load(f)["model"]
+    with open(os.path.join(student, "config.json")) as f:
+        student_model = json.load(f)["model"]
+    assert teacher_model["variant"] == "paper" and student_model["variant"] == "edge"
+    assert student_model["width_multiplier"] < teacher_model["width_multiplier"]
