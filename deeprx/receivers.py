@@ -98,4 +98,18 @@ def load(spec: str, scenario: config_lib.ScenarioConfig):
         return TFLiteReceiver(receiver_name(spec), spec, scenario)
     import tf_keras as keras
     model = keras.models.load_model(os.path.join(spec, MODEL_FILENAME), compile=False)
+    if model.input_shape[2] != scenario.carrier.num_subcarriers and os.path.isfile(os.path.join(spec, "config.json")):
+        model = _on_grid(spec, model, scenario)
     return KerasReceiver(receiver_name(spec), model, scenario)
+
+
+def _on_grid(spec, model, scenario):
+    """The fully convolutional model rebuilt on `scenario`'s grid, with its trained weights,
+    if only the PRB count differs from its training scenario (ValueError otherwise)."""
+    from deeprx import model as model_lib
+    from deeprx import workdir as workdir_lib
+    settings = workdir_lib.read_settings(spec)
+    workdir_lib.check_grid_change(settings["scenario"], scenario)
+    rebuilt = model_lib.build(workdir_lib.model_config_of(settings), scenario, name=model.name)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt

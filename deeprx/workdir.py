@@ -47,3 +47,16 @@ def model_config_of(settings):
     model = settings["model"]
     return model_lib.DeepRxConfig(**dict(model, widths=tuple(model["widths"]),
                                          dilations=tuple(tuple(d) for d in model["dilations"])))
+
+
+def check_grid_change(trained_scenario, scenario):
+    """ValueError unless `scenario` is the trained scenario (a config.json entry) but for the
+    number of PRB: the fully convolutional DeepRx runs on any number of subcarriers."""
+    trained = dict(trained_scenario, carrier=dict(trained_scenario["carrier"]))
+    wanted = config_lib.to_dict(scenario)
+    trained["carrier"].pop("num_prb")
+    wanted["carrier"].pop("num_prb")
+    if trained != wanted:
+        differ = sorted(k for k in trained if trained[k] != wanted[k])
+        raise ValueError(f"the model was trained on another scenario ({', '.join(differ)} differ): use the preset "
+                         "and overrides it was trained with (only the PRB count may change)")

@@ -10,7 +10,8 @@ must otherwise be its training scenario. Weights, activations and the model's in
 output are int8 (biases int32), calibrated on slots of the training channels spread over the
 whole SINR range. --method=qat first fine-tunes with fake quantization
 (tensorflow-model-optimization; the stand-alone BatchNormalization layers of the
-pre-activation blocks get an output-only quantize config). Beside X.tflite, X.json records
+pre-activation blocks get an output-only quantize config, and keep their batch statistics
+frozen during the fine-tune). Beside X.tflite, X.json records
 what the device needs: input/output scale and zero point, grid, channel layout, modulation,
 FLOPs per slot, the source model, the method and the converter version.
 """
@@ -59,18 +60,6 @@ class ExportConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.qat_learning_rate > 0:
             raise ValueError(f"qat_learning_rate must be positive, got {self.qat_learning_rate}")
-
-
-def check_export_scenario(trained_dict, export):
-    """ValueError unless `export` is the trained scenario (a config.json entry) but for the
-    number of PRB."""
-    trained_dict, export_dict = dict(trained_dict, carrier=dict(trained_dict["carrier"])), config_lib.to_dict(export)
-    trained_dict["carrier"].pop("num_prb")
-    export_dict["carrier"].pop("num_prb")
-    if trained_dict != export_dict:
-        differ = sorted(k for k in trained_dict if trained_dict[k] != export_dict[k])
-        raise ValueError(f"the model was trained on another scenario ({', '.join(differ)} differ): export it "
-                         "with the preset and overrides it was trained with (only the PRB count may change)")
 
 
 def calibration_slots(scenario, sinr_grid, count, seed):
@@ -129,7 +118,14 @@ def qat_model(model):
     annotated = keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
     with tfq.quantize_scope({config_class.__name__: config_class}):
-        return tfq.quantize_apply(annotated)
+        quantized = tfq.quantize_apply(annotated)
+    # Fine-tune with frozen batch statistics: a non-trainable BatchNormalization runs in
+    # inference mode, so the short fine-tune adapts weights to the quantizers without
+    # re-estimating BN on small batches.
+    for layer in quantized.layers:
+        if isinstance(getattr(layer, "layer", None), keras.layers.BatchNormalization):
+            layer.layer.trainable = False
+    return quantized
 
 
 def fine_tune(model, scenario, export_config, log=print):
@@ -217,7 +213,7 @@ def main(argv):
             raise cli.FlagError("model", f"no {name} in {FLAGS.model!r}: give a directory of python -m deeprx.train")
     with cli.flag("model"):
         trained = workdir_lib.read_settings(FLAGS.model)["scenario"]
-        check_export_scenario(trained, scenario)
+        workdir_lib.check_grid_change(trained, scenario)
     if not FLAGS.out or not FLAGS.out.endswith(".tflite"):
         raise cli.FlagError("out", f"give the output file, ending in .tflite (got {FLAGS.out!r})")
     try:

@@ -253,3 +253,15 @@ def test_the_bench_evaluates_an_int8_tflite_beside_its_float_model(exported, tmp
         summary = json.load(f)
     float_gm, int8_gm = summary["student"]["gm_ber"], summary["student_ptq"]["gm_ber"]
     assert float_gm < -0.5 and abs(int8_gm - float_gm) < 0.25, (float_gm, int8_gm)
+
+
+def test_a_model_evaluates_on_another_prb_count_but_not_another_scenario(exported, tmp_path):
+    """Fully convolutional: rebuilt on the wider grid with its trained weights."""
+    wider = run_module("deeprx.evaluate", "--preset=tiny", *SCENARIO, "--num_prb=3",
+                       f"--receivers={exported['model_dir']}", f"--out={tmp_path}/wider")
+    assert wider.returncode == 0, wider.stderr[-3000:]
+    with open(f"{tmp_path}/wider/summary.json") as f:
+        assert json.load(f)["student"]["gm_ber"] < -0.5
+    other = run_module("deeprx.evaluate", "--preset=tiny", *SCENARIO, "--num_prb=3", "--num_dmrs=2",
+                       f"--receivers={exported['model_dir']}", f"--out={tmp_path}/other")
+    assert other.returncode != 0 and "trained on another scenario (dmrs differ)" in other.stderr

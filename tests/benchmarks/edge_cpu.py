@@ -90,8 +90,9 @@ def main():
         dmrs = settings(model_dir)["scenario"]["dmrs"]["num_symbols"]
         for method in methods:
             path = os.path.join(out, f"{role}_{method}.tflite")
+            qat = [f"--qat_steps={args.qat_steps}"] if method == "qat" else []
             commands.append(run("edge.quantize", f"--model={model_dir}", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
-                                f"--method={method}", f"--qat_steps={args.qat_steps}", f"--out={path}"))
+                                f"--method={method}", *qat, f"--out={path}"))
             commands.append(run("edge.compile", path))
             with open(os.path.join(REPO, path.replace(".tflite", ".preflight.json"))) as f:
                 preflight = json.load(f)
@@ -120,15 +121,25 @@ def main():
     commands.append(run("deeprx.evaluate", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
                         f"--receivers={args.student},{exports['student_ptq']},{exports['student_qat']}",
                         f"--out={ber_dir}"))
+    from deeprx import ber as ber_lib
     with open(os.path.join(REPO, ber_dir, "summary.json")) as f:
         ber = json.load(f)
+    rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
     student_name = os.path.basename(os.path.normpath(args.student))
     float_entry = ber[student_name]
+
+    def sinr_needed(receiver, target):
+        return ber_lib.sinr_at_ber([(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"]))
+                                    for r in rows if r["receiver"] == receiver], target)
+
     for method in ("ptq", "qat"):
         entry = ber[f"student_{method}"]
-        for key in ("sinr_at_ber_1e-2", "sinr_at_ber_1e-3"):
-            cost = (None if entry[key] is None or float_entry[key] is None else round(entry[key] - float_entry[key], 3))
-            summary[f"{method}_cost_db_at_ber_{key.rsplit('_', 1)[1]}"] = cost
+        # 3e-2 besides the issue's 1e-2: these students' error floor sits near 1e-2, where the
+        # crossing (and so the cost) is ill-conditioned.
+        for label, target in (("1e-2", 1e-2), ("3e-2", 3e-2), ("1e-3", 1e-3)):
+            needed_int8, needed_float = sinr_needed(f"student_{method}", target), sinr_needed(student_name, target)
+            summary[f"{method}_cost_db_at_ber_{label}"] = (
+                None if needed_int8 is None or needed_float is None else round(needed_int8 - needed_float, 3))
         summary[f"{method}_gm_ber_delta"] = round(entry["gm_ber"] - float_entry["gm_ber"], 4)
     summary.update({"float_student_gm_ber": float_entry["gm_ber"],
                     "float_student_sinr_at_ber_1e-2": float_entry["sinr_at_ber_1e-2"],
@@ -136,7 +147,6 @@ def main():
                     "commands": commands,
                     "command": "python tests/benchmarks/edge_cpu.py " + " ".join(sys.argv[1:])})
     from deeprx import bench
-    from deeprx import ber as ber_lib
     summary.update(bench.provenance())
     ber_lib.write_json(os.path.join(args.out, "summary.json"), summary)
     print(f"int8 student on the CPU interpreter, {args.threads} threads, {args.preset} grid: "
@@ -145,7 +155,8 @@ def main():
           f"{teacher_rate:.0f}/s, so x{summary['speedup_vs_float_teacher']}")
     for method in ("ptq", "qat"):
         print(f"{method.upper()} int8 cost at BER 1e-2: {summary[f'{method}_cost_db_at_ber_1e-2']} dB "
-              f"(reference <= {REFERENCE_COST_DB} dB); Geometric Mean BER change {summary[f'{method}_gm_ber_delta']}")
+              f"(reference <= {REFERENCE_COST_DB} dB), at 3e-2: {summary[f'{method}_cost_db_at_ber_3e-2']} dB; "
+              f"Geometric Mean BER change {summary[f'{method}_gm_ber_delta']}")
     print(f"Wrote {os.path.join(args.out, 'summary.json')}")
 
 
