@@ -69,8 +69,11 @@ class TFLiteReceiver:
 
     def __init__(self, name: str, path: str, scenario: config_lib.ScenarioConfig, threads: int = None):
         from edge import runner
-        interpreter, self.backend = runner.load_interpreter(path, threads)
-        self.model = runner.Model(interpreter)
+        try:
+            interpreter, self.backend = runner.load_interpreter(path, threads)
+            self.model = runner.Model(interpreter)
+        except runner.RunnerError as error:
+            raise ValueError(str(error)) from None
         expected = (1, *scenario.grid_shape, scenario.num_input_channels)
         if self.model.input_shape != expected:
             raise ValueError(f"{path!r} takes input {self.model.input_shape}, the scenario needs {expected}: "
@@ -89,7 +92,7 @@ class TFLiteReceiver:
 
 
 def load(spec: str, scenario: config_lib.ScenarioConfig):
-    """The receiver named by `spec` (classical name or model directory)."""
+    """The receiver named by `spec` (classical name, model directory or .tflite)."""
     check_spec(spec)
     if spec in CLASSICAL_NAMES:
         from deeprx import baselines

@@ -23,6 +23,7 @@ import time
 import numpy as np
 from absl import flags
 
+from deeprx import bench
 from deeprx import ber as ber_lib
 from deeprx import cli
 from deeprx import config as config_lib
@@ -193,14 +194,9 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
         "input": summary["input"], "output": summary["output"], "tensor_types": summary["tensor_types"],
         "size_bytes": len(tflite), "calibration_slots": len(representative),
         "export_config": config_lib.to_dict(export_config), "converter": f"tensorflow {tf.__version__}",
-        "seconds": round(time.time() - start, 1), **_provenance()}
+        "seconds": round(time.time() - start, 1), **bench.provenance()}
     ber_lib.write_json(os.path.splitext(out)[0] + ".json", meta)
     return meta
-
-
-def _provenance():
-    from deeprx import bench
-    return bench.provenance()
 
 
 def main(argv):
