@@ -101,6 +101,7 @@ class SweepRun:
     args: Tuple[str, ...]
     role: str                      # teacher, scratch or kd
     external: bool = False         # the --teacher directory, not the sweep's own
+    width: Optional[float] = None  # a teacher's width multiplier
 
     @property
     def receiver(self):
@@ -182,7 +183,7 @@ def teacher_run(sweep, width, dmrs):
     external = bool(sweep.base_teacher_dir) and width == sweep.base_width and dmrs == sweep.base_dmrs
     workdir = sweep.base_teacher_dir if external else os.path.join(sweep.workdir, "runs", name)
     args = train_lib.flag_args(train_lib.TEACHER_FLAGS, width_multiplier=width, num_dmrs=dmrs, model_mflops=0.0)
-    return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external)
+    return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external, width)
 
 
 def scratch_run(sweep, student_flops, dmrs, seed):
@@ -193,13 +194,12 @@ def scratch_run(sweep, student_flops, dmrs, seed):
     return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
 
 
-def kd_run(sweep, teacher, teacher_flops, student_flops, alpha, temperature, dmrs, seed):
-    width = teacher.name.split("-")[1]
-    name = f"kd-{_mflops_label(student_flops)}-t{width[1:]}-a{alpha:g}-T{temperature:g}-dmrs{dmrs}-s{seed}"
+def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed):
+    name = f"kd-{_mflops_label(student_flops)}-t{teacher.width:g}-a{alpha:g}-T{temperature:g}-dmrs{dmrs}-s{seed}"
     workdir = os.path.join(sweep.workdir, "runs", name)
     args = train_lib.flag_args(STUDENT_FLAGS, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed, model_mflops=0.0)
     args += train_lib.flag_args(KD_FLAGS, teacher=teacher.workdir, alpha=alpha, temperature=temperature,
-                                student_flops_ratio=student_flops / teacher_flops)
+                                student_flops_ratio=student_flops / sweep.teacher_flops(teacher.width))
     return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "kd")
 
 
@@ -338,9 +338,7 @@ class Study:
         return runs
 
     def kd(self, teacher, alpha, temperature, dmrs, seed):
-        width = float(teacher.name.split("-")[1][1:])
-        return kd_run(self.sweep, teacher, self.sweep.teacher_flops(width), self.sweep.base_student_flops,
-                      alpha, temperature, dmrs, seed)
+        return kd_run(self.sweep, teacher, self.sweep.base_student_flops, alpha, temperature, dmrs, seed)
 
     def scratch(self, dmrs, seed, student_flops=None):
         return scratch_run(self.sweep, student_flops or self.sweep.base_student_flops, dmrs, seed)
