@@ -10,6 +10,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -43,11 +44,15 @@ def _fail(message):
     sys.exit(2)
 
 
-def run(main):
-    """absl's app.run with one-line errors for unparsable flags and FlagError."""
+def run(main, commands=()):
+    """absl's app.run with one-line errors for unparsable flags and FlagError; with
+    `commands`, exactly one of them must come first (main gets it as argv[1])."""
     def wrapped(argv):
-        if len(argv) > 1:
-            _fail("unexpected arguments %s (all options are --flags)" % " ".join(argv[1:]))
+        if commands and (len(argv) < 2 or argv[1] not in commands):
+            _fail("give a command first: %s (got %s)" % ("|".join(commands), " ".join(argv[1:2]) or "none"))
+        if len(argv) > 1 + bool(commands):
+            _fail("unexpected arguments %s (all options are --flags)" % " ".join(argv[1 + bool(commands):]))
+        logging.set_verbosity(logging.WARNING)  # not TensorFlow's converter INFO lines
         try:
             return main(argv)
         except FlagError as error:

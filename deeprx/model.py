@@ -88,14 +88,20 @@ class Layer:
     use_bias: bool = False
 
     @property
-    def flops(self) -> int:
+    def macs(self) -> int:
+        """Multiply-accumulates of a conv or depthwise layer (0 for the others)."""
         positions = self.height * self.width
         if self.kind == "conv":
-            macs = positions * self.kernel ** 2 * self.channels_in * self.channels_out
-            return 2 * macs + (positions * self.channels_out if self.use_bias else 0)
+            return positions * self.kernel ** 2 * self.channels_in * self.channels_out
         if self.kind == "depthwise":
-            macs = positions * self.kernel ** 2 * self.channels_out
-            return 2 * macs + (positions * self.channels_out if self.use_bias else 0)
+            return positions * self.kernel ** 2 * self.channels_out
+        return 0
+
+    @property
+    def flops(self) -> int:
+        positions = self.height * self.width
+        if self.kind in ("conv", "depthwise"):
+            return 2 * self.macs + (positions * self.channels_out if self.use_bias else 0)
         if self.kind == "bn":
             return 2 * positions * self.channels_out
         return positions * self.channels_out  # relu, add
@@ -197,19 +203,28 @@ def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name:
         if layer.block != current_block:
             current_block, block_input = layer.block, x
         if layer.name.endswith("_projection"):
-            block_input = layers.Conv2D(layer.channels_out, 1, name=layer.name)(block_input)
-            continue
-        if layer.kind == "conv":
-            x = layers.Conv2D(layer.channels_out, layer.kernel, padding="same", use_bias=layer.use_bias,
-                              name=layer.name)(x)
-        elif layer.kind == "depthwise":
-            x = layers.DepthwiseConv2D(layer.kernel, padding="same", depth_multiplier=layer.channels_out
-                                       // layer.channels_in, dilation_rate=layer.dilation,
-                                       use_bias=layer.use_bias, name=layer.name)(x)
-        elif layer.kind == "bn":
-            x = layers.BatchNormalization(name=layer.name)(x)
-        elif layer.kind == "relu":
-            x = layers.ReLU(name=layer.name)(x)
+            block_input = keras_layer(layer)(block_input)
         elif layer.kind == "add":
-            x = layers.Add(name=layer.name)([block_input, x])
+            x = keras_layer(layer)([block_input, x])
+        else:
+            x = keras_layer(layer)(x)
     return keras.Model(inputs, x, name=name)
+
+
+def keras_layer(layer: Layer):
+    """The tf_keras layer of one plan `Layer` (an "add" takes a list of two tensors)."""
+    from tf_keras import layers
+    if layer.kind == "conv":
+        return layers.Conv2D(layer.channels_out, layer.kernel, padding="same", use_bias=layer.use_bias,
+                             name=layer.name)
+    if layer.kind == "depthwise":
+        return layers.DepthwiseConv2D(layer.kernel, padding="same", depth_multiplier=layer.channels_out
+                                      // layer.channels_in, dilation_rate=layer.dilation, use_bias=layer.use_bias,
+                                      name=layer.name)
+    if layer.kind == "bn":
+        return layers.BatchNormalization(name=layer.name)
+    if layer.kind == "relu":
+        return layers.ReLU(name=layer.name)
+    if layer.kind == "add":
+        return layers.Add(name=layer.name)
+    raise ValueError(f"unknown layer kind {layer.kind!r}")

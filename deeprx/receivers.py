@@ -15,9 +15,10 @@ before any compute.
 import os
 
 from deeprx import config as config_lib
+from deeprx import workdir as workdir_lib
 
 CLASSICAL_NAMES = ("ls_lmmse", "perfect_lmmse")
-MODEL_FILENAME = "model.keras"
+MODEL_FILENAME = workdir_lib.MODEL_FILENAME
 
 
 def check_spec(spec: str) -> None:
@@ -102,17 +103,5 @@ def load(spec: str, scenario: config_lib.ScenarioConfig):
     import tf_keras as keras
     model = keras.models.load_model(os.path.join(spec, MODEL_FILENAME), compile=False)
     if model.input_shape[2] != scenario.carrier.num_subcarriers and os.path.isfile(os.path.join(spec, "config.json")):
-        model = _on_grid(spec, model, scenario)
+        model, _ = workdir_lib.model_on_grid(spec, scenario)  # fully convolutional: any PRB count
     return KerasReceiver(receiver_name(spec), model, scenario)
-
-
-def _on_grid(spec, model, scenario):
-    """The fully convolutional model rebuilt on `scenario`'s grid, with its trained weights,
-    if only the PRB count differs from its training scenario (ValueError otherwise)."""
-    from deeprx import model as model_lib
-    from deeprx import workdir as workdir_lib
-    settings = workdir_lib.read_settings(spec)
-    workdir_lib.check_grid_change(settings["scenario"], scenario)
-    rebuilt = model_lib.build(workdir_lib.model_config_of(settings), scenario, name=model.name)
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt

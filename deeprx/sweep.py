@@ -21,7 +21,10 @@ Steps 1-3 train with the first seed and the base DMRS count, step 4 with every s
 count. Sizes are FLOPs per slot; student sizes are ratios of the base teacher's (the base
 student: --student_flops_ratio). Step 4 distills with the (alpha, T) of step 3's best run
 (--fig6_kd=best: the paper chose its alpha and T by such a search) or with --alpha and
---temperature (--fig6_kd=flags). The steps run in the order 3, 4, 1, 2: the headline first.
+--temperature (--fig6_kd=flags). Every run that needs no other run first trains at the start
+(teachers first, the longest), so all --parallel processes stay busy; then the steps run in
+the order 3, 4, 1, 2, training what is left (KD students of new teachers, step 4's KD students)
+and writing their figures: the headline first.
 """
 
 import dataclasses
@@ -222,10 +225,10 @@ class Runner:
     def ensure(self, runs, label):
         """Trains every unfinished run of `runs` (independent of each other)."""
         todo = []
-        for run in runs:
+        for run in dict.fromkeys(runs):  # once each, in order
             if finished(run):
                 self.log(f"  {label} {run.name}: finished earlier, skipped", flush=True)
-            elif run not in todo:
+            else:
                 todo.append(run)
         env = dict(os.environ)
         if self.parallel > 1 and len(todo) > 1:
@@ -353,14 +356,49 @@ class Study:
         plots_lib().gm_ber_panels(panels, path, title)
         self.log(f"Wrote {path}", flush=True)
 
+    # The runs that can train now ------------------------------------------------------
+    def _alpha_T_grid(self):
+        sweep = self.sweep
+        return ([("alpha", alpha, sweep.base_temperature) for alpha in sweep.alphas]
+                + [("temperature", sweep.base_alpha, temperature) for temperature in sweep.temperatures])
+
+    def _alpha_T_kd(self, teacher):
+        return [self.kd(teacher, alpha, temperature, self.sweep.base_dmrs, self.seed)
+                for _, alpha, temperature in self._alpha_T_grid()]
+
+    def _student_size_runs(self):
+        return [self.scratch(self.sweep.base_dmrs, self.seed, ratio * self.base_teacher_flops)
+                for ratio in self.sweep.student_ratios]
+
+    def ready_runs(self, steps):
+        """Every run of `steps` whose inputs exist now, in training order: the teachers (the
+        longest runs), step 3's, the scratch students (the shortest last). Trained as one queue
+        they keep all `parallel` processes busy across step boundaries; the KD runs of untrained
+        teachers and step 4's (which wait for step 3's best) are left to their steps."""
+        sweep = self.sweep
+        base = teacher_run(sweep, sweep.base_width, sweep.base_dmrs)
+        runs = [base]
+        if 4 in steps:
+            runs += [teacher_run(sweep, sweep.base_width, dmrs) for dmrs in sweep.dmrs_counts]
+        if 2 in steps:
+            runs += [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
+        if 3 in steps and finished(base):
+            runs += self._alpha_T_kd(base)
+        if steps & {2, 3}:
+            runs.append(self.scratch(sweep.base_dmrs, self.seed))
+        if 4 in steps:
+            runs += [self.scratch(dmrs, seed) for dmrs in sweep.dmrs_counts for seed in sweep.seeds]
+        if 1 in steps:
+            runs += self._student_size_runs()[::-1]  # student_ratios ascend: the largest first
+        return runs
+
     # Step 3 -------------------------------------------------------------------------
     def alpha_T(self):
         """Writes alpha_T.csv/png; returns the (alpha, T) of the lowest Geometric Mean BER."""
         sweep = self.sweep
         teacher, = self.teachers([(sweep.base_width, sweep.base_dmrs)], "[3 alpha_T]")
-        grid = [("alpha", a, sweep.base_temperature) for a in sweep.alphas]
-        grid += [("temperature", sweep.base_alpha, t) for t in sweep.temperatures]
-        kd_runs = [self.kd(teacher, alpha, temperature, sweep.base_dmrs, self.seed) for _, alpha, temperature in grid]
+        grid = self._alpha_T_grid()
+        kd_runs = self._alpha_T_kd(teacher)
         scratch = self.scratch(sweep.base_dmrs, self.seed)
         self.runner.ensure([scratch, *kd_runs], "[3 alpha_T]")
         rows = [_row(scratch, grid="none (scratch)", alpha="", temperature="")]
@@ -423,8 +461,7 @@ class Study:
     def student_size(self):
         sweep = self.sweep
         teacher, = self.teachers([(sweep.base_width, sweep.base_dmrs)], "[1 student_size]")
-        runs = [self.scratch(sweep.base_dmrs, self.seed, ratio * self.base_teacher_flops)
-                for ratio in sweep.student_ratios]
+        runs = self._student_size_runs()
         self.runner.ensure(runs, "[1 student_size]")
         rows = [_row(teacher, role="teacher", flops_ratio=1.0)]
         rows += [_row(run, role="scratch student", flops_ratio=round(ratio, 6))
@@ -484,6 +521,9 @@ def run_sweep(sweep, log=print):
     runner = Runner(sweep.workdir, sweep.parallel, log)
     study = Study(sweep, runner, log)
     summary = best = None
+    steps = set(sweep.steps) | ({3} if 4 in sweep.steps and sweep.fig6_kd == "best" else set())
+    log("Training every run that needs no other run first", flush=True)
+    runner.ensure(study.ready_runs(steps), "[ready]")
     for step in ORDER:
         if step not in sweep.steps:
             continue

@@ -6,6 +6,8 @@ import os
 from deeprx import config as config_lib
 from deeprx import model as model_lib
 
+MODEL_FILENAME = "model.keras"
+
 # Settings a resumed run may change: it only trains longer or logs differently.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every")
 
@@ -60,3 +62,28 @@ def check_grid_change(trained_scenario, scenario):
         differ = sorted(k for k in trained if trained[k] != wanted[k])
         raise ValueError(f"the model was trained on another scenario ({', '.join(differ)} differ): use the preset "
                          "and overrides it was trained with (only the PRB count may change)")
+
+
+def check_model_dir(model_dir, scenario):
+    """ValueError unless `model_dir` is a trained run (model.keras + config.json) that runs on
+    `scenario` (its training scenario but for the PRB count)."""
+    if not model_dir:
+        raise ValueError("give a run directory of python -m deeprx.train")
+    for name in (MODEL_FILENAME, "config.json"):
+        if not os.path.isfile(os.path.join(model_dir, name)):
+            raise ValueError(f"no {name} in {model_dir!r}: give a directory of python -m deeprx.train")
+    check_grid_change(read_settings(model_dir)["scenario"], scenario)
+
+
+def model_on_grid(model_dir, scenario, batch_size=None, name=None):
+    """(the trained model of `model_dir` built on `scenario`'s grid with its weights, its
+    DeepRxConfig): the fully convolutional DeepRx runs on any PRB count of its training
+    scenario (ValueError for another scenario); `batch_size` fixes the batch (TFLite export)."""
+    import tf_keras as keras
+    settings = read_settings(model_dir)
+    check_grid_change(settings["scenario"], scenario)
+    trained = keras.models.load_model(os.path.join(model_dir, MODEL_FILENAME), compile=False)
+    model_config = model_config_of(settings)
+    model = model_lib.build(model_config, scenario, name=name or trained.name, batch_size=batch_size)
+    model.set_weights(trained.get_weights())
+    return model, model_config

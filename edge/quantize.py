@@ -31,6 +31,7 @@ from deeprx import model as model_lib
 from deeprx import receivers as receivers_lib
 from deeprx import scenario_flags
 from deeprx import workdir as workdir_lib
+from edge import int8
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "trained run directory (model.keras + config.json)")
@@ -141,20 +142,6 @@ def fine_tune(model, scenario, export_config, log=print):
         return training.Trainer(model, scenario, train_config, workdir, log=log).fit()
 
 
-def convert(model, scenario, representative):
-    """int8 TFLite bytes of a batch-1 `model` (int8 input and output)."""
-    import tensorflow as tf
-    signature = tf.TensorSpec([1, *scenario.grid_shape, scenario.num_input_channels], tf.float32)
-    function = tf.function(lambda x: model(x, training=False), input_signature=[signature])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([slot] for slot in representative)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
 def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=print):
     """Writes `out` (.tflite) and its .json; returns the metadata dict."""
     import tensorflow as tf
@@ -178,7 +165,7 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
         model = trained
         batch1 = model_lib.build(model_config, scenario, name="deeprx", batch_size=1)
     batch1.set_weights(model.get_weights())
-    tflite = convert(batch1, scenario, representative)
+    tflite = int8.convert(batch1, representative)
     ber_lib.atomic_write(out, lambda f: f.write(tflite), binary=True)
     from edge import flatbuffer
     summary = flatbuffer.summary(out)
@@ -202,14 +189,8 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
 def main(argv):
     del argv
     preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
-    if not FLAGS.model:
-        raise cli.FlagError("model", "give the trained run directory")
-    for name in (receivers_lib.MODEL_FILENAME, "config.json"):
-        if not os.path.isfile(os.path.join(FLAGS.model, name)):
-            raise cli.FlagError("model", f"no {name} in {FLAGS.model!r}: give a directory of python -m deeprx.train")
     with cli.flag("model"):
-        trained = workdir_lib.read_settings(FLAGS.model)["scenario"]
-        workdir_lib.check_grid_change(trained, scenario)
+        workdir_lib.check_model_dir(FLAGS.model, scenario)
     if not FLAGS.out or not FLAGS.out.endswith(".tflite"):
         raise cli.FlagError("out", f"give the output file, ending in .tflite (got {FLAGS.out!r})")
     try:

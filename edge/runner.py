@@ -19,8 +19,9 @@ ber.csv / summary.json format (deeprx/ber.py, copied beside this package on the 
 --kernels=reference runs TFLite's reference kernels: slower, but the same int8 results in
 every interpreter version (the optimized kernels of tflite-runtime 2.14 and LiteRT round
 differently: BUILD_NOTES.md), so BER on the vectors can be compared exactly across
-runtimes. Energy per inference is power x mean latency with --power_w (an external meter's reading,
-or a rated power: the JSON says which).
+runtimes. --energy=SOURCE measures energy per inference by the paper's four steps around
+another --count invokes (edge/power.py: rapl, meter:PATH of an external meter's CSV, or
+rated:WATTS, the only option on a Coral board, an estimate); the JSON names the source.
 """
 
 import argparse
@@ -31,13 +32,15 @@ import time
 
 import numpy as np
 
+from edge import power as power_lib
+
 try:  # on the board deeprx/ber.py is copied beside edge/ (BUILD_NOTES.md)
     from deeprx import ber as ber_lib
 except ImportError:  # pragma: no cover - a board without it can still time the model
     ber_lib = None
 
 # What a board needs of this repository, paths from its root (BUILD_NOTES.md).
-BUNDLE = ("edge/__init__.py", "edge/runner.py", "deeprx/__init__.py", "deeprx/ber.py")
+BUNDLE = ("edge/__init__.py", "edge/runner.py", "edge/power.py", "deeprx/__init__.py", "deeprx/ber.py")
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 CPU_BACKENDS = ("tflite_runtime", "ai_edge_litert", "tensorflow.lite")
 KERNELS = ("default", "reference")
@@ -169,9 +172,13 @@ class Model(object):
         return self.invoke(quantized)[0].astype(np.int32) > self.output_zero_point
 
 
+def random_input(model):
+    return np.random.RandomState(0).randint(-128, 128, size=model.input_shape).astype(np.int8)
+
+
 def time_invokes(model, count, warmup):
     """pycoral-style timing on a random int8 input; latencies in milliseconds."""
-    example = np.random.RandomState(0).randint(-128, 128, size=model.input_shape).astype(np.int8)
+    example = random_input(model)
     start = time.perf_counter()
     model.invoke(example)
     first_ms = 1e3 * (time.perf_counter() - start)
@@ -189,6 +196,19 @@ def time_invokes(model, count, warmup):
             "p90_ms": round(float(np.percentile(latencies, 90)), 4),
             "p99_ms": round(float(np.percentile(latencies, 99)), 4),
             "inferences_per_s": round(1e3 / float(latencies.mean()), 2)}
+
+
+def measure_energy(model, source, count, base_seconds):
+    """The four steps (edge/power.py) around `count` invokes of `model`."""
+    example = random_input(model)
+
+    def workload():
+        for _ in range(count):
+            model.invoke(example)
+    try:
+        return power_lib.four_step(source, workload, count, base_seconds=base_seconds)[0]
+    except power_lib.PowerError as error:
+        raise RunnerError(str(error))
 
 
 def load_vectors(path, model):
@@ -234,22 +254,27 @@ def parse_args(argv):
                         help="CPU interpreter kernels: default (optimized, as deployed) or reference "
                              "(bit-identical int8 results across interpreter versions; slower)")
     parser.add_argument("--device", default=None, help="Edge TPU device (pycoral): ':0', 'usb', 'pci:0'")
-    parser.add_argument("--power_w", type=float, default=None,
-                        help="device power during inference in W, for energy per inference")
-    parser.add_argument("--power_source", default="rated power (an estimate)",
-                        help="where --power_w comes from, recorded in the JSON")
+    parser.add_argument("--energy", default=None, metavar="SOURCE",
+                        help="energy per inference from SOURCE: rapl, meter:PATH (an external meter's CSV "
+                             "of timestamp,watts) or rated:WATTS (an estimate)")
+    parser.add_argument("--energy_base_s", type=float, default=5.0,
+                        help="seconds of quiet before the run, for the base power")
     parser.add_argument("--out", help="result JSON (BER files are written beside it)")
     args = parser.parse_args(argv)
     if args.count < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         parser.error("--count and --threads must be >= 1, --warmup >= 0")
-    if args.power_w is not None and not args.power_w > 0:
-        parser.error("--power_w must be positive")
+    if args.energy_base_s <= 0:
+        parser.error("--energy_base_s must be positive")
     return args
 
 
 def run(args, log=print):
     if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         os.makedirs(os.path.dirname(os.path.abspath(args.out)))
+    try:
+        source = power_lib.parse_source(args.energy) if args.energy else None
+    except power_lib.PowerError as error:
+        raise RunnerError("--energy: %s" % error)
     interpreter, backend = load_interpreter(args.model, args.threads, args.device, args.kernels)
     model = Model(interpreter)
     log("%s on %s: input %s int8 (scale %.4g, zero point %d)"
@@ -262,11 +287,12 @@ def run(args, log=print):
     log("first invoke %.2f ms | %d invokes: mean %.3f ms, p50 %.3f, p90 %.3f, p99 %.3f | %.1f inferences/s"
         % (timing["first_invoke_ms"], timing["count"], timing["mean_ms"], timing["p50_ms"], timing["p90_ms"],
            timing["p99_ms"], timing["inferences_per_s"]))
-    if args.power_w is not None:
-        result["energy"] = {"power_w": args.power_w, "power_source": args.power_source,
-                            "joules_per_inference": args.power_w * timing["mean_ms"] / 1e3}
-        log("energy per inference: %.3g mJ (%.3g W x mean latency; power: %s)"
-            % (1e3 * result["energy"]["joules_per_inference"], args.power_w, args.power_source))
+    if args.energy:
+        result["energy"] = measure_energy(model, source, args.count, args.energy_base_s)
+        energy = result["energy"]
+        log("energy per inference: %.4g mJ (%s; relative power %.3g W over %.2f s)"
+            % (1e3 * energy["joules_per_inference"], energy["source"], energy["relative_power_w"],
+               energy["run_seconds"]) + ("; WARNING: " + energy["warning"] if "warning" in energy else ""))
     if args.vectors:
         if ber_lib is None:
             raise RunnerError("--vectors needs deeprx/ber.py beside edge/ (BUILD_NOTES.md)")

@@ -93,13 +93,13 @@ def _paper_variant_tflite(path):
     """An int8 paper-variant (unequal dilations) DeepRx, untrained: its structure is what counts."""
     from deeprx import config as config_lib
     from deeprx import model as model_lib
-    from edge import quantize
+    from edge import int8
     scenario = config_lib.get_preset("tiny").scenario
     model = model_lib.build(model_lib.DeepRxConfig(width_multiplier=0.125), scenario, batch_size=1)
     rng = np.random.RandomState(0)
     representative = [rng.normal(size=(1, 14, 24, 10)).astype(np.float32) for _ in range(4)]
     with open(path, "wb") as f:
-        f.write(quantize.convert(model, scenario, representative))
+        f.write(int8.convert(model, representative))
 
 
 def test_preflight_maps_the_edge_variant_and_cuts_the_paper_variant(exported, tmp_path):
@@ -190,13 +190,18 @@ def test_runner_in_a_tensorflow_free_venv_matches_the_host_evaluation(exported, 
     assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
     out = str(tmp_path / "result.json")
     result = subprocess.run([python, "-m", "edge.runner", f"--model={exported['ptq']}", f"--kernels={kernels}",
-                             f"--vectors={exported['vectors']}", "--count=20", "--warmup=2", f"--out={out}"],
+                             f"--vectors={exported['vectors']}", "--count=20", "--warmup=2", f"--out={out}",
+                             "--energy=rated:2.5", "--energy_base_s=0.1"],
                             cwd=_bundle(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out) as f:
         report = json.load(f)
     assert report["backend"].startswith(backend) and report["kernels"] == kernels and report["timing"]["count"] == 20
     assert report["timing"]["inferences_per_s"] > 0 and report["timing"]["p99_ms"] >= report["timing"]["p50_ms"]
+    energy = report["energy"]  # a rated power: estimated, no base, 2.5 W x the 20 invokes' time
+    assert energy["source"] == "rated power 2.5 W x measured time (estimated)" and energy["measured"] is False
+    assert energy["inferences"] == 20 and energy["base_power_w"] == 0
+    assert energy["joules_per_inference"] == pytest.approx(2.5 * energy["run_seconds"] / 20)
     with open(str(tmp_path / "result-ber.csv")) as f:
         device = [line.split(",") for line in f.read().splitlines()[1:]]
     host = _host_rows(exported["ptq"], exported["vectors"], kernels)
@@ -242,6 +247,12 @@ def test_runner_errors_are_one_line(exported, tmp_path):
     compiled = str(tmp_path / "student_ptq_edgetpu.tflite")
     shutil.copy(exported["ptq"], compiled)
     assert "no Edge TPU was found" in _runner_error(tmp_path, f"--model={compiled}")
+    assert "unknown power source 'joulemeter'" in _runner_error(tmp_path, f"--model={exported['ptq']}",
+                                                                "--energy=joulemeter")
+    malformed = tmp_path / "meter.csv"
+    malformed.write_text("timestamp,watts\n1700000000,2.0\n1700000001,lots\n")
+    assert "line 3: expected `timestamp,watts`" in _runner_error(tmp_path, f"--model={exported['ptq']}",
+                                                                 f"--energy=meter:{malformed}")
 
 
 def test_the_bench_evaluates_an_int8_tflite_beside_its_float_model(exported, tmp_path):

@@ -58,6 +58,10 @@ def test_tiny_sweep_writes_every_step(tiny_sweep):
     assert len(teachers) == 2 and teachers[0]["teacher_mflops"] < teachers[1]["teacher_mflops"]
     assert len({r["mflops"] for r in teachers}) == 1  # one student size for every teacher
     assert "Sweep done: 14 runs trained now" in result.stdout
+    # Whatever needs no other run trains first, teachers first; KD students wait for their teacher.
+    ready = [line.split()[1].rstrip(":") for line in result.stdout.splitlines() if "[ready]" in line and
+             ": training (" in line]
+    assert [name.split("-")[0] for name in ready] == ["teacher"] * 3 + ["scratch"] * 5, ready
 
 
 def test_rerun_skips_finished_runs_and_rejects_changed_flags(tiny_sweep):

@@ -1,0 +1,104 @@
+"""The plots of python -m deeprx.energy, from its energy.json dict (matplotlib, Agg)."""
+
+import os
+
+import numpy as np
+
+from deeprx import plots  # noqa: F401  (selects the Agg backend)  # pyflakes: ignore
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(figure, path):
+    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+    figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def blocks(result, path):
+    """Paper Fig. 2, block-wise: measured energy on this CPU (float32) and, where the table has
+    an Edge TPU, its metric (0) estimate."""
+    rows = result["blocks"]
+    names = [row["block"] for row in rows]
+    panels = [("energy_uj", "this machine, float32 [uJ]")]
+    if result.get("metric0_edgetpu_block_source"):
+        panels.append(("edgetpu_metric0_uj", f"{result['metric0_edgetpu_block_source']} (estimate) [uJ]"))
+    figure, axes = plt.subplots(len(panels), 1, figsize=(7.5, 2.8 * len(panels)), squeeze=False)
+    for ax, (key, label) in zip(axes[:, 0], panels):
+        ax.bar(names, [row[key] for row in rows], color="tab:blue" if key == "energy_uj" else "tab:orange")
+        ax.set_ylabel(label, fontsize=8)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    axes[0, 0].set_title(f"Energy per ResNet block, one slot ({result['flops_per_slot'] / 1e6:.0f} MFLOPs)")
+    figure.text(0.01, 0.005, "this machine: " + _short(result["layer_energy_source"], 150), fontsize=6)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    _save(figure, path)
+
+
+def layers(result, path):
+    rows = result["layers"]
+    figure, ax = plt.subplots(figsize=(12, 3.6))
+    colors = {"conv": "tab:blue", "depthwise": "tab:green", "bn": "tab:orange", "relu": "tab:gray", "add": "tab:red"}
+    ax.bar(range(len(rows)), [row["energy_uj"] for row in rows], color=[colors[row["kind"]] for row in rows])
+    ax.set_xticks(range(len(rows)), [row["layer"] for row in rows], rotation=90, fontsize=5)
+    for kind, color in colors.items():
+        ax.bar([0], [0], color=color, label=kind)
+    ax.legend(fontsize=7)
+    ax.set_ylabel("energy [uJ]")
+    ax.set_title(f"Energy per layer, float32 on this machine: {_short(result['layer_energy_source'])}", fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def processors(result, path):
+    """Paper Fig. 1: metric (0) per processor against what was measured here."""
+    table = result["processors"]
+    figure, ax = plt.subplots(figsize=(8, 4.2))
+    x = np.arange(len(table))
+    ax.bar(x, [entry["metric0_mj_per_inference"] for entry in table], color="tab:gray", label="metric (0) estimate")
+    host = [i for i, entry in enumerate(table) if entry["name"] == "this machine"]
+    markers = {"float": "o", "int8": "s", "runner": "^"}
+    for name, entry in result["measured"].items():
+        if entry["joules_per_inference"] > 0 and host:
+            ax.plot([host[0]], [1e3 * entry["joules_per_inference"]], markers.get(name, "o"), markersize=9,
+                    label=f"measured {name}: {_short(entry['source'], 40)}")
+    ax.set_yscale("log")
+    ax.set_xticks(x, [f"{e['name']}\n({e['precision']})" for e in table], fontsize=7, rotation=20)
+    ax.set_ylabel("energy per inference [mJ]")
+    ax.set_title(f"Metric (0) per processor vs measured, one slot ({result['flops_per_slot'] / 1e6:.0f} MFLOPs)")
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def amortization(result, path):
+    """Training energy against cumulative inference energy (log-log), break-even marked."""
+    figure, ax = plt.subplots(figsize=(7, 4.6))
+    cases = [(f"ours, {name}", entry) for name, entry in result.get("amortization", {}).items()]
+    cases.append(("paper example", result["paper_example"]))
+    for index, (label, entry) in enumerate(cases):
+        n_even = entry["break_even_inferences"]
+        n = np.logspace(0, np.log10(n_even) + 2, 200)
+        line, = ax.loglog(n, n * entry["inference_j"], label=f"{label}: inference ({1e3 * entry['inference_j']:.3g} "
+                                                              "mJ each)")
+        ax.axhline(entry["training_j"], color=line.get_color(), linestyle="--", linewidth=1,
+                   label=f"{label}: training ({entry['training_j']:.3g} J)")
+        ax.plot([n_even], [entry["training_j"]], "o", color=line.get_color())
+        ax.annotate(f"{n_even:.2g} inferences\n({entry['break_even_days']:.3g} days at {entry['rate_per_s']:g}/s)",
+                    (n_even, entry["training_j"]), textcoords="offset points", xytext=(-10, 8 + 22 * index), ha="right", fontsize=7)
+    ax.set_xlabel("number of inferences")
+    ax.set_ylabel("energy [J]")
+    ax.set_title("Training vs cumulative inference energy (break-even marked)")
+    ax.legend(fontsize=6)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _short(text, limit=90):
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def all_plots(result, out):
+    blocks(result, os.path.join(out, "blocks.png"))
+    layers(result, os.path.join(out, "layers.png"))
+    processors(result, os.path.join(out, "processors.png"))
+    amortization(result, os.path.join(out, "amortization.png"))

@@ -1,0 +1,84 @@
+"""Kernel-level latency and energy predictors (DeepEn2023, PAPER.md section 4).
+
+Example usage:
+  python -m deeprx.kernels fit --preset=cpu --out=runs/kernels-cpu
+  python -m deeprx.kernels predict --predictor=runs/kernels-cpu --model=runs/teacher-cpu --preset=cpu
+
+`fit` times single kernels on this machine over a grid of shapes, for each backend (float
+TensorFlow, batch 1, in a tf.function; int8 on the CPU interpreter, LiteRT), fits one
+scikit-learn regressor per kernel type and backend, then predicts whole DeepRx variants as
+the sum of their kernels and compares with the measured model: the mean absolute percentage
+error (MAPE) on variants never used in fitting (the kernels are fitted on isolated layers,
+never on a DeepRx). Writes OUT/kernels.csv (every timing), OUT/heldout.csv, OUT/fit.json
+and OUT/predictor.joblib.
+
+Kernel types: conv3x3, pointwise (1x1 conv), depthwise (dilated 3x3), bn (as mul + add),
+relu, add. Features: FLOPs, activation bytes, weight bytes (deeprx/costs.py); the regressor
+is a non-negative linear model (latency = overhead + per-FLOP + per-byte terms), which,
+unlike a forest, extrapolates to layers larger than the grid. A kernel's own latency is its
+timed call minus the empty call of its backend (measured once), and a model's prediction is
+the sum of its kernels plus one empty call.
+
+Energy: a kernel's energy is its latency x the relative power of its backend at full load
+(python -m deeprx.energy measures that with its power source); `predict --relative_power_w`
+turns predicted latency into energy. Energy score of a model on a device:
+  score = 100 x E_reference / E_model  (energy per inference, same device and precision),
+so a model that needs half the reference's energy per inference scores 200.
+"""
+
+import os
+
+from absl import flags
+
+from deeprx import cli
+from deeprx import kernel_timing as timing
+from deeprx import scenario_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", None, "fit: the predictor directory to write")
+flags.DEFINE_string("predictor", None, "predict: a directory of `fit`")
+flags.DEFINE_string("model", None, "predict: a run directory of python -m deeprx.train")
+flags.DEFINE_list("backends", ["float", "int8"], "float (TensorFlow) and/or int8 (CPU interpreter)")
+flags.DEFINE_enum("grid", "full", ["full", "tiny"], "kernel shapes to time: full, or tiny (tests)")
+flags.DEFINE_list("heldout_widths", ["0.2", "0.35", "0.5"],
+                  "width multipliers of the held-out DeepRx variants (each in the paper and edge variants)")
+flags.DEFINE_float("min_seconds", 0.3, "timing: repeat each kernel for at least this long")
+flags.DEFINE_float("relative_power_w", None, "predict: relative power of the backend at load, for energy")
+
+
+def main(argv):
+    _, scenario = scenario_flags.scenario_from_flags(FLAGS)
+    unknown = sorted(set(FLAGS.backends) - set(timing.BACKENDS))
+    if unknown or not FLAGS.backends:
+        raise cli.FlagError("backends", f"choose from {', '.join(timing.BACKENDS)}, got {','.join(FLAGS.backends)}")
+    if argv[1] == "fit":
+        if not FLAGS.out:
+            raise cli.FlagError("out", "give the directory to write the predictor to")
+        try:
+            widths = [float(w) for w in FLAGS.heldout_widths]
+        except ValueError:
+            raise cli.FlagError("heldout_widths", f"expected numbers, got {','.join(FLAGS.heldout_widths)}") from None
+        result = timing.fit(scenario, FLAGS.backends, FLAGS.grid, widths, FLAGS.min_seconds, FLAGS.out)
+        print(f"Wrote {FLAGS.out}: held-out latency MAPE " + ", ".join(
+            f"{b} {m:.1f}%" for b, m in result["latency_mape_heldout"].items()), flush=True)
+        return
+    if not FLAGS.predictor or not FLAGS.model:
+        raise cli.FlagError("predictor" if not FLAGS.predictor else "model", "predict needs --predictor and --model")
+    from deeprx import workdir as workdir_lib
+    with cli.flag("predictor"):
+        predictor = timing.load_predictor(FLAGS.predictor)
+    with cli.flag("model"):
+        if not os.path.isfile(os.path.join(FLAGS.model, "config.json")):
+            raise ValueError(f"no config.json in {FLAGS.model!r}: give a directory of python -m deeprx.train")
+        model_config = workdir_lib.model_config_of(workdir_lib.read_settings(FLAGS.model))
+    for backend in FLAGS.backends:
+        if backend not in predictor.empty_call_s:
+            raise cli.FlagError("backends", f"the predictor was not fitted for {backend}")
+        seconds = predictor.model_seconds(model_config, scenario, backend)
+        energy = ("" if FLAGS.relative_power_w is None else
+                  f", {1e3 * seconds * FLAGS.relative_power_w:.4g} mJ at {FLAGS.relative_power_w:g} W relative power")
+        print(f"{FLAGS.model} {backend}: predicted {1e3 * seconds:.3f} ms per inference{energy}", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main, commands=("fit", "predict"))

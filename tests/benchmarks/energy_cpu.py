@@ -1,0 +1,114 @@
+"""Benchmark (run on demand, not by the test suite): the energy study on this machine.
+
+Example usage (from the repository root, with nothing else running):
+  python tests/benchmarks/energy_cpu.py --teacher=runs/teacher-cpu --student=runs/edge-student-cpu-2dmrs
+
+On the --preset grid (default cpu), through the project's own CLIs (their commands are
+printed and recorded in OUT/summary.json):
+  1. int8 export of the teacher and of the student (python -m edge.quantize, PTQ; 64
+     calibration slots: the calibration changes the int8 values, not the energy);
+  2. python -m deeprx.energy on each, float and int8, with --source (default codecarbon);
+  3. python -m deeprx.kernels fit: the kernel-level predictor and its held-out latency MAPE.
+Writes OUT/teacher/ and OUT/student/ (energy.json and plots), OUT/kernels/ (fit.json,
+heldout.csv, kernels.csv) and OUT/summary.json; prints each figure against its reference
+(held-out latency MAPE at most 20%).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+REFERENCE_MAPE_PERCENT = 20.0
+
+
+def run(*args):
+    print("$ python -m " + " ".join(args), flush=True)
+    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"failed: {' '.join(args)}\n{result.stderr[-2000:]}")
+    print("\n".join("  " + line for line in result.stdout.splitlines()[-14:]), flush=True)
+    return "python -m " + " ".join(args)
+
+
+def trained_dmrs(model_dir):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        return json.load(f)["scenario"]["dmrs"]["num_symbols"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--teacher", required=True)
+    parser.add_argument("--student", required=True)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--source", default="codecarbon")
+    parser.add_argument("--out", default=os.path.join(REPO, "data", "results", "energy-cpu"))
+    args = parser.parse_args()
+    commands, summary = [], {"preset": args.preset, "source": args.source}
+    with tempfile.TemporaryDirectory() as tmp:
+        for role, model_dir in (("teacher", args.teacher), ("student", args.student)):
+            scenario = [f"--preset={args.preset}", f"--num_dmrs={trained_dmrs(model_dir)}"]
+            tflite = os.path.join(tmp, f"{role}_int8.tflite")
+            commands.append(run("edge.quantize", f"--model={model_dir}", *scenario, "--calibration_slots=64",
+                                f"--out={tflite}"))
+            out = os.path.join(args.out, role)
+            commands.append(run("deeprx.energy", f"--model={model_dir}", f"--tflite={tflite}", *scenario,
+                                f"--source={args.source}", f"--out={out}"))
+            with open(os.path.join(out, "energy.json")) as f:
+                summary[role] = json.load(f)
+    kernels_out = os.path.join(args.out, "kernels")
+    commands.append(run("deeprx.kernels", "fit", f"--preset={args.preset}", f"--out={kernels_out}"))
+    os.remove(os.path.join(kernels_out, "predictor.joblib"))  # binary, rebuilt by the command
+    with open(os.path.join(kernels_out, "fit.json")) as f:
+        fit = json.load(f)
+    teacher, student = summary.pop("teacher"), summary.pop("student")
+    mape = fit["latency_mape_heldout"]
+    summary.update({
+        "teacher_float_mj_per_inference": 1e3 * teacher["measured"]["float"]["joules_per_inference"],
+        "teacher_float_mj_per_inference_source": teacher["measured"]["float"]["source"],
+        "teacher_int8_mj_per_inference": 1e3 * teacher["measured"]["int8"]["joules_per_inference"],
+        "teacher_int8_mj_per_inference_source": teacher["measured"]["int8"]["source"],
+        "student_float_mj_per_inference": 1e3 * student["measured"]["float"]["joules_per_inference"],
+        "student_float_mj_per_inference_source": student["measured"]["float"]["source"],
+        "student_int8_mj_per_inference": 1e3 * student["measured"]["int8"]["joules_per_inference"],
+        "student_int8_mj_per_inference_source": student["measured"]["int8"]["source"],
+        "teacher_mflops": teacher["flops_per_slot"] / 1e6, "student_mflops": student["flops_per_slot"] / 1e6,
+        "latency_ms": {f"{role}_{p}": entry["measured"][p]["latency_ms"]
+                       for role, entry in (("teacher", teacher), ("student", student)) for p in ("float", "int8")},
+        "coral_metric0_mj_per_inference": {role: next(p["metric0_mj_per_inference"] for p in entry["processors"]
+                                                      if p["name"] == "Coral Edge TPU")
+                                           for role, entry in (("teacher", teacher), ("student", student))},
+        "teacher_training_j_per_step": teacher["training"]["joules_per_step"],
+        "teacher_training_j_per_step_source": teacher["training"]["source"],
+        "break_even": {f"{role}_{p}": entry["amortization"][p] for role, entry in (("teacher", teacher),
+                                                                                  ("student", student))
+                       for p in entry.get("amortization", {})},
+        "paper_break_even_inferences": teacher["paper_example"]["break_even_inferences"],
+        "paper_break_even_days_at_400_per_s": teacher["paper_example"]["break_even_days"],
+        "paper_claimed_break_even_inferences": teacher["paper_example"]["claimed_break_even_inferences"],
+        "predictor_latency_mape_heldout": max(mape.values()),
+        "predictor_latency_mape_heldout_by_backend": mape,
+        "host": {k: teacher["host"][k] for k in ("peak_flops_per_s", "energy")},
+        "commands": commands, "date": teacher["date"], "machine": teacher["machine"]})
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    for role in ("teacher", "student"):
+        for precision in ("float", "int8"):
+            key = f"{role}_{precision}_mj_per_inference"
+            print(f"{role} {precision}: {summary[key]:.3f} mJ per inference ({summary[key + '_source']})")
+    print(f"paper example: {summary['paper_break_even_inferences']:.3g} inferences to break even "
+          f"(the paper claims {summary['paper_claimed_break_even_inferences']:.0e})")
+    for backend, value in mape.items():
+        print(f"predictor held-out latency MAPE {backend}: {value:.1f}% (reference {REFERENCE_MAPE_PERCENT:g}%, "
+              f"ratio {value / REFERENCE_MAPE_PERCENT:.2f})")
+    print(f"Wrote {args.out}/summary.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Energy: per-layer costs, the metrics, the four-step method and its power sources, the
+energy CLI end to end, the kernel-level predictor, and one-line errors for bad input."""
+
+import json
+import os
+
+import pytest
+
+from conftest import run_module
+from deeprx import costs
+from deeprx import model as model_lib
+from edge import power
+
+
+# ---------------------------------------------------------------------- costs and metrics
+
+def test_block_flops_match_a_hand_count(tiny):
+    config = model_lib.DeepRxConfig(widths=(4, 8), dilations=((1, 1), (2, 3)), stem_width=4, depth_multiplier=2)
+    h, w = tiny.grid_shape
+    p, c_in, m = h * w, tiny.num_input_channels, tiny.bits_per_symbol
+    stem = 2 * p * 9 * c_in * 4 + p * 4
+    def unit(cin, cout):  # BN 2 per element, ReLU 1, depthwise 3x3 (multiplier 2, no bias), pointwise + bias
+        return 2 * p * cin + p * cin + 2 * p * 9 * 2 * cin + (2 * p * 2 * cin * cout + p * cout)
+    block1 = unit(4, 4) + unit(4, 4) + p * 4
+    block2 = (2 * p * 4 * 8 + p * 8) + unit(4, 8) + unit(8, 8) + p * 8  # 1x1 projection 4 -> 8 first
+    head = 2 * p * 8 + p * 8 + 2 * p * 8 * m + p * m
+    blocks = costs.by_block(costs.layer_costs(config, tiny))
+    assert [(b["block"], b["flops"]) for b in blocks] == [("stem", stem), ("block1", block1), ("block2", block2),
+                                                          ("head", head)]
+    assert sum(b["flops"] for b in blocks) == model_lib.flops_per_slot(config, tiny)
+    int8 = costs.by_block(costs.layer_costs(config, tiny, "int8"))
+    assert int8[0]["activation_bytes"] * 4 == blocks[0]["activation_bytes"] == 4 * p * (c_in + 4)
+    assert blocks[0]["macs"] == p * 9 * c_in * 4
+
+
+def test_metric0_and_metric1_against_hand_arithmetic():
+    coral = costs.find_processor(costs.read_processors(), "Coral Edge TPU")
+    assert coral.metric0_j(8e9) == pytest.approx(8e9 * 2 / 4e12)  # 4 mJ: 8 GOPs at 0.5 W per TOPS
+    # kappa N f^3 D with D = W / (S N f): 1e-27 * 4 * (2e9)^3 * 1e10 / (16 * 4 * 2e9)
+    assert costs.metric1_j(1e10, kappa=1e-27, cores=4, clock_hz=2e9, flops_per_clock=16) == pytest.approx(
+        1e-27 * 4 * 8e27 * (1e10 / (16 * 4 * 2e9)))
+    with pytest.raises(ValueError, match="positive kappa"):
+        costs.metric1_j(1e10, kappa=0, cores=4, clock_hz=2e9, flops_per_clock=16)
+
+
+def test_lahmer_fit_recovers_known_coefficients(tiny):
+    rows = costs.layer_costs(model_lib.DeepRxConfig(width_multiplier=0.125), tiny)
+    a, b = 3e-9, 2e-11
+    energies = [row["macs"] * (a / row["input_features"] + b) if row["kind"] in ("conv", "depthwise") else 1.0
+                for row in rows]
+    fitted = costs.fit_lahmer(rows, energies)
+    assert fitted == pytest.approx((a, b), rel=1e-6)
+    assert costs.metric2_j(rows, *fitted) == pytest.approx(sum(e for e, r in zip(energies, rows)
+                                                               if r["kind"] in ("conv", "depthwise")))
+
+
+def test_paper_break_even_is_recomputed_not_copied():
+    paper = costs.paper_break_even()
+    assert paper["break_even_inferences"] == pytest.approx(20 * 250_000 / 2e-3) == pytest.approx(2.5e9)
+    assert paper["break_even_days"] == pytest.approx(2.5e9 / 400 / 86400)  # about 72 days, not ten minutes
+    assert paper["claimed_break_even_inferences"] == 1e5
+
+
+# ------------------------------------------------------------------ the four steps, sources
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_four_step_on_a_known_trace_gives_the_exact_relative_energy():
+    clock = FakeClock()
+    # 10 W at rest; 25 W from t = 1005 (the run) to 1007; 10 W again after.
+    trace = [(1000.0, 10.0), (1002.5, 10.0), (1005.0, 25.0), (1006.0, 25.0), (1007.0, 10.0), (1100.0, 10.0)]
+    source = power.TraceSource(trace, "synthetic", clock=clock)
+
+    def workload():
+        clock.sleep(2.0)
+        return "done"
+    result, value = power.four_step(source, workload, inferences=100, base_seconds=5.0, windows=5, sleep=clock.sleep)
+    assert value == "done"
+    assert result["base_power_w"] == 10.0 and result["absolute_power_w"] == 25.0
+    assert result["relative_energy_j"] == 30.0 and result["joules_per_inference"] == 0.3
+    assert result["source"] == "synthetic (measured)" and result["measured"] is True
+
+
+def test_rated_power_is_an_estimate_without_a_base():
+    result, _ = power.four_step(power.RatedSource(2.0), lambda: sum(range(10000)), inferences=10, base_seconds=1.0)
+    assert result["source"] == "rated power 2 W x measured time (estimated)" and result["measured"] is False
+    assert result["base_power_w"] == 0 and result["joules_per_inference"] == pytest.approx(
+        2.0 * result["run_seconds"] / 10)
+
+
+def test_rapl_counters_wrap_around(tmp_path):
+    zone = tmp_path / "intel-rapl:0"
+    os.makedirs(zone / "intel-rapl:0:0")  # a subzone: not counted twice
+    (zone / "max_energy_range_uj").write_text("1000000\n")
+    (zone / "energy_uj").write_text("999000\n")
+    source = power.RaplSource(str(tmp_path))
+
+    def workload():
+        (zone / "energy_uj").write_text("4000\n")  # wrapped: 1001 + 4000 uJ later
+    seconds, joules, _ = source.measure(workload)
+    assert joules == pytest.approx(5001e-6) and seconds > 0
+    with pytest.raises(power.PowerError, match="no RAPL counters"):
+        power.RaplSource(str(tmp_path / "none"))
+
+
+def test_meter_csv_is_integrated_and_bad_traces_fail(tmp_path):
+    meter = tmp_path / "meter.csv"
+    meter.write_text("timestamp,watts\n100,3.0\n101,5.0\n103,3.0\n")
+    assert power.integrate(power.read_meter_csv(str(meter)), 100.5, 102.0) == pytest.approx(0.5 * 3 + 1 * 5)
+    with pytest.raises(power.PowerError, match="no sample in the window"):
+        power.integrate(power.read_meter_csv(str(meter)), 200.0, 201.0)
+    (tmp_path / "empty.csv").write_text("timestamp,watts\n")
+    with pytest.raises(power.PowerError, match="empty power trace"):
+        power.read_meter_csv(str(tmp_path / "empty.csv"))
+    with pytest.raises(power.PowerError, match="unknown power source"):
+        power.parse_source("joulemeter")
+
+
+# ------------------------------------------------------------------------ the CLIs
+
+@pytest.fixture(scope="module")
+def smoke_model(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("energy") / "smoke")
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", "--noeval", f"--workdir={workdir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def _labelled(node, path=""):
+    """Every dict in `node` holding an energy figure, with its path."""
+    if isinstance(node, dict):
+        if any(k.endswith(("mj_per_inference", "joules_per_inference", "joules_per_step")) for k in node):
+            yield path, node
+        for key, value in node.items():
+            yield from _labelled(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _labelled(value, f"{path}[{index}]")
+
+
+def test_energy_cli_measures_and_labels_every_figure(smoke_model, tmp_path):
+    out = str(tmp_path / "energy")
+    result = run_module("deeprx.energy", f"--model={smoke_model}", "--preset=tiny", f"--out={out}", "--count=20",
+                        "--base_seconds=0.5", "--train_steps=1", "--peak_seconds=0.3", "--layer_min_seconds=0.01",
+                        "--source=rated:3", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "energy.json")) as f:
+        report = json.load(f)
+    for name in ("blocks.png", "layers.png", "processors.png", "amortization.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    figures = list(_labelled(report))
+    assert len(figures) >= 10
+    for path, entry in figures:
+        assert "estimate" in entry.get("source", "") or "measured" in entry.get("source", ""), (path, entry)
+    measured = report["measured"]["float"]
+    assert measured["source"] == "rated power 3 W x measured time (estimated)"
+    assert measured["joules_per_inference"] == pytest.approx(3.0 * measured["latency_ms"] / 1e3)
+    assert [p["name"] for p in report["processors"]][-1] == "this machine" and len(report["processors"]) == 7
+    assert sum(b["flops"] for b in report["blocks"]) == report["flops_per_slot"]
+    assert report["amortization"]["float"]["training_steps"] == 6  # smoke.flags trains 6 steps
+    assert report["paper_example"]["break_even_inferences"] == pytest.approx(2.5e9)
+    assert "paper example recomputed: 2.5e+09 inferences" in result.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--only_processors=Pentium II"], "--only_processors: unknown processor 'Pentium II'"),
+    (["--source=meter:{tmp}/bad.csv"], "line 2: expected `timestamp,watts`"),
+    (["--source=meter:{tmp}/empty.csv"], "empty power trace"),
+    (["--source=nvml"], "--source: NVML is not available"),
+    (["--tflite={tmp}/none.tflite"], "--tflite: no file"),
+])
+def test_energy_cli_bad_input_fails_in_one_line(smoke_model, tmp_path, args, needle):
+    (tmp_path / "bad.csv").write_text("timestamp,watts\n1700000000,much\n")
+    (tmp_path / "empty.csv").write_text("timestamp,watts\n")
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = run_module("deeprx.energy", f"--model={smoke_model}", "--preset=tiny", f"--out={tmp_path}/o", *args,
+                        timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_energy_cli_missing_model_fails_in_one_line(tmp_path):
+    result = run_module("deeprx.energy", f"--model={tmp_path}/nothing", f"--out={tmp_path}/o", timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "--model: no model.keras" in lines[0], result.stderr
+
+
+def test_kernel_predictor_fits_predicts_and_reports_heldout_error(smoke_model, tmp_path):
+    out = str(tmp_path / "kernels")
+    fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--grid=tiny", "--heldout_widths=0.2",
+                     "--min_seconds=0.01", f"--out={out}", timeout=900)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    with open(os.path.join(out, "fit.json")) as f:
+        result = json.load(f)
+    with open(os.path.join(out, "heldout.csv")) as f:
+        heldout = [line.split(",") for line in f.read().splitlines()[1:]]
+    assert len(heldout) == 4  # paper and edge variant, float and int8
+    for backend in ("float", "int8"):
+        rows = [r for r in heldout if r[0] == backend]
+        errors = [abs(float(r[5]) - float(r[4])) / float(r[4]) for r in rows]
+        assert result["latency_mape_heldout"][backend] == pytest.approx(100 * sum(errors) / len(errors), abs=0.01)
+    predicted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
+                           f"--model={smoke_model}", "--relative_power_w=2", timeout=120)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    lines = [line for line in predicted.stdout.splitlines() if "predicted" in line]
+    assert len(lines) == 2 and all(" ms per inference, " in line and "mJ at 2 W" in line for line in lines)
+    no_command = run_module("deeprx.kernels", "--preset=tiny", timeout=60)
+    assert no_command.returncode == 2 and "give a command first: fit|predict" in no_command.stderr
