@@ -16,8 +16,8 @@ whether it was measured or estimated):
   - measured energy by the paper's four steps (edge/power.py) with --source: inference of
     the float Keras model (batch 1), of the int8 --tflite on the CPU interpreter, the
     energy in --runner_json (python -m edge.runner --energy=... on a board), and one
-    training step; per-layer energy = each layer's own latency (timed alone, as
-    deeprx/kernel_timing.py does) x the float run's relative power;
+    training step; per-layer energy = each layer's own latency in a graph (as
+    deeprx/kernel_timing.py times kernels) x the float run's relative power;
   - training vs inference: amortized training energy per inference, the break-even
     number of inferences and its time at --rate, and the paper's own example recomputed;
   - plots: blocks.png and layers.png (paper Fig. 2), processors.png (Fig. 1: metric (0)
@@ -173,12 +173,12 @@ def measure_float_inference(model, count, source, base_seconds):
 
 def measure_int8_inference(path, count, source, base_seconds):
     from edge import runner
-    interpreter, backend = runner.load_interpreter(path)
+    interpreter, backend = runner.load_interpreter(path, threads=os.cpu_count())
     model = runner.Model(interpreter)
     runner.time_invokes(model, 5, 0)
     energy = runner.measure_energy(model, source, count, base_seconds)
     return {**energy, "latency_ms": 1e3 * energy["run_seconds"] / count, "precision": "int8",
-            "runtime": f"{backend} (CPU interpreter, default threads)"}
+            "runtime": f"{backend} (CPU interpreter, {os.cpu_count()} threads)"}
 
 
 def from_runner_json(path):
@@ -212,12 +212,12 @@ def measure_training_step(model_config, scenario, train_config, steps, source, b
 
 
 def layer_latencies(model_config, scenario, min_seconds, log=print):
-    """Each plan layer's own latency (s), timed alone in float TensorFlow (deeprx/kernel_timing.py)."""
+    """Each plan layer's own latency (s) in float TensorFlow (deeprx/kernel_timing.py)."""
     timer = kernel_timing.FloatTimer(min_seconds)
     layers = model_lib.plan(model_config, scenario)
     seconds = []
     for index, layer in enumerate(layers):
-        seconds.append(max(timer.model_seconds(kernel_timing.single_layer_model(layer)) - timer.empty_call_s, 0.0))
+        seconds.append(kernel_timing.kernel_seconds((layer,), timer))
         if (index + 1) % 20 == 0 or index + 1 == len(layers):
             log(f"  layers timed: {index + 1}/{len(layers)}", flush=True)
     return seconds
@@ -248,7 +248,8 @@ def report(model_config, scenario, measured, host, processors, layer_seconds, tr
     for row, seconds in zip(layers, layer_seconds):
         row["latency_us"] = 1e6 * seconds
         row["energy_uj"] = 1e6 * seconds * float_power
-    layer_source = f"each layer's own latency (timed alone, float32) x relative power of the float run, {float_source}"
+    layer_source = (f"each layer's in-graph latency (float32; what repeats of it add to one tf.function) x "
+                    f"relative power of the float run, {float_source}")
     blocks = costs.by_block(layers, ("flops", "macs", "params", "weight_bytes", "activation_bytes", "latency_us",
                                      "energy_uj"))
     table = []
@@ -265,7 +266,13 @@ def report(model_config, scenario, measured, host, processors, layer_seconds, tr
     result = {
         "flops_per_slot": flops, "macs_per_slot": sum(row["macs"] for row in layers),
         "parameters": model_lib.params(model_config, scenario), "layers": layers, "blocks": blocks,
-        "layer_energy_source": layer_source, "host": host, "processors": table,
+        "layer_energy_source": layer_source,
+        # What the layers explain of the whole float inference (the rest: the runtime's per-op work).
+        "layer_energy_sum_mj": sum(row["energy_uj"] for row in layers) / 1e3,
+        "layer_energy_fraction_of_measured": (sum(row["energy_uj"] for row in layers) / 1e6
+                                              / measured["float"]["joules_per_inference"]
+                                              if measured["float"]["joules_per_inference"] > 0 else None),
+        "host": host, "processors": table,
         "metric0_edgetpu_block_source": f"metric (0) with {edgetpu.name}" if edgetpu else None,
         "metric1": {**metric1_params, "mj_per_inference": 1e3 * costs.metric1_j(
             flops, metric1_params["kappa"], metric1_params["cores"], metric1_params["clock_hz"],

@@ -83,14 +83,23 @@ def amortization(result, path):
         ax.axhline(entry["training_j"], color=line.get_color(), linestyle="--", linewidth=1,
                    label=f"{label}: training ({entry['training_j']:.3g} J)")
         ax.plot([n_even], [entry["training_j"]], "o", color=line.get_color())
-        ax.annotate(f"{n_even:.2g} inferences\n({entry['break_even_days']:.3g} days at {entry['rate_per_s']:g}/s)",
-                    (n_even, entry["training_j"]), textcoords="offset points", xytext=(-10, 8 + 22 * index), ha="right", fontsize=7)
+        last = index == len(cases) - 1
+        ax.annotate(f"{n_even:.2g} inferences\n({_duration(entry['break_even_seconds'])} at {entry['rate_per_s']:g}/s)",
+                    (n_even, entry["training_j"]), textcoords="offset points", xytext=(10, -30) if last else
+                    (-10, 8 + 22 * index), ha="left" if last else "right", fontsize=7)
     ax.set_xlabel("number of inferences")
     ax.set_ylabel("energy [J]")
     ax.set_title("Training vs cumulative inference energy (break-even marked)")
     ax.legend(fontsize=6)
     figure.tight_layout()
     _save(figure, path)
+
+
+def _duration(seconds):
+    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def _short(text, limit=90):

@@ -15,36 +15,50 @@ from deeprx import costs
 from deeprx import model as model_lib
 
 BACKENDS = ("float", "int8")
-KERNEL_TYPES = ("conv3x3", "pointwise", "depthwise", "bn", "relu", "add")
+KERNEL_TYPES = ("conv3x3", "pointwise", "depthwise", "bn_relu", "add")
 FEATURES = ("flops", "activation_bytes", "weight_bytes")
 
 
-def kernel_type(layer):
-    if layer.kind == "conv":
-        return "conv3x3" if layer.kernel == 3 else "pointwise"
-    return layer.kind
+def kernels_of(layers):
+    """Plan layers grouped into the kernels a runtime executes, each a tuple of layers: a BN
+    and the ReLU after it are one bn_relu kernel (TFLite runs BN as MUL + ADD and fuses the
+    ReLU into the ADD; timed apart, an int8 ReLU costs more than the whole fused kernel)."""
+    kernels, index = [], 0
+    while index < len(layers):
+        fused = layers[index].kind == "bn" and index + 1 < len(layers) and layers[index + 1].kind == "relu"
+        kernels.append(tuple(layers[index:index + 1 + fused]))
+        index += 1 + fused
+    return kernels
 
 
-def features(layer, backend):
+def kernel_type(kernel):
+    first = kernel[0]
+    if first.kind == "conv":
+        return "conv3x3" if first.kernel == 3 else "pointwise"
+    return "bn_relu" if [layer.kind for layer in kernel] == ["bn", "relu"] else first.kind
+
+
+def features(kernel, backend):
     precision = "int8" if backend == "int8" else "float32"
-    cost = costs.layer_cost(layer, precision)
-    return [float(cost[name]) for name in FEATURES]
+    layer_costs = [costs.layer_cost(layer, precision) for layer in kernel]
+    return [float(sum(cost[name] for cost in layer_costs)) for name in FEATURES]
 
 
 def kernel_grid(scenario, grid="full"):
-    """model_lib.Layer records to time: every kernel type over channel counts and dilations,
-    on the scenario's grid (14 symbols x its subcarriers)."""
+    """Kernels (tuples of model_lib.Layer) to time: every kernel type over channel counts and
+    dilations, on the scenario's grid (14 symbols x its subcarriers)."""
     height, width = scenario.grid_shape
     channels = (8, 32) if grid == "tiny" else (8, 16, 32, 64, 128, 256)
     dilations = ((1, 1),) if grid == "tiny" else ((1, 1), (2, 3), (3, 3))
-    layers = []
+    kernels = []
+
+    def layer(kind, cin, cout, **kwargs):
+        return model_lib.Layer(f"{kind}_{cin}_{cout}_{len(kernels)}", kind, "kernel", height, width, cin, cout, **kwargs)
 
     def add(kind, cin, cout, **kwargs):
-        layers.append(model_lib.Layer(f"{kind}_{cin}_{cout}_{len(layers)}", kind, "kernel", height, width, cin, cout,
-                                      **kwargs))
+        kernels.append((layer(kind, cin, cout, **kwargs),))
     for c in channels:
-        add("bn", c, c)
-        add("relu", c, c)
+        kernels.append((layer("bn", c, c), layer("relu", c, c)))
         add("add", c, c)
         for dilation in dilations:
             add("depthwise", c, 2 * c, kernel=3, dilation=dilation)
@@ -52,17 +66,22 @@ def kernel_grid(scenario, grid="full"):
             add("conv", c, cout, kernel=1, use_bias=True)
         add("conv", c, c, kernel=3, use_bias=True)
     add("conv", scenario.num_input_channels, channels[-1], kernel=3, use_bias=True)  # a stem
-    return layers
+    return kernels
 
 
-def single_layer_model(layer):
+def kernel_model(kernel):
+    """A batch-1 Keras model of one kernel (a tuple of plan layers)."""
     import tf_keras as keras
-    shape = (layer.height, layer.width, layer.channels_in)
-    if layer.kind == "add":
+    first = kernel[0]
+    shape = (first.height, first.width, first.channels_in)
+    if first.kind == "add":
         inputs = [keras.Input(shape=shape, batch_size=1), keras.Input(shape=shape, batch_size=1)]
     else:
         inputs = keras.Input(shape=shape, batch_size=1)
-    return keras.Model(inputs, model_lib.keras_layer(layer)(inputs))
+    x = inputs
+    for layer in kernel:
+        x = model_lib.keras_layer(layer)(x)
+    return keras.Model(inputs, x)
 
 
 def _repeat_timing(call, min_seconds):
@@ -94,17 +113,32 @@ class FloatTimer:
         x = tf.zeros([1, 1, 1, 1])
         self.empty_call_s = _repeat_timing(lambda: identity(x).numpy(), min_seconds)
 
-    def model_seconds(self, model):
+    def model_seconds(self, model, repeats=1):
+        """Seconds per call of a tf.function running `model` `repeats` times in sequence, each
+        on inputs of its own (identical work would be merged); one output value is fetched
+        (copying a whole activation out would be timed too)."""
         tf = self.tf
-        function = tf.function(lambda x: model(x, training=False))
+
+        def chain(*runs):
+            y = None
+            for inputs in runs:
+                with tf.control_dependencies([] if y is None else [y]):
+                    y = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+            return y[0, 0, 0, 0]
+        function = tf.function(chain)
         rng = np.random.RandomState(0)
-        inputs = [tf.constant(rng.normal(size=i.shape).astype(np.float32)) for i in model.inputs]
-        arg = inputs if len(inputs) > 1 else inputs[0]
-        return _repeat_timing(lambda: function(arg).numpy(), self.min_seconds)
+        runs = [tuple(tf.constant(rng.normal(size=i.shape).astype(np.float32)) for i in model.inputs)
+                for _ in range(repeats)]
+        return _repeat_timing(lambda: function(*runs).numpy(), self.min_seconds)
+
+    def kernel_seconds(self, model, repeats=5):
+        """A kernel's cost inside a graph, as in a whole model: the time `repeats - 1` more runs
+        of it add to one call (a call's own overhead drops out)."""
+        return max((self.model_seconds(model, repeats) - self.model_seconds(model)) / (repeats - 1), 0.0)
 
 
 class Int8Timer:
-    """int8 on the CPU interpreter (LiteRT, default threads), through edge/runner.py."""
+    """int8 on the CPU interpreter (LiteRT, one thread per core), through edge/runner.py."""
     backend = "int8"
 
     def __init__(self, min_seconds):
@@ -119,7 +153,7 @@ class Int8Timer:
             path = os.path.join(tmp, "m.tflite")
             with open(path, "wb") as f:
                 f.write(int8_tflite(model))
-            interpreter, _ = runner.load_interpreter(path)
+            interpreter, _ = runner.load_interpreter(path, threads=os.cpu_count())
             example = [np.random.RandomState(0).randint(-128, 128, size=d["shape"]).astype(np.int8)
                        for d in interpreter.get_input_details()]
             indices = [d["index"] for d in interpreter.get_input_details()]
@@ -129,6 +163,10 @@ class Int8Timer:
                     interpreter.set_tensor(index, value)
                 interpreter.invoke()
             return _repeat_timing(call, self.min_seconds)
+
+    def kernel_seconds(self, model):
+        """A kernel's own latency: its timed invoke minus an empty invoke."""
+        return max(self.model_seconds(model) - self.empty_call_s, 0.0)
 
 
 def int8_tflite(model, samples=8):
@@ -143,34 +181,44 @@ def int8_tflite(model, samples=8):
 TIMERS = {"float": FloatTimer, "int8": Int8Timer}
 
 
-def time_kernels(layers, timer, log=print):
-    """kernels.csv rows: each layer's kernel type, features and its own latency."""
+def kernel_seconds(kernel, timer):
+    """A kernel's own latency on the timer's backend."""
+    return timer.kernel_seconds(kernel_model(kernel))
+
+
+def time_kernels(kernels, timer, log=print):
+    """kernels.csv rows: each kernel's type, features and its own latency."""
     rows = []
-    for index, layer in enumerate(layers):
-        seconds = timer.model_seconds(single_layer_model(layer))
-        own = max(seconds - timer.empty_call_s, 0.0)
-        rows.append({"backend": timer.backend, "kernel": kernel_type(layer), "height": layer.height,
-                     "width": layer.width, "channels_in": layer.channels_in, "channels_out": layer.channels_out,
-                     "dilation": "x".join(map(str, layer.dilation)),
-                     **dict(zip(FEATURES, features(layer, timer.backend))), "latency_us": round(1e6 * own, 3)})
-        if (index + 1) % 10 == 0 or index + 1 == len(layers):
-            log(f"  {timer.backend}: {index + 1}/{len(layers)} kernels timed", flush=True)
+    for index, kernel in enumerate(kernels):
+        first, last = kernel[0], kernel[-1]
+        rows.append({"backend": timer.backend, "kernel": kernel_type(kernel), "height": first.height,
+                     "width": first.width, "channels_in": first.channels_in, "channels_out": last.channels_out,
+                     "dilation": "x".join(map(str, first.dilation)),
+                     **dict(zip(FEATURES, features(kernel, timer.backend))),
+                     "latency_us": round(1e6 * kernel_seconds(kernel, timer), 3)})
+        if (index + 1) % 10 == 0 or index + 1 == len(kernels):
+            log(f"  {timer.backend}: {index + 1}/{len(kernels)} kernels timed", flush=True)
     return rows
 
 
 @dataclasses.dataclass
 class Predictor:
-    """One regressor per (backend, kernel type), and each backend's empty call."""
+    """One regressor per (backend, kernel type), each backend's empty call, and each
+    backend's calibration (scale, offset in s) of the kernel sum to whole models."""
     regressors: dict
     empty_call_s: dict
+    calibration: dict = dataclasses.field(default_factory=dict)
 
-    def layer_seconds(self, layer, backend):
-        regressor = self.regressors[backend, kernel_type(layer)]
-        return max(float(regressor.predict([features(layer, backend)])[0]), 0.0) / 1e6
+    def kernel_seconds(self, kernel, backend):
+        regressor = self.regressors[backend, kernel_type(kernel)]
+        return max(float(regressor.predict([features(kernel, backend)])[0]), 0.0) / 1e6
+
+    def kernel_sum(self, model_config, scenario, backend):
+        return sum(self.kernel_seconds(kernel, backend) for kernel in kernels_of(model_lib.plan(model_config, scenario)))
 
     def model_seconds(self, model_config, scenario, backend):
-        return self.empty_call_s[backend] + sum(self.layer_seconds(layer, backend)
-                                                for layer in model_lib.plan(model_config, scenario))
+        scale, offset = self.calibration.get(backend, (1.0, self.empty_call_s[backend]))
+        return scale * self.kernel_sum(model_config, scenario, backend) + offset
 
 
 def fit_regressors(rows):
@@ -187,37 +235,63 @@ def fit_regressors(rows):
     return regressors
 
 
-def heldout_variants(widths):
-    """DeepRx configs not used in fitting: each width in the paper and the edge variant."""
+def variants(widths):
+    """DeepRx configs: each width in the paper and the edge variant."""
     return [model_lib.DeepRxConfig(width_multiplier=w, variant=v) for w in widths for v in model_lib.VARIANTS]
 
 
-def mape(rows):
-    return 100.0 * float(np.mean([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]))
+def calibrate(predictor, timers, scenario, widths, log=print):
+    """Fits each backend's measured = scale x kernel sum + offset on the DeepRx variants of
+    `widths` (a runtime runs kernels in a model faster or slower than alone); returns the rows."""
+    from sklearn.linear_model import LinearRegression
+    rows = []
+    for model_config in variants(widths):
+        model = model_lib.build(model_config, scenario, batch_size=1)
+        for backend, timer in timers.items():
+            rows.append((backend, predictor.kernel_sum(model_config, scenario, backend), timer.model_seconds(model)))
+    for backend in timers:
+        points = [(kernel_sum, measured) for b, kernel_sum, measured in rows if b == backend]
+        regressor = LinearRegression().fit([[p[0]] for p in points], [p[1] for p in points])
+        predictor.calibration[backend] = (float(regressor.coef_[0]), float(regressor.intercept_))
+        log(f"  {backend} calibration on widths {', '.join(map(str, widths))}: model = "
+            f"{predictor.calibration[backend][0]:.3f} x kernel sum + {1e3 * predictor.calibration[backend][1]:.3f} ms",
+            flush=True)
+    return rows
 
 
-def fit(scenario, backends, grid, heldout_widths, min_seconds, out, log=print):
-    """Times, fits, evaluates on held-out variants; writes OUT's files; returns fit.json's dict."""
+def mape(rows, key="predicted_ms"):
+    return 100.0 * float(np.mean([abs(r[key] - r["measured_ms"]) / r["measured_ms"] for r in rows]))
+
+
+def fit(scenario, backends, grid, calibration_widths, heldout_widths, min_seconds, out, log=print):
+    """Times the kernels, fits, calibrates on the variants of calibration_widths (none: no
+    calibration), evaluates on those of heldout_widths; writes OUT's files; returns fit.json's dict."""
+    if set(calibration_widths) & set(heldout_widths):
+        raise ValueError("a held-out width cannot also calibrate")
     import joblib
     start = time.time()
-    layers = kernel_grid(scenario, grid)
+    kernels = kernel_grid(scenario, grid)
     rows, timers = [], {}
     for backend in backends:
         timers[backend] = TIMERS[backend](min_seconds)
-        log(f"{backend}: empty call {1e6 * timers[backend].empty_call_s:.1f} us; timing {len(layers)} kernels",
+        log(f"{backend}: empty call {1e6 * timers[backend].empty_call_s:.1f} us; timing {len(kernels)} kernels",
             flush=True)
-        rows += time_kernels(layers, timers[backend], log)
+        rows += time_kernels(kernels, timers[backend], log)
     predictor = Predictor(fit_regressors(rows), {b: timers[b].empty_call_s for b in backends})
+    if calibration_widths:
+        calibrate(predictor, timers, scenario, calibration_widths, log)
     heldout = []
-    for model_config in heldout_variants(heldout_widths):
+    for model_config in variants(heldout_widths):
         model = model_lib.build(model_config, scenario, batch_size=1)
         for backend in backends:
             measured = timers[backend].model_seconds(model)
             predicted = predictor.model_seconds(model_config, scenario, backend)
+            uncalibrated = predictor.kernel_sum(model_config, scenario, backend) + predictor.empty_call_s[backend]
             heldout.append({"backend": backend, "variant": model_config.variant,
                             "width_multiplier": model_config.width_multiplier,
                             "mflops": round(model_lib.flops_per_slot(model_config, scenario) / 1e6, 3),
-                            "measured_ms": round(1e3 * measured, 4), "predicted_ms": round(1e3 * predicted, 4)})
+                            "measured_ms": round(1e3 * measured, 4), "predicted_ms": round(1e3 * predicted, 4),
+                            "uncalibrated_ms": round(1e3 * uncalibrated, 4)})
             log(f"  held out {model_config.variant} x{model_config.width_multiplier:g} {backend}: measured "
                 f"{1e3 * measured:.3f} ms, predicted {1e3 * predicted:.3f} ms", flush=True)
     os.makedirs(out, exist_ok=True)
@@ -229,7 +303,12 @@ def fit(scenario, backends, grid, heldout_widths, min_seconds, out, log=print):
     result = {"grid_shape": list(scenario.grid_shape), "kernels_timed": len(rows), "features": list(FEATURES),
               "regressor": "sklearn LinearRegression(positive=True) per backend and kernel type",
               "empty_call_us": {b: round(1e6 * s, 3) for b, s in predictor.empty_call_s.items()},
+              "calibration_widths": list(calibration_widths), "heldout_widths": list(heldout_widths),
+              "calibration": {b: {"scale": round(c[0], 4), "offset_ms": round(1e3 * c[1], 4)}
+                              for b, c in predictor.calibration.items()},
               "latency_mape_heldout": {b: round(mape([r for r in heldout if r["backend"] == b]), 2) for b in backends},
+              "latency_mape_heldout_uncalibrated": {
+                  b: round(mape([r for r in heldout if r["backend"] == b], "uncalibrated_ms"), 2) for b in backends},
               "heldout_variants": len(heldout) // len(backends), "seconds": round(time.time() - start, 1),
               **bench.provenance()}
     ber_lib.write_json(os.path.join(out, "fit.json"), result)

@@ -196,7 +196,8 @@ def test_energy_cli_missing_model_fails_in_one_line(tmp_path):
 
 def test_kernel_predictor_fits_predicts_and_reports_heldout_error(smoke_model, tmp_path):
     out = str(tmp_path / "kernels")
-    fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--grid=tiny", "--heldout_widths=0.2",
+    fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--grid=tiny", "--calibration_widths=0.15,0.3",
+                     "--heldout_widths=0.2",
                      "--min_seconds=0.01", f"--out={out}", timeout=900)
     assert fit.returncode == 0, fit.stderr[-3000:]
     with open(os.path.join(out, "fit.json")) as f:
@@ -208,6 +209,10 @@ def test_kernel_predictor_fits_predicts_and_reports_heldout_error(smoke_model, t
         rows = [r for r in heldout if r[0] == backend]
         errors = [abs(float(r[5]) - float(r[4])) / float(r[4]) for r in rows]
         assert result["latency_mape_heldout"][backend] == pytest.approx(100 * sum(errors) / len(errors), abs=0.01)
+        scale, offset = result["calibration"][backend]["scale"], result["calibration"][backend]["offset_ms"]
+        for row in rows:  # the calibrated prediction is the calibration line through the kernel sum
+            kernel_sum = float(row[6]) - result["empty_call_us"][backend] / 1e3
+            assert float(row[5]) == pytest.approx(scale * kernel_sum + offset, rel=1e-3, abs=1e-3)
     predicted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
                            f"--model={smoke_model}", "--relative_power_w=2", timeout=120)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
