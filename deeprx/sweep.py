@@ -3,6 +3,7 @@
 Example usage:
   python -m deeprx.sweep --flagfile=sweep-tiny.flags --workdir=/tmp/kd-tiny
   nohup python -m deeprx.sweep --flagfile=sweep-cpu.flags --workdir=runs/kd-cpu > runs/kd-cpu.log 2>&1 &
+  python -m deeprx.sweep --flagfile=sweep-cpu.flags --workdir=runs/kd-cpu --publish=data/results/kd-cpu
 
 A sweep flagfile sets deeprx.train's teacher and KD flags (sweep-cpu.flags includes kd.flags,
 which includes teacher.flags) and the sweep's grids. Each run is one `python -m deeprx.train`
@@ -57,6 +58,8 @@ flags.DEFINE_enum("fig6_kd", "best", ["best", "flags"],
                   "step 4 (alpha, T): step 3's best run, or --alpha/--temperature")
 flags.DEFINE_list("sweep_steps", ["1", "2", "3", "4"], "the steps to run")
 flags.DEFINE_integer("parallel", 1, "training processes at a time, sharing the CPU cores")
+flags.DEFINE_string("publish", None, "train nothing: copy the step files and every finished run's small files "
+                                     "of --workdir into this directory (e.g. data/results/kd-cpu)")
 
 STEPS = {1: "student_size", 2: "teacher_size", 3: "alpha_T", 4: "ber_vs_sinr"}
 ORDER = (3, 4, 1, 2)
@@ -545,9 +548,46 @@ def run_sweep(sweep, log=print):
     return summary
 
 
+# What --publish copies: the steps' outputs, and of each finished run (into by-run/<run>/)
+# its results, settings and command, never checkpoints or weights.
+STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
+              "kd_summary.json", "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png")
+RUN_FILES = ("train.json", "config.json", "sweep_command.txt", "eval/summary.json", "eval/ber.csv", "eval/ber.png")
+
+
+def publish(workdir, dest, log=print):
+    """Copies what is finished in the sweep `workdir` to `dest`; returns the number of runs."""
+    import shutil
+    copied = [name for name in STEP_FILES if os.path.isfile(os.path.join(workdir, name))]
+    runs_dir = os.path.join(workdir, "runs")
+    runs = sorted(name for name in (os.listdir(runs_dir) if os.path.isdir(runs_dir) else ())
+                  if finished(SweepRun(name, os.path.join(runs_dir, name), (), "")))
+    for name in copied:
+        shutil.copyfile(os.path.join(workdir, name), os.path.join(_made(dest), name))
+    for name in runs:
+        for path in RUN_FILES:
+            source = os.path.join(runs_dir, name, path)
+            if os.path.isfile(source):
+                shutil.copyfile(source, os.path.join(_made(os.path.join(dest, "by-run", name)),
+                                                     os.path.basename(path)))
+    log(f"Published to {dest}: {len(copied)} step files ({', '.join(copied) or 'none yet'}) and {len(runs)} "
+        "finished runs", flush=True)
+    return len(runs)
+
+
+def _made(path):
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def main(argv):
     del argv
     sweep = sweep_from_flags()
+    if FLAGS.publish:
+        if not os.path.isdir(sweep.workdir):
+            raise cli.FlagError("workdir", f"no sweep at {sweep.workdir!r} to publish")
+        publish(sweep.workdir, FLAGS.publish)
+        return
     summary = run_sweep(sweep)
     for entry in summary or ():
         print(f"  {entry['num_dmrs']} DMRS, seed {entry['seed']}: Geometric Mean BER KD {entry['gm_ber_kd']:.3f} "

@@ -64,6 +64,20 @@ def test_tiny_sweep_writes_every_step(tiny_sweep):
     assert [name.split("-")[0] for name in ready] == ["teacher"] * 3 + ["scratch"] * 5, ready
 
 
+def test_publish_copies_results_but_no_weights(tiny_sweep, tmp_path):
+    workdir, _ = tiny_sweep
+    dest = tmp_path / "published"
+    result = run_module("deeprx.sweep", *TINY, f"--workdir={workdir}", f"--publish={dest}", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training" not in result.stdout and "and 14 finished runs" in result.stdout
+    assert sorted(os.listdir(dest)) == sorted(STEP_FILES + ("by-run",))
+    assert len(os.listdir(dest / "by-run")) == 14
+    for run in os.listdir(dest / "by-run"):
+        assert sorted(os.listdir(dest / "by-run" / run)) == ["ber.csv", "ber.png", "config.json", "summary.json",
+                                                              "sweep_command.txt", "train.json"], run
+    assert not [path for path in dest.rglob("*") if path.suffix in (".keras", ".index")]
+
+
 def test_rerun_skips_finished_runs_and_rejects_changed_flags(tiny_sweep):
     workdir, _ = tiny_sweep
     again = run_module("deeprx.sweep", *TINY, f"--workdir={workdir}", timeout=300)
