@@ -4,8 +4,10 @@ import os
 
 import numpy as np
 
-from deeprx import plots  # noqa: F401  (selects the Agg backend)  # pyflakes: ignore
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 
 def _save(figure, path):

@@ -6,9 +6,8 @@ Example usage:
 
 `fit` times single kernels on this machine over a grid of shapes, for each backend (float
 TensorFlow, batch 1, in a tf.function; int8 on the CPU interpreter, LiteRT, one thread per
-core), fits one
-scikit-learn regressor per kernel type and backend, then predicts whole DeepRx variants as
-the sum of their kernels and compares with the measured model: the mean absolute percentage
+core), fits one scikit-learn regressor per kernel type and backend, then predicts whole
+DeepRx variants as the sum of their kernels and compares with the measured model: the mean absolute percentage
 error (MAPE) on variants never used in fitting (the kernels are fitted on isolated layers,
 never on a DeepRx). A runtime runs kernels inside a model faster or slower than alone, so
 the kernel sum is calibrated per backend (model = scale x sum + offset) on DeepRx variants
@@ -18,8 +17,8 @@ and OUT/predictor.joblib.
 Kernel types: conv3x3, pointwise (1x1 conv), depthwise (dilated 3x3), bn_relu (BN, which
 inference runs as mul + add, and the ReLU after it: TFLite fuses that ReLU into the add, so
 DeepRx's pre-activation BN -> ReLU pairs are one kernel, as DeepEn2023's conv+bn+relu
-kernels are), add. Features: FLOPs, activation bytes, weight bytes (deeprx/costs.py); the regressor
-is a non-negative linear model (latency = overhead + per-FLOP + per-byte terms), which,
+kernels are), add. Features: FLOPs, activation bytes, weight bytes (deeprx/costs.py); the
+regressor is a non-negative linear model (latency = overhead + per-FLOP + per-byte terms), which,
 unlike a forest, extrapolates to layers larger than the grid. A kernel's own latency is, in
 float, what 4 more runs of it in the same tf.function add, / 4 (a call's overhead, about
 0.5 ms here, drops out, as it does inside a model), and in int8 its invoke minus an empty
