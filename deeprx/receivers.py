@@ -100,8 +100,10 @@ def load(spec: str, scenario: config_lib.ScenarioConfig):
         return baselines.CLASSICAL_RECEIVERS[spec](scenario)
     if spec.endswith(".tflite"):
         return TFLiteReceiver(receiver_name(spec), spec, scenario)
-    import tf_keras as keras
-    model = keras.models.load_model(os.path.join(spec, MODEL_FILENAME), compile=False)
-    if model.input_shape[2] != scenario.carrier.num_subcarriers and os.path.isfile(os.path.join(spec, "config.json")):
+    if (os.path.isfile(os.path.join(spec, "config.json")) and
+            workdir_lib.read_settings(spec)["scenario"]["carrier"]["num_prb"] != scenario.carrier.num_prb):
         model, _ = workdir_lib.model_on_grid(spec, scenario)  # fully convolutional: any PRB count
+    else:
+        import tf_keras as keras
+        model = keras.models.load_model(os.path.join(spec, MODEL_FILENAME), compile=False)
     return KerasReceiver(receiver_name(spec), model, scenario)

@@ -210,7 +210,12 @@ def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed):
 
 
 def finished(run):
-    return all(os.path.isfile(os.path.join(run.workdir, *parts))
+    return finished_dir(run.workdir)
+
+
+def finished_dir(workdir):
+    """A run directory holding its model, train.json and evaluation."""
+    return all(os.path.isfile(os.path.join(workdir, *parts))
                for parts in (("model.keras",), ("train.json",), ("eval", "summary.json")))
 
 
@@ -561,7 +566,7 @@ def publish(workdir, dest, log=print):
     copied = [name for name in STEP_FILES if os.path.isfile(os.path.join(workdir, name))]
     runs_dir = os.path.join(workdir, "runs")
     runs = sorted(name for name in (os.listdir(runs_dir) if os.path.isdir(runs_dir) else ())
-                  if finished(SweepRun(name, os.path.join(runs_dir, name), (), "")))
+                  if finished_dir(os.path.join(runs_dir, name)))
     for name in copied:
         shutil.copyfile(os.path.join(workdir, name), os.path.join(_made(dest), name))
     for name in runs:

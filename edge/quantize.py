@@ -28,7 +28,6 @@ from deeprx import ber as ber_lib
 from deeprx import cli
 from deeprx import config as config_lib
 from deeprx import model as model_lib
-from deeprx import receivers as receivers_lib
 from deeprx import scenario_flags
 from deeprx import workdir as workdir_lib
 from edge import int8
@@ -145,26 +144,20 @@ def fine_tune(model, scenario, export_config, log=print):
 def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=print):
     """Writes `out` (.tflite) and its .json; returns the metadata dict."""
     import tensorflow as tf
-    import tf_keras as keras
-    settings = workdir_lib.read_settings(model_dir)
-    trained_scenario_dict = settings["scenario"]
-    model_config = workdir_lib.model_config_of(settings)
-    trained = keras.models.load_model(os.path.join(model_dir, receivers_lib.MODEL_FILENAME), compile=False)
+    trained_scenario_dict = workdir_lib.read_settings(model_dir)["scenario"]
     start = time.time()
     representative = calibration_slots(scenario, sinr_grid, export_config.calibration_slots, export_config.seed)
     log(f"{len(representative)} calibration slots over SINR {sinr_grid[0]:g}..{sinr_grid[-1]:g} dB", flush=True)
     if export_config.method == "qat":
-        model = model_lib.build(model_config, scenario, name="deeprx")
-        model.set_weights(trained.get_weights())
+        model, model_config = workdir_lib.model_on_grid(model_dir, scenario, name="deeprx")
         model = qat_model(model)
         log(f"QAT: fine-tuning {export_config.qat_steps} steps of {export_config.qat_batch_size} slots "
             f"at learning rate {export_config.qat_learning_rate:g}", flush=True)
         fine_tune(model, scenario, export_config, log)
         batch1 = qat_model(model_lib.build(model_config, scenario, name="deeprx", batch_size=1))
+        batch1.set_weights(model.get_weights())
     else:
-        model = trained
-        batch1 = model_lib.build(model_config, scenario, name="deeprx", batch_size=1)
-    batch1.set_weights(model.get_weights())
+        batch1, model_config = workdir_lib.model_on_grid(model_dir, scenario, batch_size=1, name="deeprx")
     tflite = int8.convert(batch1, representative)
     ber_lib.atomic_write(out, lambda f: f.write(tflite), binary=True)
     from edge import flatbuffer

@@ -46,18 +46,17 @@ def settings(model_dir):
 
 def keras_inferences_per_s(model_dir, preset, count, threads):
     """The float model in Keras, rebuilt batch-1 on the preset's grid, `count` timed calls."""
+    import dataclasses
     import numpy as np
     import tensorflow as tf
-    import tf_keras as keras
     from deeprx import config as config_lib
-    from deeprx import model as model_lib
     from deeprx import workdir as workdir_lib
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    run_settings = workdir_lib.read_settings(model_dir)
     scenario = config_lib.get_preset(preset).scenario
-    model = model_lib.build(workdir_lib.model_config_of(run_settings), scenario, batch_size=1)
-    model.set_weights(keras.models.load_model(os.path.join(model_dir, "model.keras"), compile=False).get_weights())
+    scenario = dataclasses.replace(scenario, dmrs=dataclasses.replace(
+        scenario.dmrs, num_symbols=settings(model_dir)["scenario"]["dmrs"]["num_symbols"]))
+    model, _ = workdir_lib.model_on_grid(model_dir, scenario, batch_size=1)
     call = tf.function(lambda x: model(x, training=False))
     x = tf.constant(np.random.RandomState(0).normal(size=(1, *scenario.grid_shape, scenario.num_input_channels)),
                     tf.float32)
