@@ -286,12 +286,13 @@ def fit(scenario, backends, grid, calibration_widths, heldout_widths, min_second
         for backend in backends:
             measured = timers[backend].model_seconds(model)
             predicted = predictor.model_seconds(model_config, scenario, backend)
-            uncalibrated = predictor.kernel_sum(model_config, scenario, backend) + predictor.empty_call_s[backend]
+            kernel_sum = predictor.kernel_sum(model_config, scenario, backend)
             heldout.append({"backend": backend, "variant": model_config.variant,
                             "width_multiplier": model_config.width_multiplier,
                             "mflops": round(model_lib.flops_per_slot(model_config, scenario) / 1e6, 3),
                             "measured_ms": round(1e3 * measured, 4), "predicted_ms": round(1e3 * predicted, 4),
-                            "uncalibrated_ms": round(1e3 * uncalibrated, 4)})
+                            "uncalibrated_ms": round(1e3 * (kernel_sum + predictor.empty_call_s[backend]), 4),
+                            "kernel_sum_ms": round(1e3 * kernel_sum, 6)})
             log(f"  held out {model_config.variant} x{model_config.width_multiplier:g} {backend}: measured "
                 f"{1e3 * measured:.3f} ms, predicted {1e3 * predicted:.3f} ms", flush=True)
     os.makedirs(out, exist_ok=True)
@@ -304,7 +305,7 @@ def fit(scenario, backends, grid, calibration_widths, heldout_widths, min_second
               "regressor": "sklearn LinearRegression(positive=True) per backend and kernel type",
               "empty_call_us": {b: round(1e6 * s, 3) for b, s in predictor.empty_call_s.items()},
               "calibration_widths": list(calibration_widths), "heldout_widths": list(heldout_widths),
-              "calibration": {b: {"scale": round(c[0], 4), "offset_ms": round(1e3 * c[1], 4)}
+              "calibration": {b: {"scale": round(c[0], 6), "offset_ms": round(1e3 * c[1], 6)}
                               for b, c in predictor.calibration.items()},
               "latency_mape_heldout": {b: round(mape([r for r in heldout if r["backend"] == b]), 2) for b in backends},
               "latency_mape_heldout_uncalibrated": {

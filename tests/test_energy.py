@@ -1,6 +1,7 @@
 """Energy: per-layer costs, the metrics, the four-step method and its power sources, the
 energy CLI end to end, the kernel-level predictor, and one-line errors for bad input."""
 
+import csv
 import json
 import os
 
@@ -203,16 +204,18 @@ def test_kernel_predictor_fits_predicts_and_reports_heldout_error(smoke_model, t
     with open(os.path.join(out, "fit.json")) as f:
         result = json.load(f)
     with open(os.path.join(out, "heldout.csv")) as f:
-        heldout = [line.split(",") for line in f.read().splitlines()[1:]]
+        heldout = list(csv.DictReader(f))
     assert len(heldout) == 4  # paper and edge variant, float and int8
     for backend in ("float", "int8"):
-        rows = [r for r in heldout if r[0] == backend]
-        errors = [abs(float(r[5]) - float(r[4])) / float(r[4]) for r in rows]
+        rows = [r for r in heldout if r["backend"] == backend]
+        errors = [abs(float(r["predicted_ms"]) - float(r["measured_ms"])) / float(r["measured_ms"]) for r in rows]
         assert result["latency_mape_heldout"][backend] == pytest.approx(100 * sum(errors) / len(errors), abs=0.01)
         scale, offset = result["calibration"][backend]["scale"], result["calibration"][backend]["offset_ms"]
         for row in rows:  # the calibrated prediction is the calibration line through the kernel sum
-            kernel_sum = float(row[6]) - result["empty_call_us"][backend] / 1e3
-            assert float(row[5]) == pytest.approx(scale * kernel_sum + offset, rel=1e-3, abs=1e-3)
+            kernel_sum = float(row["kernel_sum_ms"])
+            assert float(row["uncalibrated_ms"]) == pytest.approx(kernel_sum + result["empty_call_us"][backend] / 1e3,
+                                                                  abs=2e-4)
+            assert float(row["predicted_ms"]) == pytest.approx(scale * kernel_sum + offset, rel=1e-3, abs=1e-3)
     predicted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
                            f"--model={smoke_model}", "--relative_power_w=2", timeout=120)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
