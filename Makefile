@@ -21,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(RUN) -m deeprx.evaluate --preset=demo --receivers=ls_lmmse,perfect_lmmse --out=runs/demo
+	$(RUN) -m deeprx.study --flagfile=study.flags --preset=demo --workdir=runs/study-demo
 
 # numpy and ai-edge-litert only (a host's interpreter); numpy < 2 and tflite-runtime 2.14
 # (the runtime family of the Coral board; tflite-runtime 2.14 breaks with numpy 2).

@@ -28,6 +28,7 @@ as these VMs, its CPU power is TDP x CPU load, an estimate; the label says which
 nvml (with a GPU), meter:PATH (an external meter's CSV of timestamp,watts), rated:WATTS.
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -42,6 +43,7 @@ from deeprx import cli
 from deeprx import costs
 from deeprx import kernel_timing
 from deeprx import model as model_lib
+from deeprx import power_sources
 from deeprx import scenario_flags
 from deeprx import workdir as workdir_lib
 from edge import power as power_lib
@@ -68,58 +70,6 @@ flags.DEFINE_float("clock_hz", None, "metric (1): clock f in Hz (default: this m
 flags.DEFINE_float("flops_per_clock", None, "metric (1): FLOPs per clock per core S (default: measured peak / (N f))")
 
 HOST_NAME = "this machine"
-
-
-# ------------------------------------------------------------------- host power sources
-
-class CodeCarbonSource(power_lib.PowerSource):
-    """CodeCarbon's task API in process mode (only this process's CPU load counts)."""
-
-    def __init__(self, argument=""):
-        import logging
-        import codecarbon
-        from codecarbon import OfflineEmissionsTracker
-        logging.getLogger("codecarbon").setLevel(logging.ERROR)
-        self.tracker = OfflineEmissionsTracker(country_iso_code="FIN", tracking_mode="process", save_to_file=False,
-                                               log_level="error", measure_power_secs=1)
-        self.tracker._ensure_hardware_ready()  # what it measures with is known only then
-        modes = {type(h).__name__: getattr(h, "_mode", None) for h in self.tracker._hardware}
-        cpu_mode = modes.get("CPU")
-        self.measured = cpu_mode in ("intel_rapl", "apple_powermetrics")
-        how = "RAPL" if cpu_mode == "intel_rapl" else f"{cpu_mode}: TDP x CPU load, no RAPL"
-        self.name = f"CodeCarbon {codecarbon.__version__} ({how})"
-
-    def measure(self, workload):
-        self.tracker.start_task()
-        value = workload()
-        data = self.tracker.stop_task()
-        return data.duration, data.energy_consumed * 3.6e6, value
-
-
-class NvmlSource(power_lib.PowerSource):
-    name = "NVML GPU energy counter"
-
-    def __init__(self, argument=""):
-        try:
-            import pynvml
-            pynvml.nvmlInit()
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(int(argument or 0))
-        except Exception as error:  # no pynvml, no driver or no GPU
-            raise power_lib.PowerError(f"NVML is not available ({error}): this machine has no usable GPU") from None
-        self.pynvml = pynvml
-
-    def measure(self, workload):
-        read = lambda: self.pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)  # noqa: E731  (mJ)
-        before, start = read(), time.perf_counter()
-        value = workload()
-        return time.perf_counter() - start, (read() - before) / 1e3, value
-
-
-HOST_SOURCES = {"codecarbon": CodeCarbonSource, "nvml": NvmlSource}
-
-
-def parse_source(spec):
-    return power_lib.parse_source(spec, HOST_SOURCES)
 
 
 # ------------------------------------------------------------------------ measurements
@@ -212,15 +162,19 @@ def measure_training_step(model_config, scenario, train_config, steps, source, b
 
 
 def layer_latencies(model_config, scenario, min_seconds, log=print):
-    """Each plan layer's own latency (s) in float TensorFlow (deeprx/kernel_timing.py)."""
+    """Each plan layer's own latency (s) in float TensorFlow (deeprx/kernel_timing.py); layers
+    of the same kind and shape (DeepRx repeats them: 26 distinct of 107) are timed once."""
     timer = kernel_timing.FloatTimer(min_seconds)
     layers = model_lib.plan(model_config, scenario)
-    seconds = []
-    for index, layer in enumerate(layers):
-        seconds.append(kernel_timing.kernel_seconds((layer,), timer))
-        if (index + 1) % 20 == 0 or index + 1 == len(layers):
-            log(f"  layers timed: {index + 1}/{len(layers)}", flush=True)
-    return seconds
+    timed = {}
+    for layer in layers:
+        shape = dataclasses.replace(layer, name="", block="")
+        if shape not in timed:
+            timed[shape] = kernel_timing.kernel_seconds((layer,), timer)
+            if len(timed) % 10 == 0:
+                log(f"  distinct layers timed: {len(timed)}", flush=True)
+    log(f"  {len(timed)} distinct layers of {len(layers)} timed", flush=True)
+    return [timed[dataclasses.replace(layer, name="", block="")] for layer in layers]
 
 
 # ---------------------------------------------------------------------------- the report
@@ -343,7 +297,7 @@ def check_flags():
     with cli.flag("only_processors"):
         processors = [costs.find_processor(processors, name) for name in FLAGS.only_processors or ()] or processors
     try:
-        source = parse_source(FLAGS.source)
+        source = power_sources.parse_source(FLAGS.source)
     except power_lib.PowerError as error:
         raise cli.FlagError("source", str(error)) from None
     return preset, scenario, source, processors

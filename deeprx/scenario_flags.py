@@ -10,6 +10,9 @@ from absl import flags
 from deeprx import cli
 from deeprx import config as config_lib
 
+# Every flag of this module: a CLI that starts other CLIs passes them on (args()).
+FLAG_NAMES = ("preset", "channel", "modulation", "num_dmrs", "num_rx", "num_prb", "sir_db")
+
 flags.DEFINE_string("preset", "demo", f"scenario preset: {', '.join(config_lib.PRESETS)}")
 flags.DEFINE_string("channel", None, "override: awgn, cdl or tdl")
 flags.DEFINE_string("modulation", None, "override: qpsk, 16qam, 64qam or 256qam")
@@ -50,3 +53,9 @@ def scenario_from_flags(flag_values):
             with cli.flag(name):
                 scenario = apply(scenario, value)
     return preset, scenario
+
+
+def args(flag_values):
+    """The command-line arguments that give another CLI this scenario (the preset and every
+    override that is set)."""
+    return [f"--{name}={getattr(flag_values, name)}" for name in FLAG_NAMES if getattr(flag_values, name) is not None]

@@ -61,7 +61,7 @@ flags.DEFINE_enum("student_variant", None, ["paper", "edge"],
 
 TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr_fraction",
                "checkpoint_every", "log_every", "seed", "xla")
-TEACHER_FLAGS = ("preset", "channel", "modulation", "num_dmrs", "num_rx", "num_prb", "sir_db", "model_variant",
+TEACHER_FLAGS = (*scenario_flags.FLAG_NAMES, "model_variant",
                  "width_multiplier", "model_mflops", "depth_multiplier", *TRAIN_FLAGS, "eval", "eval_max_bits")
 
 

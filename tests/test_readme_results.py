@@ -27,3 +27,12 @@ def test_readme_table_matches_committed_summaries(table_name):
 def test_summary_table_cli_rejects_a_directory_without_summary(tmp_path):
     result = run_module("deeprx.summary_table", str(tmp_path), timeout=60)
     assert result.returncode == 2 and "no summary.json" in result.stderr
+
+
+def test_readme_study_table_is_the_committed_reports():
+    with open(os.path.join(REPO, "data/results/study-demo/report.md")) as f:
+        report = f.read()
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    table = report.split("## Models", 1)[1].split("\n\n")[1]
+    assert table.count("\n") >= 6 and table in readme

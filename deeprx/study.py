@@ -1,0 +1,141 @@
+"""The whole study in one command: teacher, students with and without distillation, int8,
+the Edge TPU, the device runner and energy, written up in DIR/report.md.
+
+Example usage:
+  python -m deeprx.study --flagfile=study.flags --preset=demo --workdir=runs/study-demo
+  python -m deeprx.study --flagfile=study.flags --workdir=runs/study-cpu     # hours: the cpu preset
+
+Stages, each a directory of DIR (deeprx/study_stages.py):
+  teacher  the teacher from scratch (python -m deeprx.train)
+  scratch  the student from scratch, --student_flops_ratio of the teacher's FLOPs
+  kd       the same student distilled from the teacher (deeprx.train --teacher, as kd.flags)
+  int8     full-integer int8 TFLite of each model (python -m edge.quantize)
+  ber      BER vs SINR of ls_lmmse, perfect_lmmse and every model, float and int8, on the
+           same slots (python -m deeprx.evaluate)
+  edgetpu  Edge TPU preflight, and compile where edgetpu_compiler is installed (edge.compile)
+  runner   test vectors, then the device runner on the CPU interpreter: latency, inferences/s
+           and BER from the vectors (deeprx.export_vectors, edge.runner)
+  energy   energy per inference of each model, float and int8 (python -m deeprx.energy)
+  report   DIR/report.md (main table, KD vs scratch, plots), DIR/summary.json, DIR/report/
+Finished stages are skipped on rerun, an interrupted one is redone cleanly (a training
+resumes from its last checkpoint), so a killed study continues with the same command.
+--force redoes every stage, --redo=STAGE,... those stages and every stage after them.
+Every flag is checked before the first stage. Sizes (steps, widths, bits, counts) come
+from the preset (deeprx/study_config.py SIZES); a flag of the same name overrides one;
+--preset after --flagfile overrides the flagfile's.
+"""
+
+import dataclasses
+import os
+import sys
+
+from absl import flags
+
+from deeprx import ber as ber_lib
+from deeprx import cli
+from deeprx import scenario_flags
+from deeprx import study_config
+from deeprx import study_stages
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "study directory (created; rerun the same command to continue)")
+flags.DEFINE_bool("force", False, "redo every stage, finished or not")
+flags.DEFINE_list("redo", [], f"redo these stages and every stage after them: {','.join(study_stages.STAGE_NAMES)}")
+flags.DEFINE_enum("teacher_variant", "paper", ["paper", "edge"], "the teacher's model variant")
+flags.DEFINE_enum("student_variant", "edge", ["paper", "edge"],
+                  "the students' variant (edge: equal dilations, as the Edge TPU compiler needs)")
+flags.DEFINE_float("student_flops_ratio", 11 / 30, "student FLOPs per slot / teacher's (the paper's 11/30)")
+flags.DEFINE_float("alpha", 5e5, "KD: weight of the student loss")
+flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
+flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
+flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
+flags.DEFINE_integer("seed", 0, "training seed of every model")
+flags.DEFINE_string("energy_source", "codecarbon", "power source of the energy stage: codecarbon, rapl, nvml, "
+                                                  "meter:PATH or rated:WATTS")
+flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU interpreter threads of the runner")
+for _field in study_config.SIZE_FIELDS:
+    flags.DEFINE_string(_field, None, f"override the preset's {_field} (deeprx/study_config.py SIZES)")
+
+
+def _size(preset_name):
+    size = study_config.SIZES.get(preset_name)
+    if size is None:
+        raise cli.FlagError("preset", f"the study has sizes for the presets {', '.join(study_config.SIZES)}, "
+                                      f"not {preset_name!r}")
+    overrides = {}
+    for field in dataclasses.fields(size):
+        text = getattr(FLAGS, field.name)
+        if text is not None:
+            try:
+                overrides[field.name] = field.type(text)
+            except ValueError:
+                raise cli.FlagError(field.name, f"{text!r} is not a{'n integer' if field.type is int else ' number'}")
+    try:
+        return dataclasses.replace(size, **overrides)
+    except ValueError as error:  # the message starts with the field, which is the flag's name
+        raise cli.FlagError(str(error).split()[0], str(error)) from None
+
+
+def config_from_flags():
+    """The StudyConfig the flags describe, and the stages to redo; cli.FlagError before any compute."""
+    preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
+    if not FLAGS.workdir:
+        raise cli.FlagError("workdir", "a study directory is required")
+    if os.path.exists(FLAGS.workdir) and not os.path.isdir(FLAGS.workdir):
+        raise cli.FlagError("workdir", f"{FLAGS.workdir!r} exists and is not a directory")
+    unknown = [name for name in FLAGS.redo if name not in study_stages.STAGE_NAMES]
+    if unknown:
+        raise cli.FlagError("redo", f"unknown stage {unknown[0]!r}; the stages: {','.join(study_stages.STAGE_NAMES)}")
+    size = _size(preset.name)
+    try:
+        config = study_config.StudyConfig(
+            workdir=FLAGS.workdir, preset_name=preset.name, scenario=scenario,
+            scenario_args=tuple(scenario_flags.args(FLAGS)), size=size, teacher_variant=FLAGS.teacher_variant,
+            student_variant=FLAGS.student_variant, student_flops_ratio=FLAGS.student_flops_ratio, alpha=FLAGS.alpha,
+            temperature=FLAGS.temperature, kd_form=FLAGS.kd_form, kd_reduction=FLAGS.kd_reduction, seed=FLAGS.seed,
+            energy_source=FLAGS.energy_source, threads=FLAGS.threads)
+    except ValueError as error:  # each message starts with the setting, which is the flag's name
+        name = str(error).split()[0]
+        raise cli.FlagError(name if hasattr(FLAGS, name) else "student_flops_ratio", str(error)) from None
+    from deeprx import power_sources
+    from edge import power as power_lib
+    try:
+        power_sources.parse_source(config.energy_source)
+    except power_lib.PowerError as error:
+        raise cli.FlagError("energy_source", str(error)) from None
+    redo = list(study_stages.STAGE_NAMES) if FLAGS.force else list(FLAGS.redo)
+    _check_workdir(config, bool(FLAGS.force))
+    return config, redo
+
+
+def _check_workdir(config, force):
+    """A workdir of a study with other settings is refused (unless --force, which redoes all)."""
+    path = os.path.join(config.workdir, "study.json")
+    if os.path.isfile(path) and not force:
+        saved = study_stages.read_json(path)["settings"]
+        settings = config.settings()
+        if saved != settings:
+            differ = sorted(key for key in settings if saved.get(key) != settings[key])
+            raise cli.FlagError("workdir", f"{config.workdir!r} holds a study with other settings ({', '.join(differ)} "
+                                           "differ; see its study.json): use another --workdir, the same flags, "
+                                           "or --force to redo every stage with these")
+
+
+def main(argv):
+    del argv
+    config, redo = config_from_flags()
+    command = " ".join(["python -m deeprx.study"] + sys.argv[1:])
+    os.makedirs(config.workdir, exist_ok=True)
+    ber_lib.write_json(os.path.join(config.workdir, "study.json"), {"settings": config.settings(), "command": command})
+    print(f"DeepRx study in {config.workdir}: {config.preset_name} preset, {len(study_stages.STAGES)} stages", flush=True)
+    try:
+        study_stages.run_all(config, redo, command=command)
+    except study_stages.StageError as error:
+        print(f"error: {error}\nFix the cause and rerun the same command: finished stages are kept.",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(f"Report: {os.path.join(config.workdir, 'report.md')}", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,111 @@
+"""The study's settings (python -m deeprx.study): sizes per preset and the checked config.
+
+No TensorFlow here: everything is checked before the first stage starts.
+"""
+
+import dataclasses
+from typing import Tuple
+
+from deeprx import config as config_lib
+from deeprx import model as model_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySize:
+    """How big each stage is: the preset's defaults, each overridable by the study flag of
+    the same name."""
+    teacher_width: float          # the teacher's width multiplier
+    teacher_steps: int
+    student_steps: int            # scratch and KD students alike
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    checkpoint_every: int
+    log_every: int
+    eval_max_bits: int            # data bits per SINR point of the BER stage
+    calibration_slots: int        # int8 export
+    vector_slots: int             # runner: test slots per SINR point
+    runner_count: int             # runner: timed invokes
+    energy_count: int             # energy: inferences per measured run
+    energy_base_seconds: float    # energy: quiet seconds before each run (base power)
+    energy_peak_seconds: float    # energy: this machine's matmul peak
+    energy_train_steps: int       # energy: measured training steps
+    energy_layer_min_seconds: float
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type is int and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
+            if field.type is float and not value > 0:
+                raise ValueError(f"{field.name} must be positive, got {value!r}")
+
+
+SIZES = {
+    "tiny": StudySize(teacher_width=0.125, teacher_steps=6, student_steps=6, batch_size=4, learning_rate=1e-2,
+                      warmup_steps=2, checkpoint_every=3, log_every=2, eval_max_bits=2000, calibration_slots=8,
+                      vector_slots=2, runner_count=20, energy_count=20, energy_base_seconds=0.2,
+                      energy_peak_seconds=0.2, energy_train_steps=1, energy_layer_min_seconds=0.005),
+    "demo": StudySize(teacher_width=0.5, teacher_steps=400, student_steps=400, batch_size=16, learning_rate=2e-3,
+                      warmup_steps=50, checkpoint_every=100, log_every=50, eval_max_bits=100_000,
+                      calibration_slots=64, vector_slots=8, runner_count=200, energy_count=100,
+                      energy_base_seconds=2.0, energy_peak_seconds=1.0, energy_train_steps=2,
+                      energy_layer_min_seconds=0.02),
+    "cpu": StudySize(teacher_width=0.5, teacher_steps=4500, student_steps=1000, batch_size=16, learning_rate=2e-3,
+                     warmup_steps=100, checkpoint_every=250, log_every=50, eval_max_bits=2_000_000,
+                     calibration_slots=256, vector_slots=16, runner_count=500, energy_count=300,
+                     energy_base_seconds=5.0, energy_peak_seconds=3.0, energy_train_steps=5,
+                     energy_layer_min_seconds=0.1),
+}
+SIZE_FIELDS = tuple(field.name for field in dataclasses.fields(StudySize))
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """Everything the study's stages need, checked."""
+    workdir: str
+    preset_name: str
+    scenario: object              # config.ScenarioConfig, overrides applied
+    scenario_args: Tuple[str, ...]  # the same scenario for the stages' CLIs
+    size: StudySize
+    teacher_variant: str = "paper"
+    student_variant: str = "edge"
+    student_flops_ratio: float = 11 / 30
+    alpha: float = 5e5
+    temperature: float = 3.0
+    kd_form: str = "paper"
+    kd_reduction: str = "sum"
+    seed: int = 0
+    energy_source: str = "codecarbon"
+    threads: int = 2
+
+    def __post_init__(self):
+        config_lib.check_kd_settings(self.alpha, self.temperature, self.kd_form, self.kd_reduction)
+        if not self.student_flops_ratio > 0:
+            raise ValueError(f"student_flops_ratio must be positive, got {self.student_flops_ratio!r}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {self.threads}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        self.student_config  # sizes the student: ValueError if the budget is too small
+
+    @property
+    def teacher_config(self):
+        return model_lib.DeepRxConfig(width_multiplier=self.size.teacher_width, variant=self.teacher_variant)
+
+    @property
+    def teacher_flops(self):
+        return model_lib.flops_per_slot(self.teacher_config, self.scenario)
+
+    @property
+    def student_config(self):
+        """The student both scratch and KD train (deeprx.train sizes a KD student the same way)."""
+        shape = dataclasses.replace(self.teacher_config, variant=self.student_variant)
+        return model_lib.size_for_flops(shape, self.scenario, self.student_flops_ratio * self.teacher_flops)
+
+    def settings(self):
+        """What must not change between runs in one workdir (DIR/study.json)."""
+        settings = config_lib.to_dict(self)
+        del settings["workdir"]
+        settings["scenario"] = config_lib.to_dict(self.scenario)
+        return settings

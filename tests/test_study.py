@@ -1,0 +1,172 @@
+"""The main job, python -m deeprx.study, on the tiny preset: killed (SIGKILL) during a stage,
+rerun to the end, then checked artifact by artifact against the files it was built from."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_module
+from deeprx import ber as ber_lib
+from deeprx import study_stages
+
+ARGS = ("--flagfile=study.flags", "--preset=tiny", "--energy_source=rated:10")
+MODELS = study_stages.MODELS
+
+
+def _children_of(workdir):
+    """Processes (other than pytest) whose command line names `workdir`."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if workdir.encode() in f.read() and int(pid) != os.getpid():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A study killed once the energy stage has written part of its output, then rerun."""
+    workdir = str(tmp_path_factory.mktemp("study") / "tiny")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    process = subprocess.Popen([sys.executable, "-m", "deeprx.study", *ARGS, f"--workdir={workdir}"], cwd=REPO,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first_output, partial = [], os.path.join(workdir, "energy", "teacher", "energy.json")
+    deadline = time.time() + 1200
+    for line in process.stdout:
+        first_output.append(line)
+        if line.startswith("[8/9] energy"):
+            break
+    while not os.path.isfile(partial) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert os.path.isfile(partial), "".join(first_output[-30:])
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = time.time()
+    time.sleep(1)
+    orphans = _children_of(workdir)
+    done_before = {name: study_stages.read_json(os.path.join(workdir, name, "done.json"))
+                   for name in study_stages.STAGE_NAMES[:7]}
+    assert not os.path.exists(os.path.join(workdir, "energy", "done.json"))
+    rerun = run_module("deeprx.study", *ARGS, f"--workdir={workdir}", timeout=1200)
+    return {"workdir": workdir, "killed_at": killed_at, "orphans": orphans, "done_before": done_before,
+            "rerun": rerun, "first_output": "".join(first_output)}
+
+
+def test_killed_study_reruns_only_the_interrupted_stage(study):
+    rerun, workdir = study["rerun"], study["workdir"]
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert study["orphans"] == [], "children of the killed study kept running"
+    for index, name in enumerate(study_stages.STAGE_NAMES[:7]):  # finished stages: not redone
+        assert f"[{index + 1}/9] {name}: finished earlier, skipped" in rerun.stdout
+        assert study_stages.read_json(os.path.join(workdir, name, "done.json")) == study["done_before"][name]
+    assert "[8/9] energy: energy per inference, float and int8 (deeprx.energy): interrupted earlier, redoing it " \
+           "from a clean directory" in rerun.stdout
+    for model in MODELS:  # the interrupted stage was redone from scratch, all of it
+        assert os.path.getmtime(os.path.join(workdir, "energy", model, "energy.json")) > study["killed_at"]
+    assert "[9/9] report" in rerun.stdout and "study ETA" in study["first_output"]
+    # A third run has nothing left to do.
+    again = run_module("deeprx.study", *ARGS, f"--workdir={workdir}", timeout=120)
+    assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 9, again.stdout
+
+
+def _table(report):
+    """{row label: [cells]} of report.md's model table."""
+    lines = report.split("## Models", 1)[1].split("\n\n", 2)[1].splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return header, {cells[0]: cells[1:] for cells in
+                    ([cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:])}
+
+
+def _close(text, value, decimals):
+    if value is None:
+        return text == "-"
+    return abs(float(text.replace(",", "")) - value) <= 0.5 * 10 ** -decimals + 1e-9
+
+
+def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
+    workdir = study["workdir"]
+    read = lambda *parts: study_stages.read_json(os.path.join(workdir, *parts))  # noqa: E731
+    for name in study_stages.STAGE_NAMES:
+        assert read(name, "done.json")["stage"] == name
+        if name != "report":  # the report runs no command
+            assert os.path.getsize(os.path.join(workdir, "logs", name + ".log")) > 0
+    for path in ("report.md", "summary.json", "study.json", "report/pareto.png", "ber/ber.csv", "ber/ber.png",
+                 "runner/vectors.npz", *(f"int8/{m}_int8.tflite" for m in MODELS),
+                 *(f"edgetpu/{m}_int8.preflight.json" for m in MODELS),
+                 *(f"runner/{m}-ber.csv" for m in MODELS), *(f"energy/{m}/blocks.png" for m in MODELS)):
+        assert os.path.getsize(os.path.join(workdir, path)) > 0, path
+
+    with open(os.path.join(workdir, "report.md")) as f:
+        report = f.read()
+    header, rows = _table(report)
+    assert header[0] == "model" and set(rows) == {"teacher", "student from scratch", "KD student", "ls_lmmse",
+                                                  "perfect_lmmse"}
+    ber = read("ber", "summary.json")
+    summary = read("summary.json")
+    for model, label in (("teacher", "teacher"), ("scratch", "student from scratch"), ("kd", "KD student")):
+        train, runner = read(model, "train.json"), read("runner", f"{model}.json")
+        measured = read("energy", model, "energy.json")["measured"]
+        preflight = read("edgetpu", f"{model}_int8.preflight.json")
+        cells = dict(zip(header[1:], rows[label]))
+        assert int(cells["parameters"].replace(",", "")) == train["parameters"]
+        assert _close(cells["MFLOPs per slot"], train["flops_per_slot"] / 1e6, 1)
+        assert _close(cells["GM BER"], ber[model]["gm_ber"], 3)
+        assert _close(cells["SINR at BER 1e-2 [dB]"], ber[model]["sinr_at_ber_1e-2"], 1)
+        assert _close(cells["int8 GM BER"], ber[f"{model}_int8"]["gm_ber"], 3)
+        assert _close(cells["int8 latency [ms]"], runner["timing"]["mean_ms"], 2)
+        assert _close(cells["int8 inferences/s"], runner["timing"]["inferences_per_s"], 0)
+        for kind in ("float", "int8"):
+            mj = 1e3 * measured[kind]["joules_per_inference"]
+            assert float(cells[f"{kind} energy [mJ/inference]"]) == pytest.approx(mj, rel=5e-3)
+            assert summary["models"][model][f"{kind}_mj_per_inference"] == pytest.approx(mj)
+            assert "rated" in summary["models"][model][f"{kind}_energy_source"]
+        assert cells["Edge TPU ops mapped"] == f"{preflight['mapped']}/{len(preflight['operators'])}"
+        assert summary["models"][model]["gm_ber"] == ber[model]["gm_ber"]
+    for name in ("ls_lmmse", "perfect_lmmse"):
+        assert _close(dict(zip(header[1:], rows[name]))["GM BER"], ber[name]["gm_ber"], 3)
+    # The students share one architecture; only the edge variant maps whole onto the Edge TPU.
+    assert summary["models"]["kd"]["parameters"] == summary["models"]["scratch"]["parameters"]
+    assert summary["models"]["teacher"]["parameters"] > summary["models"]["kd"]["parameters"]
+    for model in ("scratch", "kd"):
+        assert summary["models"][model]["edgetpu_mapped_count"] == summary["models"][model]["edgetpu_operators"]
+    assert summary["models"]["teacher"]["edgetpu_cut_at"] is not None
+    kd = summary["kd_vs_scratch"]
+    assert kd["gm_ber_difference"] == pytest.approx(ber["kd"]["gm_ber"] - ber["scratch"]["gm_ber"], abs=1e-4)
+    assert f"GM BER: KD {ber['kd']['gm_ber']:.3f}, scratch {ber['scratch']['gm_ber']:.3f}" in report
+    assert "(no RAPL" not in report or "estimates" in report
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert os.path.isfile(os.path.join(workdir, image)), image
+    assert ber_lib.read_csv(os.path.join(workdir, "ber", "ber.csv"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--preset=paper",), "--preset: the study has sizes for the presets"),
+    (("--redo=training",), "--redo: unknown stage 'training'"),
+    (("--alpha=-1",), "--alpha: alpha must be >= 0"),
+    (("--temperature=0",), "--temperature: temperature must be positive"),
+    (("--student_steps=0",), "--student_steps: student_steps must be a positive integer"),
+    (("--teacher_steps=many",), "--teacher_steps: 'many' is not an integer"),
+    (("--student_flops_ratio=0.0001",), "--student_flops_ratio: a FLOP budget"),
+    (("--energy_source=volts",), "--energy_source: unknown power source"),
+])
+def test_bad_study_flags_fail_before_any_stage(tmp_path, args, message):
+    workdir = str(tmp_path / "study")
+    result = run_module("deeprx.study", *ARGS, f"--workdir={workdir}", *args, timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not os.path.exists(workdir)
+
+
+def test_a_workdir_of_other_settings_is_refused(study):
+    result = run_module("deeprx.study", *ARGS, f"--workdir={study['workdir']}", "--alpha=0.1", timeout=120)
+    assert result.returncode == 2 and "holds a study with other settings (alpha differ" in result.stderr
+    with open(os.path.join(study["workdir"], "study.json")) as f:
+        assert json.load(f)["settings"]["alpha"] == 5e5
