@@ -109,5 +109,21 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+def sinr_gains(entry, reference):
+    """{"gain_db_at_1e-2": ..., ...}: the SINR `reference` needs at each target BER minus
+    the SINR `entry` needs (summary.json entries; None where either never gets there)."""
+    gains = {}
+    for target in TARGET_BERS:
+        key = target_key(target)
+        gain = None if entry[key] is None or reference[key] is None else round(reference[key] - entry[key], 3)
+        gains["gain_db_at_" + key.rsplit("_", 1)[1]] = gain
+    return gains
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def write_json(path, obj):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=False) + "\n"))

@@ -44,6 +44,21 @@ def _fail(message):
     sys.exit(2)
 
 
+def flag_args(names, **overrides):
+    """Command-line arguments that give another CLI the flags `names` at their current
+    values (or `overrides`); unset (None) flags are left out."""
+    args = []
+    for name in names:
+        value = overrides[name] if name in overrides else getattr(flags.FLAGS, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            args.append("--%s" % name if value else "--no%s" % name)
+        else:
+            args.append("--%s=%s" % (name, value))
+    return args
+
+
 def run(main, commands=()):
     """absl's app.run with one-line errors for unparsable flags and FlagError; with
     `commands`, exactly one of them must come first (main gets it as argv[1])."""

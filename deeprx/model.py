@@ -194,7 +194,6 @@ def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name:
     """The Keras (tf_keras) functional model of the plan: [B, 14, K, C] -> logits [B, 14, K, m]
     (B fixed to `batch_size` if given, as a TFLite export wants)."""
     import tf_keras as keras
-    layers = keras.layers
     height, width = scenario.grid_shape
     inputs = keras.Input(shape=(height, width, scenario.num_input_channels), batch_size=batch_size, name="inputs")
     x = block_input = inputs

@@ -10,7 +10,7 @@ from absl import flags
 from deeprx import cli
 from deeprx import config as config_lib
 
-# Every flag of this module: a CLI that starts other CLIs passes them on (args()).
+# Every flag of this module: a CLI that starts other CLIs passes them on (cli.flag_args).
 FLAG_NAMES = ("preset", "channel", "modulation", "num_dmrs", "num_rx", "num_prb", "sir_db")
 
 flags.DEFINE_string("preset", "demo", f"scenario preset: {', '.join(config_lib.PRESETS)}")
@@ -53,9 +53,3 @@ def scenario_from_flags(flag_values):
             with cli.flag(name):
                 scenario = apply(scenario, value)
     return preset, scenario
-
-
-def args(flag_values):
-    """The command-line arguments that give another CLI this scenario (the preset and every
-    override that is set)."""
-    return [f"--{name}={getattr(flag_values, name)}" for name in FLAG_NAMES if getattr(flag_values, name) is not None]

@@ -90,7 +90,7 @@ def config_from_flags():
     try:
         config = study_config.StudyConfig(
             workdir=FLAGS.workdir, preset_name=preset.name, scenario=scenario,
-            scenario_args=tuple(scenario_flags.args(FLAGS)), size=size, teacher_variant=FLAGS.teacher_variant,
+            scenario_args=tuple(cli.flag_args(scenario_flags.FLAG_NAMES)), size=size, teacher_variant=FLAGS.teacher_variant,
             student_variant=FLAGS.student_variant, student_flops_ratio=FLAGS.student_flops_ratio, alpha=FLAGS.alpha,
             temperature=FLAGS.temperature, kd_form=FLAGS.kd_form, kd_reduction=FLAGS.kd_reduction, seed=FLAGS.seed,
             energy_source=FLAGS.energy_source, threads=FLAGS.threads)
@@ -112,7 +112,7 @@ def _check_workdir(config, force):
     """A workdir of a study with other settings is refused (unless --force, which redoes all)."""
     path = os.path.join(config.workdir, "study.json")
     if os.path.isfile(path) and not force:
-        saved = study_stages.read_json(path)["settings"]
+        saved = ber_lib.read_json(path)["settings"]
         settings = config.settings()
         if saved != settings:
             differ = sorted(key for key in settings if saved.get(key) != settings[key])

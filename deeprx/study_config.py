@@ -107,5 +107,4 @@ class StudyConfig:
         """What must not change between runs in one workdir (DIR/study.json)."""
         settings = config_lib.to_dict(self)
         del settings["workdir"]
-        settings["scenario"] = config_lib.to_dict(self.scenario)
         return settings

@@ -33,14 +33,14 @@ def _path(config, *parts):
 
 def collect(config):
     """summary.json's dict, from the stage files (each entry's sources named)."""
-    ber = stages.read_json(_path(config, "ber", "summary.json"))
+    ber = ber_lib.read_json(_path(config, "ber", "summary.json"))
     models, sources = {}, {}
     for model in stages.MODELS:
-        train = stages.read_json(_path(config, model, "train.json"))
-        runner = stages.read_json(_path(config, "runner", f"{model}.json"))
-        runner_ber = stages.read_json(_path(config, "runner", f"{model}-summary.json"))
-        preflight = stages.read_json(stages.edgetpu_path(config, model).replace(".tflite", ".preflight.json"))
-        measured = stages.read_json(_path(config, "energy", model, "energy.json"))["measured"]
+        train = ber_lib.read_json(_path(config, model, "train.json"))
+        runner = ber_lib.read_json(_path(config, "runner", f"{model}.json"))
+        runner_ber = ber_lib.read_json(_path(config, "runner", f"{model}-summary.json"))
+        preflight = ber_lib.read_json(stages.edgetpu_path(config, model).replace(".tflite", ".preflight.json"))
+        measured = ber_lib.read_json(_path(config, "energy", model, "energy.json"))["measured"]
         int8_name = f"{model}_int8"
         models[model] = {
             "role": ROLES[model], "parameters": train["parameters"],
@@ -63,19 +63,14 @@ def collect(config):
                           "runner": f"runner/{model}.json", "runner_ber": f"runner/{model}-summary.json",
                           "edgetpu": f"edgetpu/{model}_int8.preflight.json", "energy": f"energy/{model}/energy.json"}
     kd, scratch = models["kd"], models["scratch"]
-    gains = {}
-    for target in ber_lib.TARGET_BERS:
-        key = ber_lib.target_key(target)
-        needed_kd, needed_scratch = ber["kd"][key], ber["scratch"][key]
-        gains["gain_db_at_" + key.rsplit("_", 1)[1]] = (
-            None if needed_kd is None or needed_scratch is None else round(needed_scratch - needed_kd, 3))
     return {
         "preset": config.preset_name, "scenario": config.scenario_args,
         "models": models,
         "classical": {name: {"gm_ber": ber[name]["gm_ber"], "sinr_at_ber_1e-2": ber[name]["sinr_at_ber_1e-2"]}
                       for name in ("ls_lmmse", "perfect_lmmse")},
         "kd_vs_scratch": {"gm_ber_kd": kd["gm_ber"], "gm_ber_scratch": scratch["gm_ber"],
-                          "gm_ber_difference": round(kd["gm_ber"] - scratch["gm_ber"], 4), **gains},
+                          "gm_ber_difference": round(kd["gm_ber"] - scratch["gm_ber"], 4),
+                          **ber_lib.sinr_gains(ber["kd"], ber["scratch"])},
         "kd": {"alpha": config.alpha, "temperature": config.temperature, "form": config.kd_form,
                "reduction": config.kd_reduction, "student_flops_ratio": config.student_flops_ratio},
         "stage_seconds": {name: (stages.done_record(config, name) or {}).get("seconds")
@@ -180,4 +175,3 @@ def write(config, command, log=print):
     text = markdown(summary, command, config)
     ber_lib.atomic_write(_path(config, "report.md"), lambda f: f.write(text))
     log(f"Wrote {_path(config, 'report.md')} and {_path(config, 'summary.json')}", flush=True)
-    return {"report": "report.md", "summary": "summary.json"}

@@ -11,7 +11,6 @@ DIR/logs/<stage>.log, progress lines echoed); a child dies with the study (SIGKI
 
 import ctypes
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -38,7 +37,7 @@ class StageError(Exception):
 class Stage:
     name: str
     description: str
-    run: Callable            # run(context) -> dict of results recorded in done.json
+    run: Callable            # run(context): writes the stage's files (the report reads them)
     estimate_s: Callable     # estimate_s(config) -> seconds on this 2-core machine
     resumes: bool = False    # a training run: resumes from checkpoints when interrupted
     outputs: Tuple[str, ...] = ()  # files of DIR outside the stage directory
@@ -56,11 +55,6 @@ def int8_path(config, model):
 
 def edgetpu_path(config, model):
     return os.path.join(config.workdir, "edgetpu", f"{model}_int8.tflite")
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 # --------------------------------------------------------------------------- children
@@ -126,16 +120,9 @@ def _train_args(config, workdir, variant, steps, **extra):
     return ["deeprx.train", *args, *(f"--{k}={v}" for k, v in extra.items()), f"--workdir={workdir}"]
 
 
-def _trained(context):
-    train = read_json(os.path.join(context.dir, "train.json"))
-    return {"parameters": train["parameters"], "flops_per_slot": train["flops_per_slot"],
-            "slots_per_s": train["slots_per_s"]}
-
-
 def run_teacher(context):
     config = context.config
     context.call(*_train_args(config, context.dir, config.teacher_variant, config.size.teacher_steps))
-    return _trained(context)
 
 
 def run_scratch(context):
@@ -143,7 +130,6 @@ def run_scratch(context):
     budget_mflops = config.student_flops_ratio * config.teacher_flops / 1e6
     context.call(*_train_args(config, context.dir, config.student_variant, config.size.student_steps,
                               model_mflops=repr(budget_mflops)))
-    return _trained(context)
 
 
 def run_kd(context):
@@ -155,7 +141,6 @@ def run_kd(context):
                               temperature=config.temperature, kd_form=config.kd_form,
                               kd_reduction=config.kd_reduction, student_flops_ratio=repr(config.student_flops_ratio),
                               student_variant=config.student_variant))
-    return _trained(context)
 
 
 def _train_estimate(steps, flops_per_step):
@@ -182,13 +167,9 @@ def estimate_kd(config):
 def run_int8(context):
     """Full-integer int8 TFLite of each model (post-training quantization)."""
     config = context.config
-    results = {}
     for model in MODELS:
-        out = int8_path(config, model)
         context.call("edge.quantize", f"--model={stage_dir(config, model)}", *config.scenario_args,
-                     f"--calibration_slots={config.size.calibration_slots}", f"--out={out}")
-        results[model] = {"size_bytes": os.path.getsize(out)}
-    return results
+                     f"--calibration_slots={config.size.calibration_slots}", f"--out={int8_path(config, model)}")
 
 
 def run_ber(context):
@@ -198,21 +179,15 @@ def run_ber(context):
                  *(int8_path(config, m) for m in MODELS)]
     context.call("deeprx.evaluate", *config.scenario_args, f"--receivers={','.join(receivers)}",
                  f"--max_bits={config.size.eval_max_bits}", f"--out={context.dir}")
-    return read_json(os.path.join(context.dir, "summary.json"))
 
 
 def run_edgetpu(context):
     """Edge TPU preflight of each int8 model (and compile where edgetpu_compiler is installed)."""
     config = context.config
-    results = {}
     for model in MODELS:
         path = edgetpu_path(config, model)
         shutil.copyfile(int8_path(config, model), path)
         context.call("edge.compile", path)
-        preflight = read_json(path.replace(".tflite", ".preflight.json"))
-        results[model] = {"operators": len(preflight["operators"]), "mapped": preflight["mapped"],
-                          "cut_at": preflight["cut_at"], "compiled": preflight["compiler"] is not None}
-    return results
 
 
 def runner_model(config, model):
@@ -227,37 +202,28 @@ def run_runner(context):
     vectors = os.path.join(context.dir, "vectors.npz")
     context.call("deeprx.export_vectors", *config.scenario_args, f"--slots_per_point={config.size.vector_slots}",
                  f"--out={vectors}")
-    results = {}
     for model in MODELS:
-        out = os.path.join(context.dir, f"{model}.json")
         context.call("edge.runner", f"--model={runner_model(config, model)}", f"--vectors={vectors}",
-                     f"--count={config.size.runner_count}", f"--threads={config.threads}", f"--out={out}",
-                     echo=False)
-        result = read_json(out)
-        results[model] = {"backend": result["backend"], **result["timing"]}
-    return results
+                     f"--count={config.size.runner_count}", f"--threads={config.threads}",
+                     f"--out={os.path.join(context.dir, f'{model}.json')}", echo=False)
 
 
 def run_energy(context):
     """deeprx.energy on each model: float Keras and int8 on the CPU interpreter, four steps."""
     config = context.config
     size = config.size
-    results = {}
     for model in MODELS:
-        out = os.path.join(context.dir, model)
         context.call("deeprx.energy", f"--model={stage_dir(config, model)}", *config.scenario_args,
                      f"--tflite={int8_path(config, model)}", f"--source={config.energy_source}",
                      f"--count={size.energy_count}", f"--base_seconds={size.energy_base_seconds}",
                      f"--peak_seconds={size.energy_peak_seconds}", f"--train_steps={size.energy_train_steps}",
-                     f"--layer_min_seconds={size.energy_layer_min_seconds}", f"--out={out}")
-        measured = read_json(os.path.join(out, "energy.json"))["measured"]
-        results[model] = {name: entry["joules_per_inference"] for name, entry in measured.items()}
-    return results
+                     f"--layer_min_seconds={size.energy_layer_min_seconds}",
+                     f"--out={os.path.join(context.dir, model)}")
 
 
 def run_report(context):
     from deeprx import study_report
-    return study_report.write(context.config, context.command, context.log)
+    study_report.write(context.config, context.command, context.log)
 
 
 def _estimate(seconds_tiny, seconds_demo, seconds_cpu):
@@ -287,7 +253,7 @@ STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 def done_record(config, name):
     path = os.path.join(stage_dir(config, name), DONE)
-    return read_json(path) if os.path.isfile(path) else None
+    return ber_lib.read_json(path) if os.path.isfile(path) else None
 
 
 def _upstream(config, index):
@@ -317,7 +283,7 @@ def run_all(config, redo=(), log=print, command=""):
             ran[stage.name] = None
             continue
         started_path = os.path.join(stage_dir(config, stage.name), STARTED)
-        started = read_json(started_path) if os.path.isfile(started_path) else None
+        started = ber_lib.read_json(started_path) if os.path.isfile(started_path) else None
         resume = (stage.resumes and stage.name not in redo and record is None and started is not None
                   and started["upstream"] == upstream)
         if not resume:
@@ -333,11 +299,11 @@ def run_all(config, redo=(), log=print, command=""):
             f"study ETA {_minutes(remaining * scale)})", flush=True)
         stage_start = time.time()
         context = Context(config, stage.name, log, command)
-        results = stage.run(context)
+        stage.run(context)
         seconds = time.time() - stage_start
         ber_lib.write_json(os.path.join(stage_dir(config, stage.name), DONE), {
             "stage": stage.name, "seconds": round(seconds, 1), "finished_at": time.time(), "upstream": upstream,
-            "commands": context.commands, "results": results})
+            "commands": context.commands})
         spent += seconds
         estimated_done += stage.estimate_s(config)
         ran[stage.name] = seconds

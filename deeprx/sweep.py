@@ -188,14 +188,14 @@ def teacher_run(sweep, width, dmrs):
     name = f"teacher-w{width:g}-dmrs{dmrs}"
     external = bool(sweep.base_teacher_dir) and width == sweep.base_width and dmrs == sweep.base_dmrs
     workdir = sweep.base_teacher_dir if external else os.path.join(sweep.workdir, "runs", name)
-    args = train_lib.flag_args(train_lib.TEACHER_FLAGS, width_multiplier=width, num_dmrs=dmrs, model_mflops=0.0)
+    args = cli.flag_args(train_lib.TEACHER_FLAGS, width_multiplier=width, num_dmrs=dmrs, model_mflops=0.0)
     return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external, width)
 
 
 def scratch_run(sweep, student_flops, dmrs, seed):
     name = f"scratch-{_mflops_label(student_flops)}-dmrs{dmrs}-s{seed}"
     workdir = os.path.join(sweep.workdir, "runs", name)
-    args = train_lib.flag_args(STUDENT_FLAGS, width_multiplier=sweep.base_width, model_mflops=student_flops / 1e6,
+    args = cli.flag_args(STUDENT_FLAGS, width_multiplier=sweep.base_width, model_mflops=student_flops / 1e6,
                                num_dmrs=dmrs, steps=sweep.student_steps, seed=seed)
     return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
 
@@ -203,8 +203,8 @@ def scratch_run(sweep, student_flops, dmrs, seed):
 def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed):
     name = f"kd-{_mflops_label(student_flops)}-t{teacher.width:g}-a{alpha:g}-T{temperature:g}-dmrs{dmrs}-s{seed}"
     workdir = os.path.join(sweep.workdir, "runs", name)
-    args = train_lib.flag_args(STUDENT_FLAGS, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed, model_mflops=0.0)
-    args += train_lib.flag_args(KD_FLAGS, teacher=teacher.workdir, alpha=alpha, temperature=temperature,
+    args = cli.flag_args(STUDENT_FLAGS, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed, model_mflops=0.0)
+    args += cli.flag_args(KD_FLAGS, teacher=teacher.workdir, alpha=alpha, temperature=temperature,
                                 student_flops_ratio=student_flops / sweep.teacher_flops(teacher.width))
     return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "kd")
 
@@ -509,13 +509,9 @@ class Study:
 
 
 def _kd_entry(seed, dmrs, kd, scratch):
-    """One kd_summary.json entry; gain = SINR scratch needs - SINR KD needs (None if either never gets there)."""
-    entry = {"seed": seed, "num_dmrs": dmrs, "gm_ber_kd": kd["gm_ber"], "gm_ber_scratch": scratch["gm_ber"]}
-    for target in ber_lib.TARGET_BERS:
-        key = ber_lib.target_key(target)
-        gain = None if kd[key] is None or scratch[key] is None else round(scratch[key] - kd[key], 3)
-        entry["gain_db_at_" + key.rsplit("_", 1)[1]] = gain
-    return entry
+    """One kd_summary.json entry (gains: ber.sinr_gains of KD over scratch)."""
+    return {"seed": seed, "num_dmrs": dmrs, "gm_ber_kd": kd["gm_ber"], "gm_ber_scratch": scratch["gm_ber"],
+            **ber_lib.sinr_gains(kd, scratch)}
 
 
 def plots_lib():

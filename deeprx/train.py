@@ -96,24 +96,9 @@ def _model_config_from_flags(scenario):
     return model_config
 
 
-def flag_args(names, **overrides):
-    """Command-line arguments that set `names` to their current values (or to
-    `overrides`); unset (None) flags are left out."""
-    args = []
-    for name in names:
-        value = overrides[name] if name in overrides else getattr(FLAGS, name)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            args.append(f"--{name}" if value else f"--no{name}")
-        else:
-            args.append(f"--{name}={value}")
-    return args
-
-
 def teacher_command(teacher_dir):
     """The exact command that trains the teacher --teacher expects, from the resolved flags."""
-    return " ".join(["python -m deeprx.train", *flag_args(TEACHER_FLAGS), f"--workdir={teacher_dir}"])
+    return " ".join(["python -m deeprx.train", *cli.flag_args(TEACHER_FLAGS), f"--workdir={teacher_dir}"])
 
 
 def _read_teacher(teacher_dir, scenario):

@@ -53,7 +53,7 @@ def study(tmp_path_factory):
     killed_at = time.time()
     time.sleep(1)
     orphans = _children_of(workdir)
-    done_before = {name: study_stages.read_json(os.path.join(workdir, name, "done.json"))
+    done_before = {name: ber_lib.read_json(os.path.join(workdir, name, "done.json"))
                    for name in study_stages.STAGE_NAMES[:7]}
     assert not os.path.exists(os.path.join(workdir, "energy", "done.json"))
     rerun = run_module("deeprx.study", *ARGS, f"--workdir={workdir}", timeout=1200)
@@ -67,7 +67,7 @@ def test_killed_study_reruns_only_the_interrupted_stage(study):
     assert study["orphans"] == [], "children of the killed study kept running"
     for index, name in enumerate(study_stages.STAGE_NAMES[:7]):  # finished stages: not redone
         assert f"[{index + 1}/9] {name}: finished earlier, skipped" in rerun.stdout
-        assert study_stages.read_json(os.path.join(workdir, name, "done.json")) == study["done_before"][name]
+        assert ber_lib.read_json(os.path.join(workdir, name, "done.json")) == study["done_before"][name]
     assert "[8/9] energy: energy per inference, float and int8 (deeprx.energy): interrupted earlier, redoing it " \
            "from a clean directory" in rerun.stdout
     for model in MODELS:  # the interrupted stage was redone from scratch, all of it
@@ -94,7 +94,7 @@ def _close(text, value, decimals):
 
 def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
     workdir = study["workdir"]
-    read = lambda *parts: study_stages.read_json(os.path.join(workdir, *parts))  # noqa: E731
+    read = lambda *parts: ber_lib.read_json(os.path.join(workdir, *parts))  # noqa: E731
     for name in study_stages.STAGE_NAMES:
         assert read(name, "done.json")["stage"] == name
         if name != "report":  # the report runs no command
