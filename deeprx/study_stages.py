@@ -9,17 +9,16 @@ redone too. Each stage runs the project's own CLIs as child processes (their out
 DIR/logs/<stage>.log, progress lines echoed); a child dies with the study (SIGKILL too).
 """
 
-import ctypes
 import dataclasses
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from typing import Callable, Tuple
 
 from deeprx import ber as ber_lib
+from deeprx import cli
 from deeprx import model as model_lib
 
 MODELS = ("teacher", "scratch", "kd")
@@ -59,14 +58,6 @@ def edgetpu_path(config, model):
 
 # --------------------------------------------------------------------------- children
 
-def _die_with_parent():
-    """In the child: SIGKILL it when the study process dies (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:  # not Linux: children of a killed study finish on their own
-        pass
-
-
 class Context:
     """What a stage's run() gets: the config, and call() to run one CLI."""
 
@@ -91,7 +82,7 @@ class Context:
             log_file.flush()
             process = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                       preexec_fn=_die_with_parent)
+                                       preexec_fn=cli.die_with_parent)
             try:
                 for line in process.stdout:
                     log_file.write(line)

@@ -31,6 +31,7 @@ and writing their figures: the headline first.
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -269,7 +270,7 @@ class Runner:
             log_file.write(f"\n$ {command}\n")
             log_file.flush()
             return subprocess.Popen([sys.executable, "-m", "deeprx.train", *run.args], stdout=log_file,
-                                    stderr=subprocess.STDOUT, env=env)
+                                    stderr=subprocess.STDOUT, env=env, preexec_fn=cli.die_with_parent)
 
     def _finish(self, run, process, start, label):
         if process.returncode != 0:
@@ -382,7 +383,8 @@ class Study:
         """Every run of `steps` whose inputs exist now, in training order: the teachers (the
         longest runs), step 3's, the scratch students (the shortest last). Trained as one queue
         they keep all `parallel` processes busy across step boundaries; the KD runs of untrained
-        teachers and step 4's (which wait for step 3's best) are left to their steps."""
+        teachers and step 4's with --fig6_kd=best (which wait for step 3's best) are left to
+        their steps."""
         sweep = self.sweep
         base = teacher_run(sweep, sweep.base_width, sweep.base_dmrs)
         runs = [base]
@@ -392,6 +394,10 @@ class Study:
             runs += [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
         if 3 in steps and finished(base):
             runs += self._alpha_T_kd(base)
+        if 4 in steps and sweep.fig6_kd == "flags":  # step 4's KD settings are known now
+            runs += [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, dmrs, seed)
+                     for dmrs in sweep.dmrs_counts for teacher in [teacher_run(sweep, sweep.base_width, dmrs)]
+                     if finished(teacher) for seed in sweep.seeds]
         if steps & {2, 3}:
             runs.append(self.scratch(sweep.base_dmrs, self.seed))
         if 4 in steps:
@@ -581,6 +587,11 @@ def _made(path):
     return path
 
 
+def _stop(signum, frame):
+    del frame
+    raise SystemExit(f"stopped by signal {signum}; rerun the same command to resume")
+
+
 def main(argv):
     del argv
     sweep = sweep_from_flags()
@@ -589,6 +600,10 @@ def main(argv):
             raise cli.FlagError("workdir", f"no sweep at {sweep.workdir!r} to publish")
         publish(sweep.workdir, FLAGS.publish)
         return
+    # A sweep started with nohup/& ignores SIGINT and dies on SIGTERM without stopping its
+    # training processes: both now stop them (they resume from their checkpoints on rerun).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)
     summary = run_sweep(sweep)
     for entry in summary or ():
         print(f"  {entry['num_dmrs']} DMRS, seed {entry['seed']}: Geometric Mean BER KD {entry['gm_ber_kd']:.3f} "

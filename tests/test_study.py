@@ -11,25 +11,12 @@ import time
 
 import pytest
 
-from conftest import REPO, run_module
+from conftest import REPO, processes_naming, run_module
 from deeprx import ber as ber_lib
 from deeprx import study_stages
 
 ARGS = ("--flagfile=study.flags", "--preset=tiny", "--energy_source=rated:10")
 MODELS = study_stages.MODELS
-
-
-def _children_of(workdir):
-    """Processes (other than pytest) whose command line names `workdir`."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if workdir.encode() in f.read() and int(pid) != os.getpid():
-                    pids.append(int(pid))
-        except OSError:
-            pass
-    return pids
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +39,7 @@ def study(tmp_path_factory):
     process.wait()
     killed_at = time.time()
     time.sleep(1)
-    orphans = _children_of(workdir)
+    orphans = processes_naming(workdir)
     done_before = {name: ber_lib.read_json(os.path.join(workdir, name, "done.json"))
                    for name in study_stages.STAGE_NAMES[:7]}
     assert not os.path.exists(os.path.join(workdir, "energy", "done.json"))

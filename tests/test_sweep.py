@@ -3,10 +3,15 @@
 import csv
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from conftest import run_module
+from conftest import REPO, processes_naming, run_module
 from deeprx import sweep as sweep_lib
 
 # sweep-tiny.flags with the smallest grids that still cover every step and both DMRS counts.
@@ -86,6 +91,41 @@ def test_rerun_skips_finished_runs_and_rejects_changed_flags(tiny_sweep):
     os.remove(os.path.join(workdir, "runs", "scratch-6.56M-dmrs1-s1", "eval", "summary.json"))
     changed = run_module("deeprx.sweep", *TINY, f"--workdir={workdir}", "--student_steps=5", timeout=300)
     assert changed.returncode != 0 and "holds a run of another command" in changed.stderr
+
+
+def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_sweep, tmp_path):
+    """--fig6_kd=flags: step 4's KD students of trained teachers start with the other ready runs.
+    SIGTERM (a nohup'd sweep ignores SIGINT) stops the sweep and its training processes; the
+    same command then finishes step 4."""
+    finished_sweep, _ = tiny_sweep
+    workdir = str(tmp_path / "kd")
+    for name in os.listdir(os.path.join(finished_sweep, "runs")):
+        if name.startswith("teacher-"):
+            shutil.copytree(os.path.join(finished_sweep, "runs", name), os.path.join(workdir, "runs", name))
+    args = (*TINY, "--sweep_steps=4", "--fig6_kd=flags", f"--workdir={workdir}")
+    process = subprocess.Popen([sys.executable, "-m", "deeprx.sweep", *args], cwd=REPO,
+                               env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if ": training (" in line:
+            break
+    assert lines[-1].startswith("  [ready] kd-") and "-a500000-T3-dmrs1-s0:" in lines[-1], "".join(lines)
+    time.sleep(2)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 1 and "stopped by signal 15" in output, output[-2000:]
+    assert processes_naming(workdir) == []
+    rerun = run_module("deeprx.sweep", *args, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    ready = [line.split()[1].rstrip(":") for line in rerun.stdout.splitlines()
+             if line.startswith("  [ready]") and ": training (" in line]
+    assert [name.split("-")[0] for name in ready] == ["kd"] * 4 + ["scratch"] * 4, ready
+    with open(os.path.join(workdir, "kd_summary.json")) as f:
+        summary = json.load(f)
+    assert (summary["alpha"], summary["temperature"], summary["chosen_by"]) == (5e5, 3.0, "--alpha and --temperature")
+    assert len(summary["runs"]) == 4 and not os.path.exists(os.path.join(workdir, "alpha_T.csv"))
 
 
 @pytest.mark.parametrize("flag, needle", [
