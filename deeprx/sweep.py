@@ -463,12 +463,16 @@ class Study:
         self._write("ber_vs_sinr.csv", rows, ("num_dmrs", "role", "seed", "run", "receiver", "sinr_db", "ber",
                                               "bit_errors", "bits"))
         path = os.path.join(sweep.workdir, "kd_summary.json")
-        ber_lib.write_json(path, {
-            "alpha": alpha, "temperature": temperature, "chosen_by": chosen_by,
-            "student_mflops": round(sweep.base_student_flops / 1e6, 3),
-            "teacher_mflops": round(self.base_teacher_flops / 1e6, 3),
-            "student_steps": sweep.student_steps, "runs": summary_runs})
-        self.log(f"Wrote {path}", flush=True)
+        summary = {"alpha": alpha, "temperature": temperature, "chosen_by": chosen_by,
+                   "student_mflops": round(sweep.base_student_flops / 1e6, 3),
+                   "teacher_mflops": round(self.base_teacher_flops / 1e6, 3),
+                   "student_steps": sweep.student_steps, "runs": summary_runs}
+        ber_lib.write_json(path, summary)
+        with open(os.path.join(sweep.workdir, "kd_summary.md"), "w") as f:
+            f.write(f"KD vs scratch students ({summary['student_mflops']:g} MFLOPs per slot, "
+                    f"{sweep.student_steps} steps), teacher {summary['teacher_mflops']:g} MFLOPs; alpha {alpha:g}, "
+                    f"T {temperature:g} ({chosen_by}).\n\n{kd_table(summary_runs)}")
+        self.log(f"Wrote {path} and kd_summary.md", flush=True)
         return summary_runs
 
     # Step 1 -------------------------------------------------------------------------
@@ -520,6 +524,19 @@ def _kd_entry(seed, dmrs, kd, scratch):
             **ber_lib.sinr_gains(kd, scratch)}
 
 
+def kd_table(entries):
+    """kd_summary.json's runs as a markdown table (kd_summary.md, README), per DMRS count and seed."""
+    def gain(value):
+        return "not reached" if value is None else f"{value:+.2f} dB"
+    lines = ["| DMRS symbols | seed | Geometric Mean BER, KD | from scratch | KD - scratch | SINR gain at BER 1e-2 "
+             "| at BER 1e-3 |", "|---|---|---|---|---|---|---|"]
+    for e in sorted(entries, key=lambda e: (e["num_dmrs"], e["seed"])):
+        lines.append(f"| {e['num_dmrs']} | {e['seed']} | {e['gm_ber_kd']:.3f} | {e['gm_ber_scratch']:.3f} | "
+                     f"{e['gm_ber_kd'] - e['gm_ber_scratch']:+.3f} | {gain(e['gain_db_at_1e-2'])} | "
+                     f"{gain(e['gain_db_at_1e-3'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def plots_lib():
     from deeprx import plots  # matplotlib: only once there is something to draw
     return plots
@@ -558,7 +575,8 @@ def run_sweep(sweep, log=print):
 # What --publish copies: the steps' outputs, and of each finished run (into by-run/<run>/)
 # its results, settings and command, never checkpoints or weights.
 STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
-              "kd_summary.json", "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png")
+              "kd_summary.json", "kd_summary.md", "student_size.csv", "student_size.png", "teacher_size.csv",
+              "teacher_size.png")
 RUN_FILES = ("train.json", "config.json", "sweep_command.txt", "eval/summary.json", "eval/ber.csv", "eval/ber.png")
 
 
@@ -605,10 +623,8 @@ def main(argv):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop)
     summary = run_sweep(sweep)
-    for entry in summary or ():
-        print(f"  {entry['num_dmrs']} DMRS, seed {entry['seed']}: Geometric Mean BER KD {entry['gm_ber_kd']:.3f} "
-              f"vs scratch {entry['gm_ber_scratch']:.3f} | SINR gain at BER 1e-2 {entry['gain_db_at_1e-2']} dB, "
-              f"at 1e-3 {entry['gain_db_at_1e-3']} dB", flush=True)
+    if summary:
+        print(kd_table(summary), flush=True)
 
 
 if __name__ == "__main__":

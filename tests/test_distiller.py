@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
 from deeprx import config, data, distiller, losses, model

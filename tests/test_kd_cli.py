@@ -64,7 +64,7 @@ def test_missing_teacher_names_the_command_that_trains_it(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1
     assert lines[0].startswith("error: --teacher: no trained teacher")
-    assert f"python -m deeprx.train --preset=tiny" in lines[0] and f"--workdir={tmp_path}/t" in lines[0]
+    assert "python -m deeprx.train --preset=tiny" in lines[0] and f"--workdir={tmp_path}/t" in lines[0]
     assert not os.path.exists(f"{tmp_path}/s")
 
 

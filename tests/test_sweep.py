@@ -17,7 +17,8 @@ from deeprx import sweep as sweep_lib
 # sweep-tiny.flags with the smallest grids that still cover every step and both DMRS counts.
 TINY = ["--flagfile=sweep-tiny.flags", "--alphas=0.1,5e5", "--temperatures=3", "--parallel=2"]
 STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
-              "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png", "kd_summary.json")
+              "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png", "kd_summary.json",
+              "kd_summary.md")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,13 @@ def test_tiny_sweep_writes_every_step(tiny_sweep):
     with open(os.path.join(workdir, "kd_summary.json")) as f:
         summary = json.load(f)
     assert sorted((r["seed"], r["num_dmrs"]) for r in summary["runs"]) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    with open(os.path.join(workdir, "kd_summary.md")) as f:
+        table = f.read().split("\n\n", 1)[1]
+    assert table == sweep_lib.kd_table(summary["runs"]) and table in result.stdout
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert [(row[0], row[1]) for row in rows] == [("| 1", "0"), ("| 1", "1"), ("| 2", "0"), ("| 2", "1")]
+    for row, entry in zip(rows, sorted(summary["runs"], key=lambda e: (e["num_dmrs"], e["seed"]))):
+        assert float(row[4]) == pytest.approx(entry["gm_ber_kd"] - entry["gm_ber_scratch"], abs=1e-3)
     for entry in summary["runs"]:
         assert set(entry) == {"seed", "num_dmrs", "gm_ber_kd", "gm_ber_scratch", "gain_db_at_1e-2", "gain_db_at_1e-3"}
         assert -10 < entry["gm_ber_kd"] < 0 and -10 < entry["gm_ber_scratch"] < 0
