@@ -1,9 +1,11 @@
-"""README result tables are the output of deeprx.summary_table on the committed runs."""
+"""README result tables are those of the committed runs: deeprx.summary_table, the study report, kd_summary.md."""
 
 import os
 
 from conftest import REPO, run_module
+from deeprx import ber as ber_lib
 from deeprx import summary_table
+from deeprx import sweep as sweep_lib
 
 import pytest
 
@@ -36,3 +38,13 @@ def test_readme_study_table_is_the_committed_reports():
         readme = f.read()
     table = report.split("## Models", 1)[1].split("\n\n")[1]
     assert table.count("\n") >= 6 and table in readme
+
+
+def test_readme_kd_table_is_the_committed_sweeps():
+    published = os.path.join(REPO, "data/results/kd-cpu")
+    with open(os.path.join(published, "kd_summary.md")) as f:
+        table = f.read().split("\n\n", 1)[1]
+    summary = ber_lib.read_json(os.path.join(published, "kd_summary.json"))
+    assert table == sweep_lib.kd_table(summary["runs"])
+    with open(os.path.join(REPO, "README.md")) as f:
+        assert table in f.read()
