@@ -468,10 +468,10 @@ class Study:
                    "teacher_mflops": round(self.base_teacher_flops / 1e6, 3),
                    "student_steps": sweep.student_steps, "runs": summary_runs}
         ber_lib.write_json(path, summary)
-        with open(os.path.join(sweep.workdir, "kd_summary.md"), "w") as f:
-            f.write(f"KD vs scratch students ({summary['student_mflops']:g} MFLOPs per slot, "
-                    f"{sweep.student_steps} steps), teacher {summary['teacher_mflops']:g} MFLOPs; alpha {alpha:g}, "
-                    f"T {temperature:g} ({chosen_by}).\n\n{kd_table(summary_runs)}")
+        text = (f"KD vs scratch students ({summary['student_mflops']:g} MFLOPs per slot, {sweep.student_steps} "
+                f"steps), teacher {summary['teacher_mflops']:g} MFLOPs; alpha {alpha:g}, T {temperature:g} "
+                f"({chosen_by}).\n\n{kd_table(summary_runs)}")
+        ber_lib.atomic_write(os.path.join(sweep.workdir, "kd_summary.md"), lambda f: f.write(text))
         self.log(f"Wrote {path} and kd_summary.md", flush=True)
         return summary_runs
 
