@@ -98,6 +98,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     with open(os.path.join(workdir, "train.json")) as f:
         assert json.load(f)["steps_this_run"] == 3
 
+    # A run killed after its last checkpoint but before evaluation resumes with nothing to train.
+    finished = run_module("deeprx.train", *args, f"--steps={target}")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"Resuming from checkpoint at step {target}" in finished.stdout
+    assert "unrestored values" not in finished.stderr and "could not be found" not in finished.stderr
+
 
 @pytest.mark.parametrize("flag, needle", [
     ("--preset=huge", "--preset: unknown preset"),
