@@ -120,6 +120,11 @@ def sinr_gains(entry, reference):
     return gains
 
 
+def gain_text(gain_db):
+    """A sinr_gains value for tables and reports: "+1.23 dB", or why there is none."""
+    return "not reached by both" if gain_db is None else f"{gain_db:+.2f} dB"
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)

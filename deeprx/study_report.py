@@ -148,8 +148,8 @@ def markdown(summary, command, config):
               f"Same architecture, steps, data and evaluation slots. GM BER: KD {kd['gm_ber_kd']:.3f}, scratch "
               f"{kd['gm_ber_scratch']:.3f} (difference {kd['gm_ber_difference']:+.3f}: "
               + ("KD is better" if kd["gm_ber_difference"] < 0 else "KD is not better") + "). "
-              f"SINR gain (scratch's SINR minus KD's) at BER 1e-2: {_db(kd['gain_db_at_1e-2'])}; at 1e-3: "
-              f"{_db(kd['gain_db_at_1e-3'])}.", "",
+              f"SINR gain (scratch's SINR minus KD's) at BER 1e-2: {ber_lib.gain_text(kd['gain_db_at_1e-2'])}; "
+              f"at 1e-3: {ber_lib.gain_text(kd['gain_db_at_1e-3'])}.", "",
               "## Plots", "",
               "![BER vs SINR](ber/ber.png)", "",
               "![Geometric Mean BER vs energy per inference](report/pareto.png)", "",
@@ -160,10 +160,6 @@ def markdown(summary, command, config):
         commands = (stages.done_record(config, name) or {}).get("commands", [])
         lines.append(f"| {name} | {cell(seconds, '{:.0f}')} | " + "<br>".join(f"`{c}`" for c in commands) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _db(value):
-    return "not reached by both" if value is None else f"{value:+.2f} dB"
 
 
 def write(config, command, log=print):

@@ -526,14 +526,12 @@ def _kd_entry(seed, dmrs, kd, scratch):
 
 def kd_table(entries):
     """kd_summary.json's runs as a markdown table (kd_summary.md, README), per DMRS count and seed."""
-    def gain(value):
-        return "not reached" if value is None else f"{value:+.2f} dB"
     lines = ["| DMRS symbols | seed | Geometric Mean BER, KD | from scratch | KD - scratch (< 0: KD better) "
              "| SINR gain at BER 1e-2 (> 0: KD better) | at BER 1e-3 |", "|---|---|---|---|---|---|---|"]
     for e in sorted(entries, key=lambda e: (e["num_dmrs"], e["seed"])):
         lines.append(f"| {e['num_dmrs']} | {e['seed']} | {e['gm_ber_kd']:.3f} | {e['gm_ber_scratch']:.3f} | "
-                     f"{e['gm_ber_kd'] - e['gm_ber_scratch']:+.3f} | {gain(e['gain_db_at_1e-2'])} | "
-                     f"{gain(e['gain_db_at_1e-3'])} |")
+                     f"{e['gm_ber_kd'] - e['gm_ber_scratch']:+.3f} | {ber_lib.gain_text(e['gain_db_at_1e-2'])} | "
+                     f"{ber_lib.gain_text(e['gain_db_at_1e-3'])} |")
     return "\n".join(lines) + "\n"
 
 
