@@ -375,25 +375,33 @@ class Study:
         return [self.kd(teacher, alpha, temperature, self.sweep.base_dmrs, self.seed)
                 for _, alpha, temperature in self._alpha_T_grid()]
 
+    def _teacher_size_kd(self, teachers):
+        sweep = self.sweep
+        return [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, sweep.base_dmrs, self.seed)
+                for teacher in teachers]
+
     def _student_size_runs(self):
         return [self.scratch(self.sweep.base_dmrs, self.seed, ratio * self.base_teacher_flops)
                 for ratio in self.sweep.student_ratios]
 
     def ready_runs(self, steps):
         """Every run of `steps` whose inputs exist now, in training order: the teachers (the
-        longest runs), step 3's, the scratch students (the shortest last). Trained as one queue
-        they keep all `parallel` processes busy across step boundaries; the KD runs of untrained
-        teachers and step 4's with --fig6_kd=best (which wait for step 3's best) are left to
-        their steps."""
+        longest runs), the KD students of trained teachers, the scratch students (the shortest
+        last). Trained as one queue they keep all `parallel` processes busy across step
+        boundaries; the KD runs of untrained teachers and step 4's with --fig6_kd=best (which
+        wait for step 3's best) are left to their steps."""
         sweep = self.sweep
         base = teacher_run(sweep, sweep.base_width, sweep.base_dmrs)
         runs = [base]
         if 4 in steps:
             runs += [teacher_run(sweep, sweep.base_width, dmrs) for dmrs in sweep.dmrs_counts]
+        size_teachers = [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
         if 2 in steps:
-            runs += [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
+            runs += size_teachers
         if 3 in steps and finished(base):
             runs += self._alpha_T_kd(base)
+        if 2 in steps:
+            runs += self._teacher_size_kd([teacher for teacher in size_teachers if finished(teacher)])
         if 4 in steps and sweep.fig6_kd == "flags":  # step 4's KD settings are known now
             runs += [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, dmrs, seed)
                      for dmrs in sweep.dmrs_counts for teacher in [teacher_run(sweep, sweep.base_width, dmrs)]
@@ -502,8 +510,7 @@ class Study:
     def teacher_size(self):
         sweep = self.sweep
         teachers = self.teachers([(width, sweep.base_dmrs) for width in sweep.teacher_widths], "[2 teacher_size]")
-        kd_runs = [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, sweep.base_dmrs, self.seed)
-                   for teacher in teachers]
+        kd_runs = self._teacher_size_kd(teachers)
         scratch = self.scratch(sweep.base_dmrs, self.seed)
         self.runner.ensure([scratch, *kd_runs], "[2 teacher_size]")
         rows = [_row(kd, teacher=teacher.name, teacher_mflops=round(result(teacher)["flops_per_slot"] / 1e6, 3),

@@ -102,15 +102,15 @@ def test_rerun_skips_finished_runs_and_rejects_changed_flags(tiny_sweep):
 
 
 def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_sweep, tmp_path):
-    """--fig6_kd=flags: step 4's KD students of trained teachers start with the other ready runs.
-    SIGTERM (a nohup'd sweep ignores SIGINT) stops the sweep and its training processes; the
-    same command then finishes step 4."""
+    """--fig6_kd=flags: step 4's KD students of trained teachers start with the other ready runs,
+    as do step 2's. SIGTERM (a nohup'd sweep ignores SIGINT) stops the sweep and its training
+    processes; the same command then finishes steps 2 and 4."""
     finished_sweep, _ = tiny_sweep
     workdir = str(tmp_path / "kd")
     for name in os.listdir(os.path.join(finished_sweep, "runs")):
         if name.startswith("teacher-"):
             shutil.copytree(os.path.join(finished_sweep, "runs", name), os.path.join(workdir, "runs", name))
-    args = (*TINY, "--sweep_steps=4", "--fig6_kd=flags", f"--workdir={workdir}")
+    args = (*TINY, "--sweep_steps=2,4", "--fig6_kd=flags", f"--workdir={workdir}")
     process = subprocess.Popen([sys.executable, "-m", "deeprx.sweep", *args], cwd=REPO,
                                env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -129,7 +129,12 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     ready = [line.split()[1].rstrip(":") for line in rerun.stdout.splitlines()
              if line.startswith("  [ready]") and ": training (" in line]
-    assert [name.split("-")[0] for name in ready] == ["kd"] * 4 + ["scratch"] * 4, ready
+    # Step 2's KD student of the width-0.1 teacher, then step 4's four (one of them also step 2's).
+    assert [name.split("-")[0] for name in ready] == ["kd"] * 5 + ["scratch"] * 4, ready
+    assert "-t0.1-" in ready[0] and "[2 teacher_size]" in rerun.stdout
+    assert ": training (" not in "".join(line for line in rerun.stdout.splitlines(True)
+                                         if line.startswith("  [2 teacher_size]"))
+    assert len(_table(workdir, "teacher_size.csv")) == 2
     with open(os.path.join(workdir, "kd_summary.json")) as f:
         summary = json.load(f)
     assert (summary["alpha"], summary["temperature"], summary["chosen_by"]) == (5e5, 3.0, "--alpha and --temperature")
