@@ -1,6 +1,7 @@
 """PNG plots (matplotlib, Agg backend): BER vs SINR, Geometric Mean BER vs a swept setting."""
 
 import os
+import textwrap
 
 import matplotlib
 
@@ -57,10 +58,14 @@ def gm_ber_panels(panels, path, title):
             axes.axhline(value, color="gray", linestyle=style, linewidth=1.0, label=label)
         if panel.get("logx"):
             axes.set_xscale("log")
+            xs = sorted({p[0] for points in panel["series"].values() for p in points})
+            if xs and xs[-1] < 100 * xs[0]:  # under two decades: label the swept values themselves
+                axes.set_xticks(xs, [f"{x:.3g}" for x in xs])
+                axes.minorticks_off()
         axes.set_xlabel(panel["xlabel"])
         axes.set_ylabel("Geometric Mean BER (lower is better)")
         axes.grid(True, which="both", linewidth=0.3)
         axes.legend(fontsize=8)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(textwrap.fill(title, width=int(13 * 5.2 * len(panels))), fontsize=10)
     figure.tight_layout()
     save(figure, path)

@@ -434,7 +434,7 @@ class Study:
                   {"xlabel": f"temperature T (alpha = {sweep.base_alpha:g})", "references": references,
                    "series": {"KD student": [(r["temperature"], r["gm_ber"])
                                              for r in rows if r["grid"] == "temperature"]}}]
-        self._plot(panels, "alpha_T.png", f"Table III / Fig. 5: KD student ({rows[0]['mflops']:g} MFLOPs) by "
+        self._plot(panels, "alpha_T.png", f"Table III / Fig. 5: KD student ({rows[0]['mflops']:.0f} MFLOPs) by "
                                           f"alpha and T, seed {self.seed}, {sweep.base_dmrs} DMRS")
         best = min(rows[1:], key=lambda r: r["gm_ber"])
         return best["alpha"], best["temperature"]
@@ -521,7 +521,7 @@ class Study:
                      "references": {"student from scratch": result(scratch)["gm_ber"]},
                      "series": {"KD student": [(r["teacher_mflops"], r["gm_ber"]) for r in rows],
                                 "teacher itself": [(r["teacher_mflops"], r["teacher_gm_ber"]) for r in rows]}}],
-                   "teacher_size.png", f"Fig. 4: KD student ({rows[0]['mflops']:g} MFLOPs) by teacher size, "
+                   "teacher_size.png", f"Fig. 4: KD student ({rows[0]['mflops']:.0f} MFLOPs) by teacher size, "
                                        f"alpha {sweep.base_alpha:g}, T {sweep.base_temperature:g}, seed {self.seed}")
 
 
