@@ -121,8 +121,9 @@ def sinr_gains(entry, reference):
 
 
 def gain_text(gain_db):
-    """A sinr_gains value for tables and reports: "+1.23 dB", or why there is none."""
-    return "not reached by both" if gain_db is None else f"{gain_db:+.2f} dB"
+    """A sinr_gains value for tables and reports: "+1.23 dB", or "not reached" where one
+    receiver or both never get down to the target BER."""
+    return "not reached" if gain_db is None else f"{gain_db:+.2f} dB"
 
 
 def read_json(path):
