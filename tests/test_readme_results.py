@@ -1,4 +1,4 @@
-"""README result tables are those of the committed runs: deeprx.summary_table, the study report, kd_summary.md."""
+"""README result tables are those of the committed runs: deeprx.summary_table, the study report, the KD sweep."""
 
 import os
 
@@ -48,3 +48,19 @@ def test_readme_kd_table_is_the_committed_sweeps():
     assert table == sweep_lib.kd_table(summary["runs"])
     with open(os.path.join(REPO, "README.md")) as f:
         assert table in f.read()
+
+
+@pytest.mark.parametrize("step_csv, heading, column", [
+    ("alpha_T.csv", "**Step 3, alpha and T**", "gm_ber"),
+    ("student_size.csv", "**Step 1, student size**", "gm_ber"),
+    ("teacher_size.csv", "**Step 2, teacher size**", "gm_ber"),
+    ("teacher_size.csv", "**Step 2, teacher size**", "teacher_gm_ber"),
+])
+def test_readme_sweep_step_tables_quote_the_committed_csvs(step_csv, heading, column):
+    rows = ber_lib.read_csv(os.path.join(REPO, "data/results/kd-cpu", step_csv))
+    with open(os.path.join(REPO, "README.md")) as f:
+        section = f.read().split(heading, 1)[1].split("\n![", 1)[0]
+    table_rows = [line for line in section.splitlines() if line.startswith("| ")]
+    for row in rows:
+        value = f"{float(row[column]):.3f}"
+        assert any(f"| {value} |" in line for line in table_rows), (step_csv, row["run"], value)
