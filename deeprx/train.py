@@ -43,7 +43,7 @@ flags.DEFINE_integer("warmup_steps", 100, "linear warm-up steps")
 flags.DEFINE_float("final_lr_fraction", 0.01, "cosine decay ends at this fraction of the peak")
 flags.DEFINE_integer("checkpoint_every", 500, "steps between checkpoints")
 flags.DEFINE_integer("log_every", 50, "steps between progress lines")
-flags.DEFINE_integer("seed", 0, "training data seed")
+flags.DEFINE_integer("seed", 0, "training seed: initial weights and training slots")
 flags.DEFINE_bool("xla", False, "XLA-compile the forward/backward pass (off: measured far slower on this CPU, "
                   "BUILD_NOTES.md)")
 flags.DEFINE_bool("eval", True, "run the bench on the trained model at the end")
@@ -167,6 +167,9 @@ def train_and_evaluate(run, command):
     ber_lib.write_json(os.path.join(run.workdir, "config.json"), run.settings())
     ber_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(FLAGS.flags_into_string()))
     name = os.path.basename(os.path.normpath(run.workdir))
+    # --seed fixes the initial weights as well as the data: a KD student and the scratch
+    # student of the same seed start from the same weights.
+    keras.utils.set_random_seed(run.train_config.seed)
     model = model_lib.build(run.model_config, run.scenario, name="deeprx")
     flops = model_lib.flops_per_slot(run.model_config, run.scenario)
     role = "student" if run.kd else "DeepRx"

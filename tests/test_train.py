@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -103,6 +104,28 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert f"Resuming from checkpoint at step {target}" in finished.stdout
     assert "unrestored values" not in finished.stderr and "could not be found" not in finished.stderr
+
+
+def _model_weights(workdir):
+    prefix = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)
+            if name.startswith("model/") and "OPTIMIZER_SLOT" not in name}
+
+
+def test_seed_fixes_the_initial_weights(tmp_path):
+    """Same --seed, same weights after one step (up to float noise); another seed, others."""
+    weights = {}
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        workdir = str(tmp_path / run)
+        result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={workdir}", "--steps=1",
+                            "--noeval", f"--seed={seed}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        weights[run] = _model_weights(workdir)
+    assert weights["a"].keys() == weights["c"].keys() and len(weights["a"]) > 4
+    kernels = [name for name in weights["a"] if "kernel" in name]
+    assert kernels and all(np.allclose(weights["a"][n], weights["b"][n], atol=1e-5) for n in weights["a"])
+    assert not any(np.allclose(weights["a"][n], weights["c"][n], atol=1e-5) for n in kernels)
 
 
 @pytest.mark.parametrize("flag, needle", [
