@@ -248,6 +248,8 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         if not 0 <= self.final_lr_fraction <= 1:
             raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:  # it seeds NumPy, TF and Python
+            raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {self.seed!r}")
 
 
 KD_FORMS = ("paper", "hinton")

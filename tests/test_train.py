@@ -132,6 +132,7 @@ def test_seed_fixes_the_initial_weights(tmp_path):
     ("--preset=huge", "--preset: unknown preset"),
     ("--steps=0", "--steps: steps must be a positive integer"),
     ("--learning_rate=-0.1", "--learning_rate: learning_rate must be positive"),
+    ("--seed=-1", "--seed: seed must be an integer in [0, 2**32 - 1]"),
     ("--model_mflops=0.001", "--model_mflops: a FLOP budget"),
     ("--model_variant=tpu", "--model_variant"),
 ])
