@@ -395,13 +395,11 @@ class Study:
         runs = [base]
         if 4 in steps:
             runs += [teacher_run(sweep, sweep.base_width, dmrs) for dmrs in sweep.dmrs_counts]
-        size_teachers = [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
         if 2 in steps:
-            runs += size_teachers
+            size_teachers = [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
+            runs += size_teachers + self._teacher_size_kd([t for t in size_teachers if finished(t)])
         if 3 in steps and finished(base):
             runs += self._alpha_T_kd(base)
-        if 2 in steps:
-            runs += self._teacher_size_kd([teacher for teacher in size_teachers if finished(teacher)])
         if 4 in steps and sweep.fig6_kd == "flags":  # step 4's KD settings are known now
             runs += [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, dmrs, seed)
                      for dmrs in sweep.dmrs_counts for teacher in [teacher_run(sweep, sweep.base_width, dmrs)]
