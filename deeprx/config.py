@@ -223,10 +223,41 @@ class EvalConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+SINR_SAMPLINGS = ("snr_sir", "sinr")
+OPTIMIZERS = ("adam", "lamb")
+SCHEDULES = ("cosine", "flat_linear")
+# flat_linear: the learning rate stays at its peak until this fraction of the steps, then
+# falls linearly (the DeepRx paper's warm-up, flat, linear decay).
+FLAT_FRACTION = 0.5
+# A training SINR range derived from an evaluation grid extends it by this much each side.
+TRAIN_SINR_MARGIN_DB = 4.0
+
+
+def train_sinr_range(evaluation: "EvalConfig") -> Tuple[float, float]:
+    """The training SINR range that covers `evaluation`'s grid with TRAIN_SINR_MARGIN_DB each side."""
+    return (min(evaluation.sinr_db) - TRAIN_SINR_MARGIN_DB, max(evaluation.sinr_db) + TRAIN_SINR_MARGIN_DB)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimization settings. Learning rate: linear warm-up over `warmup_steps`, then
-    cosine decay to `final_lr_fraction` x `learning_rate` at `steps`."""
+    """Optimization settings and the training distribution.
+
+    Learning rate: linear warm-up over `warmup_steps`, then (schedule "cosine") cosine
+    decay to `final_lr_fraction` x `learning_rate` at `steps`, or ("flat_linear") flat
+    until FLAT_FRACTION of the steps, then linear decay to the same end.
+    sinr_sampling: "snr_sir" draws each slot's SNR from the scenario's `snr_db` and the
+      interferer's SIR from its `sir_db` independently; "sinr" draws the slot's SINR
+      uniformly from `train_sinr_db` and splits it between interference and noise with
+      the evaluation's rule (deeprx.data.SlotGenerator with `sinr_db`).
+    aux_channel_weight: weight of an auxiliary loss, the mean squared error of a channel
+      estimate read out of the network's last features by a 1x1 conv (training only).
+    train_num_prb: train on this many PRB (the fully convolutional model runs on the
+      scenario's grid afterwards); None trains on the scenario's grid.
+    curve_every: steps between learning-curve points (Geometric Mean BER on fixed test
+      slots, curve.csv); 0 for none.
+    The defaults are the recipe of runs made before these settings existed, so their
+    saved settings still compare equal (deeprx.workdir).
+    """
     steps: int = 2000
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -236,6 +267,13 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     xla: bool = False
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    sinr_sampling: str = "snr_sir"
+    train_sinr_db: Optional[Tuple[float, float]] = None
+    aux_channel_weight: float = 0.0
+    train_num_prb: Optional[int] = None
+    curve_every: int = 0
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -250,6 +288,21 @@ class TrainConfig:
             raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:  # it seeds NumPy, TF and Python
             raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {self.seed!r}")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("sinr_sampling", self.sinr_sampling, SINR_SAMPLINGS)
+        if self.sinr_sampling == "sinr":
+            _check_range("train_sinr_db", self.train_sinr_db, -30.0, 200.0)
+        elif self.train_sinr_db is not None:
+            raise ValueError("train_sinr_db is only used with sinr_sampling 'sinr', got "
+                             f"{self.train_sinr_db!r} with {self.sinr_sampling!r}")
+        if not self.aux_channel_weight >= 0:
+            raise ValueError(f"aux_channel_weight must be >= 0, got {self.aux_channel_weight!r}")
+        if self.train_num_prb is not None and (not isinstance(self.train_num_prb, int)
+                                               or not 1 <= self.train_num_prb <= 275):
+            raise ValueError(f"train_num_prb must be an integer in 1..275, got {self.train_num_prb!r}")
+        if not isinstance(self.curve_every, int) or self.curve_every < 0:
+            raise ValueError(f"curve_every must be a non-negative integer, got {self.curve_every!r}")
 
 
 KD_FORMS = ("paper", "hinton")

@@ -65,8 +65,11 @@ class Distiller(keras.Model):
             distillation_loss = self.distillation_loss_fn(teacher_logits, student_logits, self.temperature,
                                                           data_mask, self.kd_reduction)
             loss = self.combine(student_loss, distillation_loss)
+            # Under a tf.distribute strategy the replicas' gradients are summed: scale each by
+            # 1/replicas so that the sum is the global batch's mean, as on one device.
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         self.compiled_metrics.update_state(bits, student_logits)
         return {"loss": loss, "student_loss": student_loss, "distillation_loss": distillation_loss,
                 **{m.name: m.result() for m in self.metrics}}

@@ -190,9 +190,11 @@ def size_for_flops(model_config: DeepRxConfig, scenario, target_flops: float) ->
 
 
 def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: str = "deeprx",
-          batch_size: Optional[int] = None):
+          batch_size: Optional[int] = None, synchronized_bn: bool = False):
     """The Keras (tf_keras) functional model of the plan: [B, 14, K, C] -> logits [B, 14, K, m]
-    (B fixed to `batch_size` if given, as a TFLite export wants)."""
+    (B fixed to `batch_size` if given, as a TFLite export wants). `synchronized_bn`: batch
+    statistics over all replicas of a tf.distribute strategy (training on several devices);
+    the weights are the same as without."""
     import tf_keras as keras
     height, width = scenario.grid_shape
     inputs = keras.Input(shape=(height, width, scenario.num_input_channels), batch_size=batch_size, name="inputs")
@@ -206,11 +208,20 @@ def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name:
         elif layer.kind == "add":
             x = keras_layer(layer)([block_input, x])
         else:
-            x = keras_layer(layer)(x)
+            x = keras_layer(layer, synchronized_bn)(x)
     return keras.Model(inputs, x, name=name)
 
 
-def keras_layer(layer: Layer):
+def on_grid(model, model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: Optional[str] = None,
+            batch_size: Optional[int] = None):
+    """A new DeepRx of `model_config` on `scenario`'s grid holding `model`'s weights (the fully
+    convolutional network runs on any number of subcarriers)."""
+    copy = build(model_config, scenario, name=name or model.name, batch_size=batch_size)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def keras_layer(layer: Layer, synchronized_bn: bool = False):
     """The tf_keras layer of one plan `Layer` (an "add" takes a list of two tensors)."""
     from tf_keras import layers
     if layer.kind == "conv":
@@ -221,7 +232,7 @@ def keras_layer(layer: Layer):
                                       // layer.channels_in, dilation_rate=layer.dilation, use_bias=layer.use_bias,
                                       name=layer.name)
     if layer.kind == "bn":
-        return layers.BatchNormalization(name=layer.name)
+        return layers.BatchNormalization(name=layer.name, synchronized=synchronized_bn)
     if layer.kind == "relu":
         return layers.ReLU(name=layer.name)
     if layer.kind == "add":

@@ -4,7 +4,8 @@ A receiver is any callable taking a `deeprx.data.Batch` and returning LLRs
 [batch, 14, K, bits_per_symbol] float32 (LLR = log P(b=1)/P(b=0)), with a `name`.
 Classical receivers read what they need from the batch (y, h, noise_var); neural
 receivers read `batch.inputs`. This module resolves `--receivers` entries: a
-classical receiver's name, a model directory holding `model.keras`, or an int8 .tflite
+classical receiver's name, a model directory holding `model.keras` (or pretrained:NAME, a
+model shipped in data/models), or an int8 .tflite
 of python -m edge.quantize (run slot by slot on the CPU interpreter, as edge/runner.py
 runs it on a device).
 
@@ -22,9 +23,11 @@ MODEL_FILENAME = workdir_lib.MODEL_FILENAME
 
 
 def check_spec(spec: str) -> None:
-    """Raises ValueError unless `spec` names a classical receiver, a model directory or a .tflite."""
+    """Raises ValueError unless `spec` names a classical receiver, a model directory (or a shipped
+    model, pretrained:NAME) or a .tflite."""
     if spec in CLASSICAL_NAMES:
         return
+    spec = workdir_lib.resolve(spec)
     if spec.endswith(".tflite"):
         if not os.path.isfile(spec):
             raise ValueError(f"no .tflite model at {spec!r}")
@@ -40,6 +43,8 @@ def receiver_name(spec: str) -> str:
     """Name under which `spec` appears in ber.csv and summary.json."""
     if spec.endswith(".tflite"):
         return os.path.splitext(os.path.basename(spec))[0]
+    if spec.startswith(workdir_lib.PRETRAINED_PREFIX):
+        return spec[len(workdir_lib.PRETRAINED_PREFIX):]
     return spec if spec in CLASSICAL_NAMES else os.path.basename(os.path.normpath(spec))
 
 
@@ -100,10 +105,11 @@ def load(spec: str, scenario: config_lib.ScenarioConfig):
         return baselines.CLASSICAL_RECEIVERS[spec](scenario)
     if spec.endswith(".tflite"):
         return TFLiteReceiver(receiver_name(spec), spec, scenario)
+    name, spec = receiver_name(spec), workdir_lib.resolve(spec)
     if (os.path.isfile(os.path.join(spec, "config.json")) and
             workdir_lib.read_settings(spec)["scenario"]["carrier"]["num_prb"] != scenario.carrier.num_prb):
         model, _ = workdir_lib.model_on_grid(spec, scenario)  # fully convolutional: any PRB count
     else:
         import tf_keras as keras
         model = keras.models.load_model(os.path.join(spec, MODEL_FILENAME), compile=False)
-    return KerasReceiver(receiver_name(spec), model, scenario)
+    return KerasReceiver(name, model, scenario)

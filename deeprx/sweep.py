@@ -32,9 +32,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from typing import Optional, Tuple
 
 from absl import flags
@@ -42,6 +39,7 @@ from absl import flags
 from deeprx import ber as ber_lib
 from deeprx import cli
 from deeprx import config as config_lib
+from deeprx import jobs
 from deeprx import model as model_lib
 from deeprx import scenario_flags
 from deeprx import train as train_lib  # defines the training flags a sweep flagfile sets
@@ -99,21 +97,6 @@ class Sweep:
     def base_student_flops(self):
         return self.base_ratio * self.teacher_flops(self.base_width)
 
-
-@dataclasses.dataclass(frozen=True)
-class SweepRun:
-    """One `python -m deeprx.train` run of the sweep."""
-    name: str
-    workdir: str
-    args: Tuple[str, ...]
-    role: str                      # teacher, scratch or kd
-    external: bool = False         # the --teacher directory, not the sweep's own
-    width: Optional[float] = None  # a teacher's width multiplier
-
-    @property
-    def receiver(self):
-        """Its name in its eval/ber.csv (deeprx.train names the model after its workdir)."""
-        return os.path.basename(os.path.normpath(self.workdir))
 
 
 def _numbers(name, cast, check, what):
@@ -190,7 +173,7 @@ def teacher_run(sweep, width, dmrs):
     external = bool(sweep.base_teacher_dir) and width == sweep.base_width and dmrs == sweep.base_dmrs
     workdir = sweep.base_teacher_dir if external else os.path.join(sweep.workdir, "runs", name)
     args = cli.flag_args(train_lib.TEACHER_FLAGS, width_multiplier=width, num_dmrs=dmrs, model_mflops=0.0)
-    return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external, width)
+    return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external, width)
 
 
 def scratch_run(sweep, student_flops, dmrs, seed):
@@ -198,7 +181,7 @@ def scratch_run(sweep, student_flops, dmrs, seed):
     workdir = os.path.join(sweep.workdir, "runs", name)
     args = cli.flag_args(STUDENT_FLAGS, width_multiplier=sweep.base_width, model_mflops=student_flops / 1e6,
                                num_dmrs=dmrs, steps=sweep.student_steps, seed=seed)
-    return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
+    return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
 
 
 def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed):
@@ -207,115 +190,7 @@ def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed):
     args = cli.flag_args(STUDENT_FLAGS, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed, model_mflops=0.0)
     args += cli.flag_args(KD_FLAGS, teacher=teacher.workdir, alpha=alpha, temperature=temperature,
                                 student_flops_ratio=student_flops / sweep.teacher_flops(teacher.width))
-    return SweepRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "kd")
-
-
-def finished(run):
-    return finished_dir(run.workdir)
-
-
-def finished_dir(workdir):
-    """A run directory holding its model, train.json and evaluation."""
-    return all(os.path.isfile(os.path.join(workdir, *parts))
-               for parts in (("model.keras",), ("train.json",), ("eval", "summary.json")))
-
-
-class Runner:
-    """Trains runs as deeprx.train processes, `parallel` at a time, skipping finished ones.
-
-    With parallel > 1 each process gets an equal share of the CPU cores as TensorFlow
-    threads: on 2 cores, two 1-thread runs train about 1.4x faster in total than one
-    2-thread run (README "Knowledge distillation")."""
-
-    def __init__(self, workdir, parallel=1, log=print):
-        self.workdir, self.parallel, self.log = workdir, parallel, log
-        self.trained = 0
-
-    def ensure(self, runs, label):
-        """Trains every unfinished run of `runs` (independent of each other)."""
-        todo = []
-        for run in dict.fromkeys(runs):  # once each, in order
-            if finished(run):
-                self.log(f"  {label} {run.name}: finished earlier, skipped", flush=True)
-            else:
-                todo.append(run)
-        env = dict(os.environ)
-        if self.parallel > 1 and len(todo) > 1:
-            threads = str(max(1, (os.cpu_count() or 1) // min(self.parallel, len(todo))))
-            env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
-        running = []
-        try:
-            while todo or running:
-                while todo and len(running) < self.parallel:
-                    run = todo.pop(0)
-                    running.append((run, self._start(run, label, env), time.time()))
-                time.sleep(0.5)
-                for item in [item for item in running if item[1].poll() is not None]:
-                    running.remove(item)
-                    self._finish(*item, label)
-        finally:
-            for _, process, _ in running:  # on an error or Ctrl-C: stop the others (they resume later)
-                process.terminate()
-                process.wait()
-
-    def _start(self, run, label, env):
-        command = " ".join(["python -m deeprx.train", *run.args])
-        if not run.external:
-            self._claim(run, command)
-        log_path = self._log_path(run)
-        resuming = os.path.isdir(os.path.join(run.workdir, "checkpoints"))
-        self.log(f"  {label} {run.name}: training ({'resuming, ' if resuming else ''}"
-                 f"output in {log_path})", flush=True)
-        with open(log_path, "a") as log_file:
-            log_file.write(f"\n$ {command}\n")
-            log_file.flush()
-            return subprocess.Popen([sys.executable, "-m", "deeprx.train", *run.args], stdout=log_file,
-                                    stderr=subprocess.STDOUT, env=env, preexec_fn=cli.die_with_parent)
-
-    def _finish(self, run, process, start, label):
-        if process.returncode != 0:
-            with open(self._log_path(run)) as f:
-                tail = "".join(f.readlines()[-8:])
-            raise RuntimeError(f"{run.name} failed (exit status {process.returncode}); the end of "
-                               f"{self._log_path(run)}:\n{tail}\nFix the cause and rerun the sweep: "
-                               "finished runs are kept.")
-        self.trained += 1
-        self.log(f"  {label} {run.name}: done in {(time.time() - start) / 60:.1f} min, "
-                 f"Geometric Mean BER {result(run)['gm_ber']:.3f}", flush=True)
-
-    def _log_path(self, run):
-        path = os.path.join(self.workdir, "logs", run.name + ".log")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return path
-
-    def _claim(self, run, command):
-        """Records the run's command in its workdir; a workdir of another command is an error."""
-        os.makedirs(run.workdir, exist_ok=True)
-        path = os.path.join(run.workdir, "sweep_command.txt")
-        if os.path.isfile(path):
-            with open(path) as f:
-                previous = f.read().strip()
-            if previous != command:
-                raise RuntimeError(f"{run.workdir} holds a run of another command ({path}); the sweep's "
-                                   f"flags changed since. Use another --workdir or the earlier flags.")
-        else:
-            ber_lib.atomic_write(path, lambda f: f.write(command + "\n"))
-
-
-def result(run):
-    """The run's evaluation summary: gm_ber, sinr_at_ber_1e-2, sinr_at_ber_1e-3, plus
-    its parameters and FLOPs per slot."""
-    with open(os.path.join(run.workdir, "eval", "summary.json")) as f:
-        summary = json.load(f)[run.receiver]
-    with open(os.path.join(run.workdir, "train.json")) as f:
-        trained = json.load(f)
-    return {**summary, "parameters": trained["parameters"], "flops_per_slot": trained["flops_per_slot"]}
-
-
-def ber_rows(run, receivers=None):
-    """The run's ber.csv rows, of its own model or of `receivers`."""
-    rows = ber_lib.read_csv(os.path.join(run.workdir, "eval", "ber.csv"))
-    return [row for row in rows if row["receiver"] in (receivers or (run.receiver,))]
+    return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "kd")
 
 
 # ---------------------------------------------------------------------------- the steps
@@ -324,7 +199,7 @@ RESULT_COLUMNS = ("gm_ber", "sinr_at_ber_1e-2", "sinr_at_ber_1e-3")
 
 
 def _row(run, **fields):
-    res = result(run)
+    res = jobs.result(run)
     return {**fields, "run": run.name, "mflops": round(res["flops_per_slot"] / 1e6, 3),
             "parameters": res["parameters"], **{key: res[key] for key in RESULT_COLUMNS}}
 
@@ -342,7 +217,7 @@ class Study:
         runs = [teacher_run(self.sweep, width, dmrs) for width, dmrs in widths_and_dmrs]
         self.runner.ensure(runs, label)
         for run, (width, _) in zip(runs, widths_and_dmrs):
-            expected, trained = self.sweep.teacher_flops(width), result(run)["flops_per_slot"]
+            expected, trained = self.sweep.teacher_flops(width), jobs.result(run)["flops_per_slot"]
             if trained != expected:
                 raise RuntimeError(f"the teacher in {run.workdir} has {trained:,} FLOPs per slot, not the "
                                    f"{expected:,} of --width_multiplier={width}: give --teacher the run the flags "
@@ -397,13 +272,13 @@ class Study:
             runs += [teacher_run(sweep, sweep.base_width, dmrs) for dmrs in sweep.dmrs_counts]
         if 2 in steps:
             size_teachers = [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
-            runs += size_teachers + self._teacher_size_kd([t for t in size_teachers if finished(t)])
-        if 3 in steps and finished(base):
+            runs += size_teachers + self._teacher_size_kd([t for t in size_teachers if jobs.finished(t)])
+        if 3 in steps and jobs.finished(base):
             runs += self._alpha_T_kd(base)
         if 4 in steps and sweep.fig6_kd == "flags":  # step 4's KD settings are known now
             runs += [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, dmrs, seed)
                      for dmrs in sweep.dmrs_counts for teacher in [teacher_run(sweep, sweep.base_width, dmrs)]
-                     if finished(teacher) for seed in sweep.seeds]
+                     if jobs.finished(teacher) for seed in sweep.seeds]
         if steps & {2, 3}:
             runs.append(self.scratch(sweep.base_dmrs, self.seed))
         if 4 in steps:
@@ -426,7 +301,7 @@ class Study:
                  for run, (axis, alpha, temperature) in zip(kd_runs, grid)]
         self._write("alpha_T.csv", rows, ("grid", "alpha", "temperature", "run", "mflops", "parameters",
                                           *RESULT_COLUMNS))
-        references = {"student from scratch": rows[0]["gm_ber"], "teacher": result(teacher)["gm_ber"]}
+        references = {"student from scratch": rows[0]["gm_ber"], "teacher": jobs.result(teacher)["gm_ber"]}
         panels = [{"xlabel": f"alpha (T = {sweep.base_temperature:g})", "logx": True, "references": references,
                    "series": {"KD student": [(r["alpha"], r["gm_ber"]) for r in rows if r["grid"] == "alpha"]}},
                   {"xlabel": f"temperature T (alpha = {sweep.base_alpha:g})", "references": references,
@@ -451,12 +326,12 @@ class Study:
             for seed in sweep.seeds:
                 kd, scratch = pairs[dmrs, seed]
                 curves += [("kd_student", seed, kd), ("scratch_student", seed, scratch)]
-                summary_runs.append(_kd_entry(seed, dmrs, result(kd), result(scratch)))
+                summary_runs.append(_kd_entry(seed, dmrs, jobs.result(kd), jobs.result(scratch)))
             first_kd = curves[1][2]  # every run is evaluated on the same slots: its baselines stand for all
             dmrs_rows = [{**row, "role": role, "seed": seed, "run": run.name}
-                         for role, seed, run in curves for row in ber_rows(run)]
+                         for role, seed, run in curves for row in jobs.ber_rows(run)]
             dmrs_rows += [{**row, "role": row["receiver"], "seed": "", "run": first_kd.name}
-                          for row in ber_rows(first_kd, ("ls_lmmse", "perfect_lmmse"))]
+                          for row in jobs.ber_rows(first_kd, ("ls_lmmse", "perfect_lmmse"))]
             for row in dmrs_rows:
                 row["num_dmrs"] = dmrs
                 row["receiver"] = row["role"] + ("" if row["seed"] == "" else f" (seed {row['seed']})")
@@ -511,12 +386,12 @@ class Study:
         kd_runs = self._teacher_size_kd(teachers)
         scratch = self.scratch(sweep.base_dmrs, self.seed)
         self.runner.ensure([scratch, *kd_runs], "[2 teacher_size]")
-        rows = [_row(kd, teacher=teacher.name, teacher_mflops=round(result(teacher)["flops_per_slot"] / 1e6, 3),
-                     teacher_gm_ber=result(teacher)["gm_ber"]) for teacher, kd in zip(teachers, kd_runs)]
+        rows = [_row(kd, teacher=teacher.name, teacher_mflops=round(jobs.result(teacher)["flops_per_slot"] / 1e6, 3),
+                     teacher_gm_ber=jobs.result(teacher)["gm_ber"]) for teacher, kd in zip(teachers, kd_runs)]
         self._write("teacher_size.csv", rows, ("teacher", "teacher_mflops", "teacher_gm_ber", "run", "mflops",
                                                "parameters", *RESULT_COLUMNS))
         self._plot([{"xlabel": "teacher MFLOPs per slot", "logx": True,
-                     "references": {"student from scratch": result(scratch)["gm_ber"]},
+                     "references": {"student from scratch": jobs.result(scratch)["gm_ber"]},
                      "series": {"KD student": [(r["teacher_mflops"], r["gm_ber"]) for r in rows],
                                 "teacher itself": [(r["teacher_mflops"], r["teacher_gm_ber"]) for r in rows]}}],
                    "teacher_size.png", f"Fig. 4: KD student ({rows[0]['mflops']:.0f} MFLOPs) by teacher size, "
@@ -548,7 +423,7 @@ def plots_lib():
 def run_sweep(sweep, log=print):
     """Runs the steps of `sweep` in ORDER; returns kd_summary's runs (or None without step 4)."""
     os.makedirs(sweep.workdir, exist_ok=True)
-    runner = Runner(sweep.workdir, sweep.parallel, log)
+    runner = jobs.Runner(sweep.workdir, sweep.parallel, log)
     study = Study(sweep, runner, log)
     summary = best = None
     steps = set(sweep.steps) | ({3} if 4 in sweep.steps and sweep.fig6_kd == "best" else set())
@@ -589,7 +464,7 @@ def publish(workdir, dest, log=print):
     copied = [name for name in STEP_FILES if os.path.isfile(os.path.join(workdir, name))]
     runs_dir = os.path.join(workdir, "runs")
     runs = sorted(name for name in (os.listdir(runs_dir) if os.path.isdir(runs_dir) else ())
-                  if finished_dir(os.path.join(runs_dir, name)))
+                  if jobs.finished_dir(os.path.join(runs_dir, name)))
     for name in copied:
         shutil.copyfile(os.path.join(workdir, name), os.path.join(_made(dest), name))
     for name in runs:

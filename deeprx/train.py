@@ -24,6 +24,7 @@ from deeprx import bench
 from deeprx import ber as ber_lib
 from deeprx import cli
 from deeprx import config as config_lib
+from deeprx import distribute as distribute_lib
 from deeprx import model as model_lib
 from deeprx import receivers as receivers_lib
 from deeprx import scenario_flags
@@ -46,6 +47,22 @@ flags.DEFINE_integer("log_every", 50, "steps between progress lines")
 flags.DEFINE_integer("seed", 0, "training seed: initial weights and training slots")
 flags.DEFINE_bool("xla", False, "XLA-compile the forward/backward pass (off: measured far slower on this CPU, "
                   "BUILD_NOTES.md)")
+flags.DEFINE_enum("optimizer", "adam", list(config_lib.OPTIMIZERS), "adam, or lamb (the DeepRx paper's)")
+flags.DEFINE_enum("schedule", "cosine", list(config_lib.SCHEDULES),
+                  "after the warm-up: cosine decay, or flat_linear (flat to half the steps, then linear decay)")
+flags.DEFINE_enum("sinr_sampling", "snr_sir", list(config_lib.SINR_SAMPLINGS),
+                  "training slots: snr_sir draws SNR and SIR independently from the scenario's ranges; sinr "
+                  "draws the SINR from --train_sinr_db and splits it as the evaluation does")
+flags.DEFINE_string("train_sinr_db", None, "sinr sampling: training SINR range LO:HI in dB (default: the "
+                    f"preset's evaluation grid +-{config_lib.TRAIN_SINR_MARGIN_DB:g} dB)")
+flags.DEFINE_float("aux_channel_weight", 0.0, "weight of the auxiliary channel-estimate loss (0: none)")
+flags.DEFINE_integer("train_num_prb", None, "train on this many PRB (default: the scenario's); the model is "
+                     "saved and evaluated on the scenario's grid")
+flags.DEFINE_integer("curve_every", 0, "steps between learning-curve points in curve.csv (0: none)")
+flags.DEFINE_enum("distribute", "none", list(distribute_lib.STRATEGIES),
+                  "none: one device; mirrored: the local GPUs; multiworker: the machines of TF_CONFIG")
+flags.DEFINE_integer("cpu_replicas", 0, "mirrored without GPUs: split the CPU into this many replicas "
+                     "(to run the distributed path on a CPU)")
 flags.DEFINE_bool("eval", True, "run the bench on the trained model at the end")
 flags.DEFINE_integer("eval_max_bits", None, "override the preset's bits per SINR point in the final evaluation")
 # Knowledge distillation (PAPER.md section 2).
@@ -60,7 +77,8 @@ flags.DEFINE_enum("student_variant", None, ["paper", "edge"],
                   "KD: the student's variant (default: the teacher's); edge for an Edge TPU student")
 
 TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr_fraction",
-               "checkpoint_every", "log_every", "seed", "xla")
+               "checkpoint_every", "log_every", "seed", "xla", "optimizer", "schedule", "sinr_sampling",
+               "train_sinr_db", "aux_channel_weight", "train_num_prb", "curve_every")
 TEACHER_FLAGS = (*scenario_flags.FLAG_NAMES, "model_variant",
                  "width_multiplier", "model_mflops", "depth_multiplier", *TRAIN_FLAGS, "eval", "eval_max_bits")
 
@@ -117,10 +135,18 @@ def run_from_flags():
     if not FLAGS.workdir:
         raise cli.FlagError("workdir", "a run directory is required")
     model_config = _model_config_from_flags(scenario)
+    settings = {name: getattr(FLAGS, name) for name in TRAIN_FLAGS}
+    if settings["train_sinr_db"] is not None:
+        with cli.flag("train_sinr_db"):
+            settings["train_sinr_db"] = scenario_flags.parse_pair(settings["train_sinr_db"])
+    elif settings["sinr_sampling"] == "sinr":
+        settings["train_sinr_db"] = config_lib.train_sinr_range(preset.evaluation)
     try:
-        train_config = config_lib.TrainConfig(**{name: getattr(FLAGS, name) for name in TRAIN_FLAGS})
+        train_config = config_lib.TrainConfig(**settings)
     except ValueError as error:  # each message starts with the setting, which is the flag's name
         raise cli.FlagError(str(error).split()[0], str(error)) from None
+    with cli.flag("distribute"):
+        distribute_lib.check(FLAGS.distribute)
     evaluation = preset.evaluation
     if FLAGS.eval_max_bits is not None:
         with cli.flag("eval_max_bits"):
@@ -128,25 +154,29 @@ def run_from_flags():
     run = Run(FLAGS.workdir, preset.name, scenario, model_config, train_config, evaluation)
 
     if FLAGS.teacher:
+        with cli.flag("teacher"):
+            teacher_dir = workdir_lib.resolve(FLAGS.teacher)
+        if train_config.aux_channel_weight:
+            raise cli.FlagError("aux_channel_weight", "is for training from scratch, not with --teacher")
         try:
-            kd = config_lib.KDConfig(teacher=FLAGS.teacher, alpha=FLAGS.alpha, temperature=FLAGS.temperature,
+            kd = config_lib.KDConfig(teacher=teacher_dir, alpha=FLAGS.alpha, temperature=FLAGS.temperature,
                                      form=FLAGS.kd_form, reduction=FLAGS.kd_reduction,
                                      student_flops_ratio=FLAGS.student_flops_ratio)
         except ValueError as error:
             raise cli.FlagError(str(error).split()[0], str(error)) from None
-        teacher_ready = all(os.path.isfile(os.path.join(FLAGS.teacher, name))
+        teacher_ready = all(os.path.isfile(os.path.join(teacher_dir, name))
                             for name in (receivers_lib.MODEL_FILENAME, "config.json"))
         teacher_run = None
         if teacher_ready:
-            teacher_config = _read_teacher(FLAGS.teacher, scenario)
+            teacher_config = _read_teacher(teacher_dir, scenario)
         elif FLAGS.train_teacher_if_missing:
             teacher_config = model_config
-            teacher_run = dataclasses.replace(run, workdir=FLAGS.teacher)
+            teacher_run = dataclasses.replace(run, workdir=teacher_dir)
             with cli.flag("teacher"):
-                workdir_lib.check_workdir(FLAGS.teacher, teacher_run.settings())
+                workdir_lib.check_workdir(teacher_dir, teacher_run.settings())
         else:
-            raise cli.FlagError("teacher", f"no trained teacher in {FLAGS.teacher!r}; train it with: "
-                                           f"{teacher_command(FLAGS.teacher)} (or add --train_teacher_if_missing)")
+            raise cli.FlagError("teacher", f"no trained teacher in {teacher_dir!r}; train it with: "
+                                           f"{teacher_command(teacher_dir)} (or add --train_teacher_if_missing)")
         budget = kd.student_flops_ratio * model_lib.flops_per_slot(teacher_config, scenario)
         shape = dataclasses.replace(teacher_config, variant=FLAGS.student_variant or teacher_config.variant)
         with cli.flag("student_flops_ratio"):
@@ -163,34 +193,50 @@ def train_and_evaluate(run, command):
     from deeprx import distiller as distiller_lib
     from deeprx import training
 
-    os.makedirs(run.workdir, exist_ok=True)
-    ber_lib.write_json(os.path.join(run.workdir, "config.json"), run.settings())
-    ber_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(FLAGS.flags_into_string()))
+    strategy = distribute_lib.make(FLAGS.distribute, FLAGS.cpu_replicas)
+    replicas = strategy.num_replicas_in_sync
+    chief = distribute_lib.is_chief()
+    if chief:
+        os.makedirs(run.workdir, exist_ok=True)
+        ber_lib.write_json(os.path.join(run.workdir, "config.json"), run.settings())
+        ber_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(FLAGS.flags_into_string()))
     name = os.path.basename(os.path.normpath(run.workdir))
+    train_scenario = training.training_scenario(run.scenario, run.train_config)
     # --seed fixes the initial weights as well as the data: a KD student and the scratch
     # student of the same seed start from the same weights.
     keras.utils.set_random_seed(run.train_config.seed)
-    model = model_lib.build(run.model_config, run.scenario, name="deeprx")
+    with strategy.scope():
+        model = model_lib.build(run.model_config, train_scenario, name="deeprx", synchronized_bn=replicas > 1)
     flops = model_lib.flops_per_slot(run.model_config, run.scenario)
     role = "student" if run.kd else "DeepRx"
+    grid = "" if train_scenario is run.scenario else f" on {train_scenario.carrier.num_prb} PRB"
+    devices = f" on {replicas} replicas ({FLAGS.distribute})" if replicas > 1 else ""
     print(f"{role} ({run.model_config.variant}, width x{run.model_config.width_multiplier:.3f}): "
           f"{model.count_params():,} parameters, {flops / 1e6:.1f} MFLOPs per slot | "
-          f"{run.train_config.steps} steps of {run.train_config.batch_size} slots | "
+          f"{run.train_config.steps} steps of {run.train_config.batch_size} slots{grid}{devices} | "
           f"{bench.title(run.preset_name, run.scenario, run.evaluation).split(': ', 1)[1]}", flush=True)
+    trainer_args = dict(scenario=run.scenario, train_config=run.train_config, workdir=run.workdir,
+                        strategy=strategy, curve_sinr_db=run.evaluation.sinr_db, chief=chief)
     if run.kd:
-        teacher = keras.models.load_model(os.path.join(run.kd.teacher, "model.keras"), compile=False)
+        teacher_dir = workdir_lib.resolve(run.kd.teacher)
+        with strategy.scope():
+            teacher, _ = workdir_lib.model_on_grid(teacher_dir, train_scenario)
         print(f"distilling from {run.kd.teacher} ({teacher.count_params():,} parameters): alpha {run.kd.alpha:g}, "
               f"T {run.kd.temperature:g}, {run.kd.form} form, KL {run.kd.reduction} over data bits", flush=True)
         distiller = distiller_lib.Distiller(student=model, teacher=teacher)
-        trainer = training.DistillationTrainer(distiller, run.kd, run.scenario, run.train_config, run.workdir)
+        trainer = training.DistillationTrainer(distiller, run.kd, **trainer_args)
     else:
-        trainer = training.Trainer(model, run.scenario, run.train_config, run.workdir)
+        trainer = training.Trainer(model, **trainer_args)
     timing = trainer.fit()
+    # Saved on the scenario's grid with plain layers, however it trained.
+    model = model_lib.on_grid(model, run.model_config, run.scenario, name="deeprx")
+    if not chief:
+        return
     training.save_model(model, os.path.join(run.workdir, "model.keras"))
     ber_lib.write_json(os.path.join(run.workdir, "train.json"), {
         "parameters": model.count_params(), "flops_per_slot": flops,
-        "width_multiplier": run.model_config.width_multiplier, **timing, "command": command,
-        **bench.provenance()})
+        "width_multiplier": run.model_config.width_multiplier, "replicas": replicas, **timing, "command": command,
+        "commit": bench.code_version(), **bench.provenance()})
     print(f"Saved {run.workdir}/model.keras", flush=True)
     if FLAGS.eval:
         summary = training.evaluate_model(model, name, run.scenario, run.evaluation,

@@ -7,37 +7,69 @@ and step), tb/ (TensorBoard scalars), model.keras (the final model, loadable by
 bench: this model vs ls_lmmse vs perfect_lmmse).
 """
 
+import dataclasses
 import math
 import os
+import tempfile
 import time
 
 import tensorflow as tf
 import tf_keras as keras
 
 from deeprx import bench
+from deeprx import config as config_lib
+from deeprx import curves
 from deeprx import data as data_lib
+from deeprx import lamb
 from deeprx import losses
 from deeprx import receivers as receivers_lib
 
 
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then cosine decay."""
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak`, then decay to `final_fraction` x `peak` at `total_steps`:
+    "cosine", or "flat_linear" (flat until config.FLAT_FRACTION of the steps, then linear)."""
 
-    def __init__(self, peak, warmup_steps, total_steps, final_fraction):
+    def __init__(self, peak, warmup_steps, total_steps, final_fraction, shape="cosine"):
         super().__init__()
         self.peak, self.warmup_steps = float(peak), int(warmup_steps)
-        self.total_steps, self.final_fraction = int(total_steps), float(final_fraction)
+        self.total_steps, self.final_fraction, self.shape = int(total_steps), float(final_fraction), shape
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warmup = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
-        progress = tf.clip_by_value((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 0., 1.)
-        cosine = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + tf.cos(math.pi * progress))
-        return tf.where(step < self.warmup_steps, warmup, self.peak * cosine)
+        if self.shape == "cosine":
+            progress = tf.clip_by_value((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1),
+                                        0., 1.)
+            decay = 0.5 * (1 + tf.cos(math.pi * progress))
+        else:
+            flat_end = max(self.warmup_steps, int(config_lib.FLAT_FRACTION * self.total_steps))
+            decay = 1.0 - tf.clip_by_value((step - flat_end) / max(self.total_steps - flat_end, 1), 0., 1.)
+        return tf.where(step < self.warmup_steps, warmup,
+                        self.peak * (self.final_fraction + (1 - self.final_fraction) * decay))
 
     def get_config(self):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
-                "final_fraction": self.final_fraction}
+                "final_fraction": self.final_fraction, "shape": self.shape}
+
+
+def make_schedule(train_config):
+    return WarmupDecay(train_config.learning_rate, train_config.warmup_steps, train_config.steps,
+                       train_config.final_lr_fraction, train_config.schedule)
+
+
+def make_optimizer(train_config, schedule):
+    """The optimizer of `train_config` (Adam or LAMB) on the learning-rate `schedule`."""
+    if train_config.optimizer == "lamb":
+        return lamb.Lamb(learning_rate=schedule)
+    return keras.optimizers.Adam(learning_rate=schedule)
+
+
+def training_scenario(scenario, train_config):
+    """The scenario slots are drawn from in training: `scenario`, on train_num_prb PRB if set."""
+    if train_config.train_num_prb is None:
+        return scenario
+    return dataclasses.replace(scenario, carrier=dataclasses.replace(scenario.carrier,
+                                                                     num_prb=train_config.train_num_prb))
 
 
 def save_model(model, path):
@@ -47,46 +79,132 @@ def save_model(model, path):
     os.replace(tmp, path)
 
 
-class Trainer:
-    """Trains `model` on slots of `scenario` drawn in-graph each step."""
+def channel_target(h):
+    """The auxiliary loss's target: the true channel [B, 14, K, N] complex as [B, 14, K, 2N] real."""
+    return tf.concat([tf.math.real(h), tf.math.imag(h)], axis=-1)
 
-    def __init__(self, model, scenario, train_config, workdir, log=print):
+
+class Trainer:
+    """Trains `model` on slots of `scenario` drawn in-graph each step.
+
+    model: built for training_scenario(scenario, train_config) (the training grid), under
+      `strategy.scope()` when a strategy is given.
+    strategy: a tf.distribute strategy, or None for the default (one device). The global
+      batch (train_config.batch_size) is split evenly across its replicas; each replica
+      draws its own slots (the step's seed with the replica id mixed in), and the
+      gradient is the global batch's mean, as on one device.
+    curve_sinr_db: the SINR points of the learning curve (train_config.curve_every).
+    chief: False on the workers of a multi-worker strategy but one: they restore from the
+      workdir's checkpoints, write theirs to a scratch directory and log nothing.
+    """
+
+    def __init__(self, model, scenario, train_config, workdir, log=print, strategy=None, curve_sinr_db=None,
+                 chief=True):
         self.model, self.scenario, self.config = model, scenario, train_config
         self.workdir, self.log = workdir, log
-        self.generator = data_lib.SlotGenerator(scenario, "train")
-        self.schedule = WarmupCosine(train_config.learning_rate, train_config.warmup_steps,
-                                     train_config.steps, train_config.final_lr_fraction)
-        self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if train_config.batch_size % replicas:
+            raise ValueError(f"batch_size {train_config.batch_size} must be a multiple of the {replicas} replicas")
+        self.replica_batch_size = train_config.batch_size // replicas
+        self.train_scenario = training_scenario(scenario, train_config)
+        self.generator = data_lib.SlotGenerator(self.train_scenario, "train")
+        with self.strategy.scope():
+            self.schedule = make_schedule(train_config)
+            self.optimizer = make_optimizer(train_config, self.schedule)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # Training wall-clock (learning-curve evaluations excluded), summed across resumes.
+            self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+            self.aux_head = None
+            if train_config.aux_channel_weight > 0:
+                self.aux_head = keras.layers.Conv2D(2 * scenario.num_rx, 1, name="aux_channel")
+                features = model.get_layer("head_relu").output
+                self._with_features = keras.Model(model.inputs, [model.output, features])
+                self.aux_head.build(features.shape)
+        trackables = dict(model=model, optimizer=self.optimizer, step=self.step, train_seconds=self.train_seconds)
+        if self.aux_head is not None:
+            trackables["aux_head"] = self.aux_head
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.checkpoint_dir = os.path.join(workdir, "checkpoints")
+        # Every worker saves and evaluates (reading synchronized variables is collective);
+        # the workers but the chief write to a scratch directory and log nothing.
+        written = workdir if chief else tempfile.mkdtemp(prefix="deeprx-worker-")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(written, "checkpoints"),
                                                   max_to_keep=3)
+        self.chief = chief
+        if not chief:
+            self.log = lambda *args, **kwargs: None
+        self.curve = None
+        if train_config.curve_every:
+            if not curve_sinr_db:
+                raise ValueError("curve_every needs the SINR points of the learning curve (curve_sinr_db)")
+            self.curve = curves.LearningCurve(model, scenario, curve_sinr_db, written)
         self._update = tf.function(self._apply, jit_compile=train_config.xla)
-        self._train_step = tf.function(self._draw_and_apply)
+        self._train_step = tf.function(self._distributed_step)
 
-    def _apply(self, inputs, bits, data_mask):
-        """One optimizer step on a batch; returns the scalars to log, "loss" first."""
+    @property
+    def trainable_variables(self):
+        extra = self.aux_head.trainable_variables if self.aux_head is not None else []
+        return self.model.trainable_variables + extra
+
+    def _apply(self, inputs, bits, data_mask, channel=None):
+        """One optimizer step on a (replica's) batch; returns the scalars to log, "loss" first.
+        The gradient is scaled by 1/replicas, so the replicas' sum is the global batch's mean."""
+        replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            logits = self.model(inputs, training=True)
+            if self.aux_head is None:
+                logits = self.model(inputs, training=True)
+            else:
+                logits, features = self._with_features(inputs, training=True)
             loss = losses.masked_bce(bits, logits, data_mask)
-        grads = tape.gradient(loss, self.model.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return {"loss": loss}
+            scalars = {"loss": loss}
+            total = loss
+            if self.aux_head is not None:
+                mse = tf.reduce_mean(tf.square(self.aux_head(features) - channel))
+                scalars["channel_mse"] = mse
+                total = loss + self.config.aux_channel_weight * mse
+            scaled = total / replicas
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return scalars
 
-    def _draw_and_apply(self, seed):
-        batch = self.generator.draw(self.config.batch_size, seed)
-        scalars = self._update(batch.inputs, batch.bits, batch.data_mask)
+    def draw(self, seed, replica=0):
+        """The training slots of replica `replica` for the step of `seed` (an int64 tensor)."""
+        seed = tf.bitwise.bitwise_xor(seed, tf.cast(replica, tf.int64))
+        sinr_db = None
+        if self.config.sinr_sampling == "sinr":
+            low, high = self.config.train_sinr_db
+            sinr_db = tf.random.stateless_uniform([self.replica_batch_size], [seed, 1], low, high)
+        return self.generator.draw(self.replica_batch_size, seed, sinr_db)
+
+    def _replica_step(self, seed):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        batch = self.draw(seed, replica)
+        channel = channel_target(batch.h) if self.aux_head is not None else None
+        # A nested tf.function may not hold the replicas' synchronization points (batch-norm
+        # statistics, gradient all-reduce): several replicas run the step's body directly.
+        update = self._update if self.strategy.num_replicas_in_sync == 1 else self._apply
+        return update(batch.inputs, batch.bits, batch.data_mask, channel)
+
+    def _distributed_step(self, seed):
+        per_replica = self.strategy.run(self._replica_step, args=(seed,))
+        scalars = {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                   for name, value in per_replica.items()}
         self.step.assign_add(1)
         return scalars
 
     def restore(self):
         """Restores the latest checkpoint, if any; returns the step it holds."""
-        if self.manager.latest_checkpoint:
-            status = self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if latest:
+            status = self.checkpoint.restore(latest)
             if int(self.step.numpy()) >= self.config.steps:
                 # A finished run makes no update, so Adam never creates the slots the checkpoint
                 # holds; without this TF logs one "unrestored value" warning per slot at exit.
                 status.expect_partial()
+            else:
+                status.assert_existing_objects_matched()
         return int(self.step.numpy())
 
     def fit(self):
@@ -94,10 +212,15 @@ class Trainer:
         config = self.config
         start_step = self.restore()
         if start_step:
-            self.log(f"Resuming from checkpoint at step {start_step}", flush=True)
-        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tb"))
+            self.log(f"Resuming from checkpoint at step {start_step} ({start_step * config.batch_size:,} slots seen, "
+                     f"{float(self.train_seconds.numpy()) / 3600:.2f} h of training)", flush=True)
+        if self.curve is not None:
+            self.curve.truncate(start_step)
+        writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tb")) if self.chief
+                  else tf.summary.create_noop_writer())
         start = last_time = time.time()
         last_step, sums, scalars = start_step, {}, {}
+        timed_from = time.time()
         for step in range(start_step, config.steps):
             seed = tf.constant(data_lib.slot_seed("train", config.seed, step), tf.int64)
             for name, value in self._train_step(seed).items():
@@ -121,27 +244,48 @@ class Trainer:
                         tf.summary.scalar(name, value)
                     tf.summary.scalar("learning_rate", lr)
                     tf.summary.scalar("slots_per_s", steps_per_s * config.batch_size)
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                self.manager.save(checkpoint_number=done)
+                    tf.summary.scalar("slots_seen", done * config.batch_size)
+            checkpoint = done % config.checkpoint_every == 0 or done == config.steps
+            curve_point = self.curve is not None and (done % config.curve_every == 0 or done == config.steps)
+            if checkpoint or curve_point:
+                paused = time.time()
+                self.train_seconds.assign_add(paused - timed_from)
+                if checkpoint:
+                    self.manager.save(checkpoint_number=done)
+                if curve_point:
+                    point = self.curve.add(done, done * config.batch_size, float(self.train_seconds.numpy()),
+                                           scalars.get("loss"))
+                    self.log(f"learning curve at step {done}: Geometric Mean BER {point['gm_ber']:.3f} "
+                             f"({point['seconds']:.0f} s to evaluate)", flush=True)
+                    with writer.as_default(step=done):
+                        tf.summary.scalar("curve_gm_ber", point["gm_ber"])
+                timed_from = time.time()
+                last_time += timed_from - paused  # the progress line's rate counts training only
         writer.flush()
         seconds = time.time() - start
         trained = config.steps - start_step
         return {"steps": config.steps, "steps_this_run": trained, "seconds_this_run": round(seconds, 1),
                 "slots_per_s": round(trained * config.batch_size / seconds, 2) if trained else None,
+                "slots_seen": config.steps * config.batch_size,
+                "train_seconds_total": round(float(self.train_seconds.numpy()), 1),
                 **{f"final_{name}": value for name, value in scalars.items()}}
 
 
 class DistillationTrainer(Trainer):
     """Trains the student of `distiller` from its frozen teacher, with the same data,
-    checkpoints, resume and progress as Trainer (the checkpoint holds the student)."""
+    checkpoints, resume and progress as Trainer (the checkpoint holds the student);
+    keyword arguments as Trainer's."""
 
-    def __init__(self, distiller, kd_config, scenario, train_config, workdir, log=print):
-        super().__init__(distiller.student, scenario, train_config, workdir, log)
+    def __init__(self, distiller, kd_config, scenario, train_config, workdir, **kwargs):
+        if train_config.aux_channel_weight:
+            raise ValueError("aux_channel_weight is for training from scratch: a distilled student learns "
+                             "from the teacher's LLRs")
+        super().__init__(distiller.student, scenario, train_config, workdir, **kwargs)
         self.distiller = distiller
         distiller.compile(self.optimizer, alpha=kd_config.alpha, temperature=kd_config.temperature,
                           form=kd_config.form, kd_reduction=kd_config.reduction)
 
-    def _apply(self, inputs, bits, data_mask):
+    def _apply(self, inputs, bits, data_mask, channel=None):
         out = self.distiller.train_step((inputs, bits, data_mask))
         return {"loss": out["student_loss"], "distillation_loss": out["distillation_loss"],
                 "total_loss": out["loss"]}

@@ -8,8 +8,33 @@ from deeprx import model as model_lib
 
 MODEL_FILENAME = "model.keras"
 
+# Shipped, trained models: `pretrained:NAME` names the directory data/models/NAME.
+PRETRAINED_PREFIX = "pretrained:"
+MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "models")
+
 # Settings a resumed run may change: it only trains longer or logs differently.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "curve_every")
+
+
+def shipped_models():
+    """Names of the models shipped in data/models (directories holding a model.keras)."""
+    if not os.path.isdir(MODELS_DIR):
+        return []
+    return sorted(name for name in os.listdir(MODELS_DIR)
+                  if os.path.isfile(os.path.join(MODELS_DIR, name, MODEL_FILENAME)))
+
+
+def resolve(spec):
+    """The model directory `spec` names: data/models/NAME for 'pretrained:NAME' (ValueError,
+    listing the shipped names, when there is none), any other spec unchanged."""
+    if not spec or not spec.startswith(PRETRAINED_PREFIX):
+        return spec
+    name = spec[len(PRETRAINED_PREFIX):]
+    path = os.path.join(MODELS_DIR, name)
+    if not os.path.isfile(os.path.join(path, MODEL_FILENAME)):
+        raise ValueError(f"no shipped model {name!r}; shipped: {', '.join(shipped_models()) or 'none'} "
+                         f"(in {MODELS_DIR})")
+    return path
 
 
 def run_config_dict(preset_name, scenario, model_config, train_config):
@@ -34,7 +59,9 @@ def check_workdir(workdir, run_config):
 
 
 def _comparable(run_config):
-    train = {k: v for k, v in run_config["train"].items() if k not in RESUMABLE_CHANGES}
+    # Settings added since a run was saved take their defaults, which are the earlier behaviour.
+    train = {**config_lib.to_dict(config_lib.TrainConfig()), **run_config["train"]}
+    train = {k: v for k, v in train.items() if k not in RESUMABLE_CHANGES}
     return {**run_config, "train": train}
 
 
@@ -84,6 +111,4 @@ def model_on_grid(model_dir, scenario, batch_size=None, name=None):
     check_grid_change(settings["scenario"], scenario)
     trained = keras.models.load_model(os.path.join(model_dir, MODEL_FILENAME), compile=False)
     model_config = model_config_of(settings)
-    model = model_lib.build(model_config, scenario, name=name or trained.name, batch_size=batch_size)
-    model.set_weights(trained.get_weights())
-    return model, model_config
+    return model_lib.on_grid(trained, model_config, scenario, name=name, batch_size=batch_size), model_config

@@ -37,11 +37,20 @@ def test_training_lowers_the_loss_on_held_out_slots(tiny, tmp_path):
 
 
 def test_warmup_cosine_schedule():
-    schedule = training.WarmupCosine(1e-3, 10, 110, 0.01)
+    schedule = training.WarmupDecay(1e-3, 10, 110, 0.01)
     assert float(schedule(0)) == pytest.approx(1e-4)
     assert float(schedule(10)) == pytest.approx(1e-3)
     assert float(schedule(60)) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
     assert float(schedule(110)) == pytest.approx(1e-5)
+
+
+def test_warmup_flat_linear_schedule():
+    schedule = training.WarmupDecay(1e-2, 10, 200, 0.01, "flat_linear")
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(10)) == pytest.approx(1e-2)
+    assert float(schedule(100)) == pytest.approx(1e-2)  # flat to config.FLAT_FRACTION = 0.5 of the steps
+    assert float(schedule(150)) == pytest.approx(1e-2 * (0.01 + 0.99 * 0.5))
+    assert float(schedule(200)) == pytest.approx(1e-4)
 
 
 def test_smoke_flags_train_end_to_end(tmp_path):
@@ -135,10 +144,15 @@ def test_seed_fixes_the_initial_weights(tmp_path):
     ("--seed=-1", "--seed: seed must be an integer in [0, 2**32 - 1]"),
     ("--model_mflops=0.001", "--model_mflops: a FLOP budget"),
     ("--model_variant=tpu", "--model_variant"),
+    ("--sinr_sampling=sinr --train_sinr_db=10:0", "--train_sinr_db: train_sinr_db must satisfy"),
+    ("--train_sinr_db=0:20", "--train_sinr_db: train_sinr_db is only used with sinr_sampling 'sinr'"),
+    ("--train_num_prb=0", "--train_num_prb: train_num_prb must be an integer in 1..275"),
+    ("--distribute=multiworker", "--distribute: multiworker needs the TF_CONFIG environment variable"),
+    ("--teacher=pretrained:nope", "--teacher: no shipped model 'nope'"),
 ])
 def test_bad_flags_fail_before_compute(tmp_path, flag, needle):
     workdir = str(tmp_path / "run")
-    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={workdir}", flag, timeout=60)
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={workdir}", *flag.split(), timeout=60)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr

@@ -1,0 +1,64 @@
+"""tf.distribute strategies for training: one device, the local devices, or several machines.
+
+  none:        the default strategy (one device: a GPU if TensorFlow sees one, else the CPU).
+  mirrored:    MirroredStrategy over the local GPUs (or, with none, the local logical CPUs),
+               gradients all-reduced every step.
+  multiworker: MultiWorkerMirroredStrategy across the machines of the TF_CONFIG environment
+               variable (every worker runs the same command; worker 0 is the chief and
+               writes the run directory's outputs).
+
+The global batch (--batch_size) is split evenly across the replicas; see
+deeprx.training.Trainer.
+"""
+
+import json
+import os
+
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+
+def check(name):
+    """ValueError unless `name` is a strategy this machine can start (before any compute)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if name == "multiworker":
+        try:
+            cluster = json.loads(os.environ.get("TF_CONFIG", ""))["cluster"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("multiworker needs the TF_CONFIG environment variable (JSON with 'cluster' and "
+                             "'task'), see README 'Training on GPUs'") from None
+        if not cluster.get("worker"):
+            raise ValueError("TF_CONFIG's cluster lists no worker")
+
+
+def make(name, cpu_replicas=0):
+    """The tf.distribute strategy called `name` (see the module docstring). With mirrored on a
+    machine without GPUs, `cpu_replicas` > 1 splits the CPU into that many logical devices,
+    one replica each (to run the distributed path where there is no GPU, e.g. in tests); it
+    must be called before TensorFlow has run anything."""
+    import tensorflow as tf
+    check(name)
+    if name == "mirrored":
+        if not tf.config.list_physical_devices("GPU") and cpu_replicas > 1:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief():
+    """True on the process that writes a run's outputs: always, but under multiworker only on
+    the chief (task "chief", or worker 0 when the cluster has no chief)."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", ""))
+    except ValueError:
+        return True
+    task, cluster = config.get("task", {}), config.get("cluster", {})
+    if not task:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and task.get("index", 0) == 0

@@ -1,0 +1,147 @@
+"""Ship a finished training run as a pretrained model: data/models/<name>/ with a model card;
+or keep an unfinished one's latest checkpoint in data/checkpoints/<name>/ for a new machine.
+
+Example usage:
+  python -m deeprx.ship --run=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs
+  python -m deeprx.ship --run=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs --checkpoint_only
+  (on a new machine: cp -r data/checkpoints/teacher-cpu-1dmrs runs/ and rerun the run's command)
+
+Copies what rebuilds and documents the model (model.keras, config.json, train.json, its
+evaluation's ber.csv/summary.json/ber.png and, if it has one, its learning curve) and writes
+MODEL.md: the exact command, commit, steps, slots seen, training time, machine, parameters
+and FLOPs per slot, and its BER table against the classical receivers it was evaluated
+with. Every CLI that takes a model then accepts `pretrained:<name>`.
+"""
+
+import os
+import shutil
+
+from absl import flags
+
+from deeprx import ber as ber_lib
+from deeprx import cli
+from deeprx import curves
+from deeprx import jobs
+from deeprx import workdir as workdir_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "a finished run directory of python -m deeprx.train (with its eval/)")
+flags.DEFINE_string("name", None, "the shipped name: data/models/<name>, used as pretrained:<name>")
+flags.DEFINE_bool("checkpoint_only", False, "copy the run's latest checkpoint and settings to "
+                  "data/checkpoints/<name> (a run in progress, to resume elsewhere) instead of shipping it")
+
+CHECKPOINTS_DIR = os.path.join(os.path.dirname(workdir_lib.MODELS_DIR), "checkpoints")
+
+COPIED = (workdir_lib.MODEL_FILENAME, "config.json", "train.json", curves.CURVE_FILENAME,
+          os.path.join("eval", "ber.csv"), os.path.join("eval", "summary.json"), os.path.join("eval", "ber.png"))
+
+
+def _sinr(value):
+    return "not reached" if value is None else f"{value:.2f} dB"
+
+
+def model_card(name, settings, trained, summary, rows):
+    """MODEL.md text of a shipped model."""
+    scenario, model = settings["scenario"], settings["model"]
+    receivers = list(summary)
+    lines = [
+        f"# {name}", "",
+        f"DeepRx ({model['variant']} variant, width x{model['width_multiplier']:g}) trained from scratch on the "
+        f"`{settings['preset']}` preset: {scenario['carrier']['num_prb']} PRB, {scenario['modulation']}, "
+        f"{scenario['dmrs']['num_symbols']} DMRS, {scenario['num_rx']} Rx, "
+        f"{scenario['channel']['family'].upper()} {'/'.join(scenario['channel']['train_models'])} in training, "
+        f"{'/'.join(scenario['channel']['test_models'])} in the evaluation below.", "",
+        f"Use it as `pretrained:{name}` wherever a model directory is taken, e.g.", "",
+        "```sh",
+        f"python -m deeprx.evaluate --preset={settings['preset']} --num_dmrs={scenario['dmrs']['num_symbols']} "
+        f"--receivers=pretrained:{name},ls_lmmse,perfect_lmmse --out=runs/eval-{name}",
+        "```", "",
+        "| | |", "|---|---|",
+        f"| command | `{trained['command']}` |",
+        f"| commit | {trained.get('commit', 'not recorded')} |",
+        f"| steps x slots per step | {trained['steps']:,} x {settings['train']['batch_size']} |",
+        f"| slots seen | {trained.get('slots_seen', trained['steps'] * settings['train']['batch_size']):,} |",
+        f"| training time | {trained.get('train_seconds_total', trained['seconds_this_run']) / 3600:.2f} h |",
+        f"| machine | {trained['machine']}; {trained.get('cpu', 'CPU not recorded')} |",
+        f"| parameters | {trained['parameters']:,} |",
+        f"| FLOPs per slot (one inference) | {trained['flops_per_slot'] / 1e6:.1f} M |",
+        f"| recipe | optimizer {settings['train'].get('optimizer', 'adam')}, schedule "
+        f"{settings['train'].get('schedule', 'cosine')}, peak learning rate {settings['train']['learning_rate']:g}, "
+        f"SINR sampling {settings['train'].get('sinr_sampling', 'snr_sir')} |", "",
+        "## Evaluation (eval/ of the run: test channels, same slots for every receiver)", "",
+        "| receiver | Geometric Mean BER | SINR at BER 1e-2 | SINR at BER 1e-3 |", "|---|---|---|---|"]
+    for receiver, entry in summary.items():
+        lines.append(f"| {receiver} | {entry['gm_ber']:.3f} | {_sinr(entry['sinr_at_ber_1e-2'])} | "
+                     f"{_sinr(entry['sinr_at_ber_1e-3'])} |")
+    lines += ["", "BER per SINR point (bit errors / bits in ber.csv):", "",
+              "| SINR [dB] | " + " | ".join(receivers) + " |", "|---" * (len(receivers) + 1) + "|"]
+    for sinr in sorted({float(r["sinr_db"]) for r in rows}):
+        by = {r["receiver"]: r for r in rows if float(r["sinr_db"]) == sinr}
+        lines.append(f"| {sinr:g} | " + " | ".join(f"{float(by[r]['ber']):.2e}" for r in receivers) + " |")
+    lines += ["", f"Files: {', '.join(os.path.basename(p) for p in COPIED)} (those the run has).", ""]
+    return "\n".join(lines)
+
+
+def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR):
+    """Copies the run's files into models_dir/name and writes MODEL.md; returns the directory."""
+    if not jobs.finished_dir(run_dir):
+        raise ValueError(f"{run_dir!r} is not a finished run (model.keras, train.json and eval/summary.json)")
+    dest = os.path.join(models_dir, name)
+    os.makedirs(dest, exist_ok=True)
+    for relative in COPIED:
+        source = os.path.join(run_dir, relative)
+        if os.path.isfile(source):
+            shutil.copyfile(source, os.path.join(dest, os.path.basename(relative)))
+    settings = ber_lib.read_json(os.path.join(run_dir, "config.json"))
+    trained = ber_lib.read_json(os.path.join(run_dir, "train.json"))
+    summary = ber_lib.read_json(os.path.join(run_dir, "eval", "summary.json"))
+    rows = ber_lib.read_csv(os.path.join(run_dir, "eval", "ber.csv"))
+    text = model_card(name, settings, trained, summary, rows)
+    ber_lib.atomic_write(os.path.join(dest, "MODEL.md"), lambda f: f.write(text))
+    return dest
+
+
+def keep_checkpoint(run_dir, name, checkpoints_dir=CHECKPOINTS_DIR):
+    """Replaces checkpoints_dir/name by the run's settings, curve and latest checkpoint only
+    (copied beside, then renamed into place); returns the directory."""
+    import tensorflow as tf
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if latest is None:
+        raise ValueError(f"{run_dir!r} holds no checkpoint (checkpoints/) to keep")
+    dest = os.path.join(checkpoints_dir, name)
+    tmp = os.path.join(checkpoints_dir, ".tmp-" + name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "checkpoints"))
+    for relative in ("config.json", "flags.txt", curves.CURVE_FILENAME):
+        if os.path.isfile(os.path.join(run_dir, relative)):
+            shutil.copyfile(os.path.join(run_dir, relative), os.path.join(tmp, relative))
+    prefix = os.path.basename(latest)
+    for entry in os.listdir(os.path.dirname(latest)):
+        if entry.startswith(prefix + "."):
+            shutil.copyfile(os.path.join(os.path.dirname(latest), entry), os.path.join(tmp, "checkpoints", entry))
+    with open(os.path.join(tmp, "checkpoints", "checkpoint"), "w") as f:
+        f.write(f'model_checkpoint_path: "{prefix}"\nall_model_checkpoint_paths: "{prefix}"\n')
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def main(argv):
+    del argv
+    for name in ("run", "name"):
+        if not getattr(FLAGS, name):
+            raise cli.FlagError(name, "is required")
+    if os.sep in FLAGS.name or FLAGS.name.startswith("."):
+        raise cli.FlagError("name", f"must be a plain directory name, got {FLAGS.name!r}")
+    with cli.flag("run"):
+        if FLAGS.checkpoint_only:
+            dest = keep_checkpoint(FLAGS.run, FLAGS.name)
+            print(f"Kept the latest checkpoint of {FLAGS.run} in {dest}: on a new machine, copy it to "
+                  f"runs/{FLAGS.name} and rerun the run's deeprx.train command with --workdir=runs/{FLAGS.name}")
+            return
+        dest = ship(FLAGS.run, FLAGS.name)
+    print(f"Shipped {FLAGS.run} as pretrained:{FLAGS.name} in {dest} (MODEL.md)")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,57 @@
+"""Shipped pretrained models (data/models): each loads by name and beats ls_lmmse at high SINR."""
+
+
+import os
+
+import pytest
+
+from conftest import run_module
+from deeprx import ber, config, ship, workdir
+
+
+@pytest.mark.parametrize("name", workdir.shipped_models())
+def test_shipped_model_beats_ls_lmmse_at_high_sinr(name, tmp_path):
+    settings = workdir.read_settings(workdir.resolve("pretrained:" + name))
+    preset = config.get_preset(settings["preset"])
+    top = max(preset.evaluation.sinr_db)
+    out = str(tmp_path / "eval")
+    result = run_module("deeprx.evaluate", f"--preset={settings['preset']}",
+                        f"--num_dmrs={settings['scenario']['dmrs']['num_symbols']}",
+                        f"--receivers=pretrained:{name},ls_lmmse", f"--out={out}", f"--sinr_db={top - 4:g}:{top:g}:4",
+                        "--max_bits=200000", "--batch_size=32")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = ber.read_csv(os.path.join(out, "ber.csv"))
+    for sinr in (top - 4, top):
+        by = {r["receiver"]: r for r in rows if float(r["sinr_db"]) == sinr}
+        assert int(by["ls_lmmse"]["bit_errors"]) >= 100  # enough errors for the comparison to mean something
+        assert float(by[name]["ber"]) < float(by["ls_lmmse"]["ber"]), by
+
+
+def test_ship_writes_a_model_card(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "eval").mkdir(parents=True)
+    scenario = config.get_preset("tiny").scenario
+    from deeprx import model
+    settings = workdir.run_config_dict("tiny", scenario, model.DeepRxConfig(width_multiplier=0.125),
+                                       config.TrainConfig(steps=6, batch_size=4))
+    ber.write_json(str(run_dir / "config.json"), settings)
+    ber.write_json(str(run_dir / "train.json"), {
+        "parameters": 27748, "flops_per_slot": 17.9e6, "steps": 6, "steps_this_run": 6, "seconds_this_run": 7.2,
+        "slots_seen": 24, "train_seconds_total": 7.2, "command": "python -m deeprx.train --flagfile=smoke.flags",
+        "commit": "abc1234", "machine": "x86_64, 2 CPUs", "cpu": "Some CPU (avx2)"})
+    (run_dir / "model.keras").write_bytes(b"weights")
+    rows = [ber.make_row(r, s, e, 1000) for r, s, e in
+            (("run", 0.0, 300), ("ls_lmmse", 0.0, 350), ("run", 10.0, 5), ("ls_lmmse", 10.0, 40))]
+    ber.write_csv(str(run_dir / "eval" / "ber.csv"), rows)
+    ber.write_json(str(run_dir / "eval" / "summary.json"), ber.summarize(rows))
+    dest = ship.ship(str(run_dir), "tiny-teacher", models_dir=str(tmp_path / "models"))
+    card = open(os.path.join(dest, "MODEL.md")).read()
+    for needle in ("# tiny-teacher", "`python -m deeprx.train --flagfile=smoke.flags`", "| commit | abc1234 |",
+                   "| slots seen | 24 |", "Some CPU (avx2)", "| parameters | 27,748 |", "17.9 M",
+                   "--receivers=pretrained:tiny-teacher,ls_lmmse,perfect_lmmse", "| 10 | 5.00e-03 | 4.00e-02 |"):
+        assert needle in card, needle
+    assert sorted(os.listdir(dest)) == sorted(["MODEL.md", "model.keras", "config.json", "train.json", "ber.csv",
+                                                "summary.json"])
+    with pytest.raises(ValueError, match="not a finished run"):
+        ship.ship(str(tmp_path / "models"), "x", models_dir=str(tmp_path / "m2"))
+

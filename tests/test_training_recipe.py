@@ -1,0 +1,252 @@
+"""The training recipe's levers: LAMB, SINR sampling, the auxiliary channel loss, a narrower
+training grid, learning curves, tf.distribute, saved-settings compatibility."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from conftest import REPO, run_module
+from deeprx import ber, config, curves, lamb, model, ship, training, workdir
+
+
+def test_lamb_matches_its_formula():
+    """Three LAMB steps on two variables against a NumPy transcription of You et al.'s update."""
+    w0 = [np.array([[1.0, -2.0], [0.5, 3.0]], np.float32), np.array([0.1, -0.2, 0.3], np.float32)]
+    grads = [[np.array([[0.3, -0.1], [0.2, 0.4]], np.float32) * (k + 1), np.array([1.0, 2.0, -1.0], np.float32) / (k + 1)]
+             for k in range(3)]
+    variables = [tf.Variable(w) for w in w0]
+    optimizer = lamb.Lamb(learning_rate=0.05)
+    for g in grads:
+        optimizer.apply_gradients(zip([tf.constant(x) for x in g], variables))
+
+    b1, b2, eps, lr = 0.9, 0.999, 1e-6, 0.05
+    for i, w in enumerate(w0):
+        w, m, v = w.astype(np.float64), np.zeros_like(w, np.float64), np.zeros_like(w, np.float64)
+        for t, g in enumerate(grads, start=1):
+            m = b1 * m + (1 - b1) * g[i]
+            v = b2 * v + (1 - b2) * g[i] ** 2
+            r = (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+            w = w - lr * np.linalg.norm(w) / np.linalg.norm(r) * r
+        np.testing.assert_allclose(variables[i].numpy(), w, rtol=1e-5)
+    # The trust ratio makes the step lr x ||w|| whatever the gradient's scale.
+    v = tf.Variable(np.full(4, 2.0, np.float32))
+    lamb.Lamb(learning_rate=0.1).apply_gradients([(tf.constant([1e-4, 1e-4, 1e-4, 1e-4]), v)])
+    assert np.linalg.norm(v.numpy() - 2.0) == pytest.approx(0.1 * 4.0, rel=1e-3)
+
+
+def _trainer(scenario, tmp_path, **settings):
+    train_config = config.TrainConfig(**{"steps": 10, "batch_size": 64, "warmup_steps": 1, **settings})
+    keras_model = model.build(model.DeepRxConfig(width_multiplier=0.125),
+                              training.training_scenario(scenario, train_config))
+    return training.Trainer(keras_model, scenario, train_config, str(tmp_path), log=lambda *a, **k: None)
+
+
+def test_sinr_sampling_covers_the_range_uniformly_and_snr_sir_does_not(tiny, tmp_path):
+    seed = tf.constant(123, tf.int64)
+    sinr = _trainer(tiny, tmp_path / "a", sinr_sampling="sinr", train_sinr_db=(-8.0, 24.0)).draw(seed).sinr_db.numpy()
+    assert sinr.min() >= -8.0 and sinr.max() <= 24.0
+    # Uniform over 32 dB: a quarter of the slots in each 8 dB quarter, give or take.
+    counts = np.histogram(sinr, bins=4, range=(-8, 24))[0]
+    assert counts.min() >= 6, counts
+    # Independent SNR (-4..32 dB) and SIR (10..30 dB): the interferer caps the SINR near 30 dB and
+    # high SINR is rare; the drawn SINR is what the generator reports either way.
+    legacy = _trainer(tiny, tmp_path / "b").draw(seed).sinr_db.numpy()
+    assert legacy.max() <= 30.0 + 1e-3 and np.mean(legacy >= 20) < np.mean(sinr >= 16)
+    # Replicas draw other slots from the same step seed.
+    trainer = _trainer(tiny, tmp_path / "c", sinr_sampling="sinr", train_sinr_db=(-8.0, 24.0))
+    assert not np.allclose(trainer.draw(seed, 0).inputs.numpy(), trainer.draw(seed, 1).inputs.numpy())
+
+
+def test_aux_channel_head_learns_and_is_checkpointed(tiny, tmp_path):
+    tf.keras.utils.set_random_seed(0)
+    trainer = _trainer(tiny, tmp_path, steps=12, batch_size=8, learning_rate=1e-2, aux_channel_weight=1.0,
+                       checkpoint_every=12, log_every=12)
+    head_before = [w.numpy().copy() for w in trainer.aux_head.weights]
+    timing = trainer.fit()
+    assert "final_channel_mse" in timing and timing["final_channel_mse"] > 0
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(head_before, trainer.aux_head.weights))
+    names = [name for name, _ in tf.train.list_variables(os.path.join(tmp_path, "checkpoints", "ckpt-12"))]
+    assert any(name.startswith("aux_head/") for name in names)
+    # The latest checkpoint kept for a new machine resumes there at the same step and weights.
+    kept = ship.keep_checkpoint(str(tmp_path), "kept", checkpoints_dir=str(tmp_path / "keep"))
+    assert sorted(os.listdir(os.path.join(kept, "checkpoints")))[0] == "checkpoint"
+    again = _trainer(tiny, kept, steps=12, batch_size=8, learning_rate=1e-2, aux_channel_weight=1.0)
+    assert again.restore() == 12
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(again.aux_head.weights, trainer.aux_head.weights))
+    # The channel target the head regresses on is the true channel, real then imaginary parts.
+    h = tf.complex(tf.ones([1, 14, 24, 2]), 2 * tf.ones([1, 14, 24, 2]))
+    target = training.channel_target(h).numpy()
+    assert target.shape == (1, 14, 24, 4) and (target[..., :2] == 1).all() and (target[..., 2:] == 2).all()
+
+
+def test_levers_through_the_cli_narrow_grid_and_learning_curve(tmp_path):
+    run_dir = str(tmp_path / "levers")
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={run_dir}", "--optimizer=lamb",
+                        "--schedule=flat_linear", "--sinr_sampling=sinr", "--aux_channel_weight=1",
+                        "--train_num_prb=1", "--curve_every=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "on 1 PRB" in result.stdout and "channel_mse" in result.stdout
+    settings = workdir.read_settings(run_dir)["train"]
+    assert settings["train_sinr_db"] == [-8.0, 24.0]  # the tiny grid -4..20 dB, +-4 dB
+    assert (settings["optimizer"], settings["schedule"], settings["train_num_prb"]) == ("lamb", "flat_linear", 1)
+    # Trained on 1 PRB, saved and evaluated on the scenario's 2 PRB, one output (no aux head).
+    saved = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    assert saved.input_shape == (None, 14, 24, 10) and saved.output_shape == (None, 14, 24, 4)
+    points = ber.read_csv(os.path.join(run_dir, curves.CURVE_FILENAME))
+    assert [int(p["step"]) for p in points] == [3, 6]
+    assert [int(p["slots_seen"]) for p in points] == [12, 24]
+    assert float(points[1]["train_seconds"]) >= float(points[0]["train_seconds"]) > 0
+    assert set(points[0]) >= {"gm_ber", "ber_-4dB", "ber_20dB"}
+    train = json.loads(open(os.path.join(run_dir, "train.json")).read())
+    assert train["slots_seen"] == 24 and "cpu" in train
+
+
+def test_learning_curve_matches_the_bench_rule_and_truncates(tiny, tmp_path):
+    keras_model = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny)
+    curve = curves.LearningCurve(keras_model, tiny, (0.0, 10.0), str(tmp_path), slots_per_point=3, batch_size=2)
+    gm, points = curve.evaluate()
+    assert [p[2] for p in points] == [3 * 13 * 24 * 4] * 2  # slots x data symbols x subcarriers x bits
+    assert gm == pytest.approx(np.mean([np.log10(max(e, 1) / n) for _, e, n in points]))
+    curve.add(5, 40, 1.0, 0.5)
+    curve.add(10, 80, 2.0, None)
+    curve.truncate(5)
+    assert [int(r["step"]) for r in curve.rows()] == [5]
+    curve.add(5, 40, 1.0, 0.4)  # a point redone after a resume replaces the old one
+    assert [r["loss"] for r in curve.rows()] == ["0.4"]
+
+
+def test_runs_saved_before_the_new_settings_still_resume(tmp_path):
+    scenario = config.get_preset("tiny").scenario
+    model_config = model.DeepRxConfig()
+    new = workdir.run_config_dict("tiny", scenario, model_config, config.TrainConfig())
+    old = json.loads(json.dumps(new))
+    for key in ("optimizer", "schedule", "sinr_sampling", "train_sinr_db", "aux_channel_weight", "train_num_prb",
+                "curve_every"):
+        del old["train"][key]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    workdir.check_workdir(str(tmp_path), new)  # the defaults are the old behaviour
+    workdir.check_workdir(str(tmp_path), workdir.run_config_dict(
+        "tiny", scenario, model_config, config.TrainConfig(curve_every=100)))  # monitoring only
+    with pytest.raises(ValueError, match="other settings"):
+        workdir.check_workdir(str(tmp_path), workdir.run_config_dict(
+            "tiny", scenario, model_config, config.TrainConfig(sinr_sampling="sinr", train_sinr_db=(0.0, 10.0))))
+
+
+def test_pretrained_names_resolve_to_shipped_models_or_say_which_exist():
+    assert workdir.resolve("runs/x") == "runs/x"
+    with pytest.raises(ValueError, match="no shipped model 'nope'; shipped: "):
+        workdir.resolve("pretrained:nope")
+    for name in workdir.shipped_models():
+        assert os.path.isfile(os.path.join(workdir.resolve("pretrained:" + name), "model.keras"))
+
+
+# Two replicas on two logical CPUs (set before TensorFlow starts, hence a fresh process).
+_DISTRIBUTED = textwrap.dedent("""
+    import json, sys, tempfile
+    import numpy as np
+    from deeprx import config, distribute, model, training
+    strategy = distribute.make("mirrored", cpu_replicas=2)
+    import tensorflow as tf, tf_keras as keras
+    assert strategy.num_replicas_in_sync == 2
+    scenario = config.get_preset("tiny").scenario
+    mc = model.DeepRxConfig(width_multiplier=0.125)
+    tc = config.TrainConfig(steps=30, batch_size=8, learning_rate=1e-2, warmup_steps=2, checkpoint_every=15,
+                            log_every=30)
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        mirrored = model.build(mc, scenario, synchronized_bn=True)
+    single = model.build(mc, scenario)
+    single.set_weights(mirrored.get_weights())
+    out = {}
+    a = training.Trainer(mirrored, scenario, tc, tempfile.mkdtemp(), log=lambda *x, **k: None, strategy=strategy)
+    b = training.Trainer(single, scenario, tc, tempfile.mkdtemp(), log=lambda *x, **k: None)
+    seed = tf.constant(7, tf.int64)
+    initial = single.get_weights()
+    halves = [a.draw(seed, r) for r in (0, 1)]
+    a._train_step(seed)
+    b._update(*[tf.concat([getattr(h, k) for h in halves], 0) for k in ("inputs", "bits", "data_mask")])
+    out["max_weight_diff"] = max(float(np.max(np.abs(x - y)))
+                                 for x, y in zip(mirrored.get_weights(), single.get_weights()))
+    out["max_weight_change"] = max(float(np.max(np.abs(x - y)))
+                                   for x, y in zip(mirrored.get_weights(), initial))
+    # Train 2 replicas for 30 steps: the loss on held-out slots falls; then resume to 32.
+    from deeprx import data, losses
+    held = data.SlotGenerator(scenario, "train")(32, seed=data.slot_seed("held-out"))
+    loss = lambda m: float(losses.masked_bce(held.bits, m(held.inputs, training=False), held.data_mask))
+    workdir = sys.argv[1]
+    keras.utils.set_random_seed(1)
+    with strategy.scope():
+        fresh = model.build(mc, scenario, synchronized_bn=True)
+    out["loss_before"] = loss(fresh)
+    training.Trainer(fresh, scenario, tc, workdir, log=lambda *x, **k: None, strategy=strategy).fit()
+    out["loss_after"] = loss(fresh)
+    with strategy.scope():
+        again = model.build(mc, scenario, synchronized_bn=True)
+    resumed = training.Trainer(again, scenario, dataclasses_replace(tc, steps=32), workdir,
+                               log=lambda *x, **k: None, strategy=strategy)
+    out["restored_step"] = resumed.restore()
+    out["restored_equal"] = all(np.array_equal(x, y) for x, y in zip(again.get_weights(), fresh.get_weights()))
+    out["steps_this_run"] = resumed.fit()["steps_this_run"]
+    print("RESULT " + json.dumps(out))
+""").replace("dataclasses_replace", "__import__('dataclasses').replace")
+
+
+def test_two_replicas_match_one_device_train_and_resume(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    result = subprocess.run([sys.executable, "-c", _DISTRIBUTED, str(tmp_path / "run")], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.split("RESULT ", 1)[1])
+    # One 2-replica step (4 slots each, synchronized batch norm) equals one single-device step
+    # on the 8 slots concatenated; the step itself moved the weights by far more.
+    assert out["max_weight_change"] > 1e-3
+    assert out["max_weight_diff"] < 1e-4, out
+    assert out["loss_after"] < out["loss_before"] - 0.01, out
+    assert out["restored_step"] == 30 and out["restored_equal"] and out["steps_this_run"] == 2
+
+
+def _free_ports(count):
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multiworker_on_two_local_processes_trains_and_resumes(tmp_path):
+    """Two workers on this machine's loopback (TF_CONFIG), as two nodes would run: worker 0 writes
+    the run, both restore from it."""
+    run_dir = str(tmp_path / "run")
+    cluster = [f"localhost:{port}" for port in _free_ports(2)]
+
+    def train(steps):
+        processes = []
+        for index in (0, 1):
+            env = dict(os.environ, PYTHONPATH=REPO, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
+                       TF_CONFIG=json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}))
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "deeprx.train", "--flagfile=smoke.flags", f"--workdir={run_dir}",
+                 "--distribute=multiworker", "--noeval", f"--steps={steps}"],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [p.communicate(timeout=300) for p in processes]
+        assert all(p.returncode == 0 for p in processes), [err[-2000:] for _, err in outputs]
+        return [out for out, _ in outputs]
+
+    chief, other = train(6)
+    assert "on 2 replicas (multiworker)" in chief and "step 6/6" in chief and "step 6/6" not in other
+    assert json.loads(open(os.path.join(run_dir, "train.json")).read())["replicas"] == 2
+    chief, _ = train(9)
+    assert "Resuming from checkpoint at step 6" in chief and "step 9/9" in chief
+    assert os.path.isfile(os.path.join(run_dir, "checkpoints", "ckpt-9.index"))
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "flags.txt", "model.keras", "tb",
+                                           "train.json"]
