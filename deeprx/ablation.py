@@ -4,7 +4,7 @@ Example usage (from the repository root):
   nohup python -m deeprx.ablation --arms=data/results/training-ablation/arms \
       --workdir=runs/training-ablation --out=data/results/training-ablation > runs/ablation.log 2>&1 &
 
-Each arm is a flagfile of deeprx.train (it includes teacher.flags and changes one lever) and
+Each arm is a flagfile of deeprx.train (it includes a base recipe and changes one lever) and
 must set --curve_every. Arms train `--parallel` at a time (one TensorFlow thread each on 2
 cores, as the KD sweep does), in DIR/runs/<arm>; a finished arm is skipped and an interrupted
 one resumes, so the same command continues. Then --out gets:
@@ -95,11 +95,11 @@ def plot(curve_rows, arm_rows, path, title):
     for ax in axes:
         for key, style in (("ls_lmmse_gm_ber", "--"), ("perfect_lmmse_gm_ber", ":")):
             ax.axhline(float(arm_rows[0][key]), color="gray", linestyle=style, linewidth=0.8,
-                       label=key.replace("_gm_ber", ""))
+                       label=key.replace("_gm_ber", "") + " (final evaluation)")
         ax.grid(True, linewidth=0.3)
     axes[0].set_xlabel("training slots seen [thousands]")
     axes[1].set_xlabel("training wall-clock [min] (evaluations excluded)")
-    axes[0].set_ylabel("Geometric Mean BER (log10, test channels)")
+    axes[0].set_ylabel("Geometric Mean BER (test channels, lower is better)")
     axes[1].legend(fontsize=8)
     figure.suptitle(plots.textwrap.fill(title, width=140), fontsize=10)
     figure.tight_layout()

@@ -250,3 +250,28 @@ def test_multiworker_on_two_local_processes_trains_and_resumes(tmp_path):
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "ckpt-9.index"))
     assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "flags.txt", "model.keras", "tb",
                                            "train.json"]
+
+
+def test_ablation_trains_each_arm_and_draws_their_curves(tmp_path):
+    arms = tmp_path / "arms"
+    arms.mkdir()
+    (arms / "a-base.flags").write_text("--flagfile=smoke.flags\n--curve_every=3\n")
+    (arms / "b-sinr.flags").write_text("# one lever\n--flagfile=smoke.flags\n--curve_every=3\n--sinr_sampling=sinr\n")
+    out, work = tmp_path / "out", tmp_path / "work"
+    result = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    points = ber.read_csv(str(out / "curves.csv"))
+    assert [(p["arm"], p["step"]) for p in points] == [("a-base", "3"), ("a-base", "6"), ("b-sinr", "3"),
+                                                       ("b-sinr", "6")]
+    arm_rows = {row["arm"]: row for row in ber.read_csv(str(out / "arms.csv"))}
+    assert arm_rows["b-sinr"]["flags"] == "--curve_every=3 --sinr_sampling=sinr" and arm_rows["a-base"]["flags"] == \
+        "--curve_every=3"
+    assert arm_rows["b-sinr"]["curve_gm_ber"] == points[-1]["gm_ber"]
+    assert float(arm_rows["a-base"]["ls_lmmse_gm_ber"]) < 0 and (out / "curves.png").stat().st_size > 10000
+    assert "GM BER" in result.stdout
+    # A rerun trains nothing (both arms finished); an arm without a curve is refused up front.
+    again = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
+    assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 2
+    (arms / "c-bad.flags").write_text("--flagfile=smoke.flags\n")
+    bad = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
+    assert bad.returncode == 2 and "--arms: arm" in bad.stderr and "sets no --curve_every" in bad.stderr
