@@ -80,7 +80,7 @@ def simulate(receivers, scenario, evaluation, log=print):
     rows = []
     start = time.time()
     for index, sinr_db in enumerate(evaluation.sinr_db):
-        errors = {r.name: 0 for r in receivers}
+        slot_errors = {r.name: [] for r in receivers}  # errors of each slot, for the confidence interval
         bits = 0
         batch_index = 0
         point_start = time.time()
@@ -91,13 +91,15 @@ def simulate(receivers, scenario, evaluation, log=print):
             mask = tf.cast(batch.data_mask[..., None], tf.bool)
             for receiver in receivers:
                 wrong = tf.logical_and(tf.not_equal(receiver(batch) > 0.0, truth), mask)
-                errors[receiver.name] += int(tf.math.count_nonzero(wrong))
+                slot_errors[receiver.name] += tf.math.count_nonzero(wrong, axis=[1, 2, 3]).numpy().tolist()
             bits += int(tf.math.count_nonzero(batch.data_mask)) * scenario.bits_per_symbol
             batch_index += 1
+            errors = {name: sum(counts) for name, counts in slot_errors.items()}
             if min(errors.values()) >= evaluation.target_bit_errors or bits >= evaluation.max_bits:
                 break
         for receiver in receivers:
-            rows.append(ber_lib.make_row(receiver.name, sinr_db, errors[receiver.name], bits))
+            rows.append(ber_lib.make_row(receiver.name, sinr_db, errors[receiver.name], bits,
+                                         slot_errors[receiver.name]))
         elapsed = time.time() - start
         remaining = elapsed / (index + 1) * (len(evaluation.sinr_db) - index - 1)
         status = "  ".join(f"{name} {errors[name] / bits:.2e} ({errors[name]} err)" for name in errors)

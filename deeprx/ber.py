@@ -4,11 +4,18 @@ NumPy and the standard library only (Python 3.7 syntax), so that the device-side
 runner can write exactly the bench's ber.csv / summary.json format.
 
 Conventions (README "Evaluation"):
-- Geometric Mean BER (PAPER.md) = mean over the SINR grid of log10(BER).
-- A point with zero bit errors counts as BER = 1 / bits (fewer than one error in the
-  bits simulated), so that log10 stays finite; ber.csv keeps the raw 0.
-- sinr_at_ber_T interpolates linearly in (SINR, log10 BER) at the first crossing of T;
-  None (null) when the curve does not cross T inside the grid.
+- Geometric Mean BER (PAPER.md) = mean over the SINR grid of log10(max(BER, GM_BER_FLOOR)).
+  A point with zero bit errors counts as GM_BER_FLOOR, the same whatever the number of bits
+  simulated (with the old rule, 1 / bits, a longer run made a zero-error point better).
+- Each point has a 95% confidence interval from its slots (bits within a slot are not
+  independent): the per-slot BERs' mean +- 1.96 standard errors, and at least the rule of
+  three (3 / bits) above when there were no errors.
+- sinr_at_ber_T: the SINR from which on the curve stays below T for the rest of the grid,
+  interpolated in (SINR, log10 BER) between the last point at or above T and the next one.
+  None (null) when there is no such crossing, with a note in `note_T`: "floor at X" (the
+  curve ends at or above T: X its lowest BER from its last point below T on, or over the
+  whole grid), "below T from the first point", or "too few errors" when the last point at
+  or above T has fewer than MIN_BIT_ERRORS errors (it cannot be told from noise).
 """
 
 import csv
@@ -17,13 +24,15 @@ import math
 import os
 import tempfile
 
-CSV_HEADER = ("receiver", "sinr_db", "ber", "bit_errors", "bits")
+CSV_HEADER = ("receiver", "sinr_db", "ber", "bit_errors", "bits", "slots", "ber_ci_low", "ber_ci_high")
 TARGET_BERS = (1e-2, 1e-3)
+GM_BER_FLOOR = 1e-6
+MIN_BIT_ERRORS = 100
 
 
 def floored_ber(bit_errors, bits):
-    """BER with the zero-error convention above."""
-    return max(bit_errors, 1) / float(bits)
+    """BER with the Geometric Mean's floor: max(errors / bits, GM_BER_FLOOR)."""
+    return max(bit_errors / float(bits), GM_BER_FLOOR)
 
 
 def geometric_mean_ber(points):
@@ -31,21 +40,42 @@ def geometric_mean_ber(points):
     return sum(math.log10(floored_ber(e, n)) for _, e, n in points) / len(points)
 
 
-def sinr_at_ber(points, target):
-    """First SINR at which the (log-interpolated) BER falls to `target`, or None."""
+def slot_interval(slot_errors, bits_per_slot):
+    """95% confidence interval (low, high) of the BER from per-slot error counts."""
+    n = len(slot_errors)
+    total_bits = float(n * bits_per_slot)
+    mean = sum(slot_errors) / total_bits
+    if n > 1:
+        variance = sum((e / float(bits_per_slot) - mean) ** 2 for e in slot_errors) / (n - 1)
+        half = 1.96 * math.sqrt(variance / n)
+    else:
+        half = 0.0
+    return max(mean - half, 0.0), max(mean + half, 3.0 / total_bits if mean == 0 else 0.0)
+
+
+def target_crossing(points, target):
+    """(SINR at which the curve goes below `target` and stays below, or None; a note when None).
+    points: (sinr_db, bit_errors, bits) tuples. Rules in the module docstring."""
     points = sorted(points)
-    log_target = math.log10(target)
-    previous = None
-    for sinr, errors, bits in points:
-        log_ber = math.log10(floored_ber(errors, bits))
-        if log_ber <= log_target:
-            if previous is None:
-                return None  # already below the target at the first grid point
-            sinr0, log_ber0 = previous
-            frac = (log_ber0 - log_target) / (log_ber0 - log_ber)
-            return round(sinr0 + frac * (sinr - sinr0), 4)
-        previous = (sinr, log_ber)
-    return None
+    bers = [e / float(n) for _, e, n in points]
+    above = [i for i, b in enumerate(bers) if b >= target]
+    if not above:
+        return None, "below %.0e from the first point" % target
+    last = above[-1]
+    if last == len(points) - 1:
+        below = [i for i, b in enumerate(bers) if b < target]
+        start = below[-1] if below else 0
+        return None, "floor at %.2e" % min(bers[start:])
+    if points[last][1] < MIN_BIT_ERRORS:
+        return None, "too few errors (%d) at %g dB to place the crossing" % (points[last][1], points[last][0])
+    (sinr0, e0, n0), (sinr1, e1, n1) = points[last], points[last + 1]
+    log0, log1, log_target = math.log10(floored_ber(e0, n0)), math.log10(floored_ber(e1, n1)), math.log10(target)
+    return round(sinr0 + (log0 - log_target) / (log0 - log1) * (sinr1 - sinr0), 4), None
+
+
+def sinr_at_ber(points, target):
+    """The SINR of target_crossing, or None."""
+    return target_crossing(points, target)[0]
 
 
 def summarize(rows):
@@ -58,7 +88,9 @@ def summarize(rows):
     for receiver, points in by_receiver.items():
         entry = {"gm_ber": round(geometric_mean_ber(points), 6)}
         for target in TARGET_BERS:
-            entry[target_key(target)] = sinr_at_ber(points, target)
+            entry[target_key(target)], note = target_crossing(points, target)
+            if note:
+                entry["note_" + target_key(target).rsplit("_", 1)[1]] = note
         entry["sinr_db"] = [p[0] for p in sorted(points)]
         summary[receiver] = entry
     return summary
@@ -70,10 +102,15 @@ def target_key(target):
     return "sinr_at_ber_1e%d" % exponent
 
 
-def make_row(receiver, sinr_db, bit_errors, bits):
-    return {"receiver": receiver, "sinr_db": sinr_db,
-            "ber": bit_errors / float(bits) if bits else float("nan"),
-            "bit_errors": int(bit_errors), "bits": int(bits)}
+def make_row(receiver, sinr_db, bit_errors, bits, slot_errors=None):
+    """A ber.csv row; with `slot_errors` (the errors of each slot, equal bits per slot) also
+    the slot count and the 95% confidence interval."""
+    row = {"receiver": receiver, "sinr_db": sinr_db, "ber": bit_errors / float(bits) if bits else float("nan"),
+           "bit_errors": int(bit_errors), "bits": int(bits), "slots": "", "ber_ci_low": "", "ber_ci_high": ""}
+    if slot_errors:
+        low, high = slot_interval(slot_errors, bits // len(slot_errors))
+        row.update(slots=len(slot_errors), ber_ci_low="%.3e" % low, ber_ci_high="%.3e" % high)
+    return row
 
 
 def atomic_write(path, write, binary=False):

@@ -5,8 +5,8 @@ A training run with `curve_every` > 0 adds a point every that many steps to its
 loss of the last progress line, the Geometric Mean BER over the SINR grid and the BER of
 each point. The slots are drawn once from the test channel models (the same for every
 run of a scenario: fixed seeds), CURVE_SLOTS_PER_POINT per SINR point, so points of
-different runs compare directly. BER of zero errors counts as 1 / bits, as in
-deeprx.ber.
+different runs compare directly. The Geometric Mean BER is deeprx.ber's (zero errors count
+as its GM_BER_FLOOR).
 """
 
 import os

@@ -51,10 +51,31 @@ class Distiller(keras.Model):
         self.form, self.kd_reduction = form, kd_reduction
 
     def combine(self, student_loss, distillation_loss):
-        """The total loss of the chosen form."""
+        """The total loss of the chosen form: alpha x the student loss + the KD term."""
+        return self.alpha * student_loss + self.kd_term(distillation_loss)
+
+    def kd_term(self, distillation_loss):
+        """The KD term as it enters the total loss of the chosen form."""
         if self.form == "paper":
-            return self.alpha * student_loss + distillation_loss
-        return self.alpha * student_loss + (1.0 - self.alpha) * self.temperature ** 2 * distillation_loss
+            return distillation_loss
+        return (1.0 - self.alpha) * self.temperature ** 2 * distillation_loss
+
+    def gradient_shares(self, data):
+        """{"kd_grad_share": ||grad KD term|| / (||grad student term|| + ||grad KD term||)} on a
+        batch, the student's weights unchanged (two backward passes: for logging, not every step)."""
+        inputs, bits, data_mask = keras.utils.unpack_x_y_sample_weight(data)
+        teacher_logits = self.teacher(inputs, training=False)
+        with tf.GradientTape(persistent=True) as tape:
+            student_logits = self.student(inputs, training=False)
+            student_loss = self.student_loss_fn(bits, student_logits, data_mask)
+            kd = self.kd_term(self.distillation_loss_fn(teacher_logits, student_logits, self.temperature,
+                                                        data_mask, self.kd_reduction))
+            student_term = self.alpha * student_loss
+        variables = self.student.trainable_variables
+        norm_student = tf.linalg.global_norm(tape.gradient(student_term, variables))
+        norm_kd = tf.linalg.global_norm(tape.gradient(kd, variables))
+        del tape
+        return {"kd_grad_share": norm_kd / tf.maximum(norm_student + norm_kd, 1e-30)}
 
     def train_step(self, data):
         inputs, bits, data_mask = keras.utils.unpack_x_y_sample_weight(data)
@@ -72,7 +93,7 @@ class Distiller(keras.Model):
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         self.compiled_metrics.update_state(bits, student_logits)
         return {"loss": loss, "student_loss": student_loss, "distillation_loss": distillation_loss,
-                **{m.name: m.result() for m in self.metrics}}
+                "kd_share": self.kd_term(distillation_loss) / loss, **{m.name: m.result() for m in self.metrics}}
 
     def test_step(self, data):
         inputs, bits, data_mask = keras.utils.unpack_x_y_sample_weight(data)

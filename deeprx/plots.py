@@ -20,7 +20,7 @@ def ber_vs_sinr(rows, path, title):
         points = sorted((float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"]))
                         for r in rows if r["receiver"] == receiver)
         sinr = [p[0] for p in points]
-        ber = [ber_lib.floored_ber(e, n) for _, e, n in points]
+        ber = [max(e, 1) / float(n) for _, e, n in points]  # zero errors drawn at 1 / bits
         line, = axes.semilogy(sinr, ber, marker="o", label=receiver)
         zero = [(s, b) for (s, b, (_, e, _n)) in zip(sinr, ber, points) if e == 0]
         if zero:

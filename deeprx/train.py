@@ -16,6 +16,7 @@ read from the current directory; later flags win.
 
 import dataclasses
 import os
+import shutil
 import sys
 
 from absl import flags
@@ -231,6 +232,7 @@ def train_and_evaluate(run, command):
     # Saved on the scenario's grid with plain layers, however it trained.
     model = model_lib.on_grid(model, run.model_config, run.scenario, name="deeprx")
     if not chief:
+        shutil.rmtree(trainer.scratch_dir, ignore_errors=True)
         return
     training.save_model(model, os.path.join(run.workdir, "model.keras"))
     ber_lib.write_json(os.path.join(run.workdir, "train.json"), {

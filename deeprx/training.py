@@ -128,7 +128,8 @@ class Trainer:
         self.checkpoint_dir = os.path.join(workdir, "checkpoints")
         # Every worker saves and evaluates (reading synchronized variables is collective);
         # the workers but the chief write to a scratch directory and log nothing.
-        written = workdir if chief else tempfile.mkdtemp(prefix="deeprx-worker-")
+        self.scratch_dir = None if chief else tempfile.mkdtemp(prefix="deeprx-worker-")
+        written = self.scratch_dir or workdir
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(written, "checkpoints"),
                                                   max_to_keep=3)
         self.chief = chief
@@ -194,6 +195,10 @@ class Trainer:
         self.step.assign_add(1)
         return scalars
 
+    def diagnostics(self, seed):
+        """Extra scalars for a progress line, computed on the slots of `seed` (none here)."""
+        return {}
+
     def restore(self):
         """Restores the latest checkpoint, if any; returns the step it holds."""
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
@@ -229,6 +234,7 @@ class Trainer:
             if done % config.log_every == 0 or done == config.steps:
                 # Losses are averaged over the steps since the last progress line.
                 scalars = {name: total / (done - last_step) for name, total in sums.items()}
+                scalars.update(self.diagnostics(seed))
                 sums = {}
                 now = time.time()
                 steps_per_s = (done - last_step) / max(now - last_time, 1e-9)
@@ -282,13 +288,20 @@ class DistillationTrainer(Trainer):
                              "from the teacher's LLRs")
         super().__init__(distiller.student, scenario, train_config, workdir, **kwargs)
         self.distiller = distiller
+        self._gradient_shares = None
         distiller.compile(self.optimizer, alpha=kd_config.alpha, temperature=kd_config.temperature,
                           form=kd_config.form, kd_reduction=kd_config.reduction)
 
     def _apply(self, inputs, bits, data_mask, channel=None):
         out = self.distiller.train_step((inputs, bits, data_mask))
         return {"loss": out["student_loss"], "distillation_loss": out["distillation_loss"],
-                "total_loss": out["loss"]}
+                "total_loss": out["loss"], "kd_share": out["kd_share"]}
+
+    def diagnostics(self, seed):
+        """The KD term's share of the gradient norm on the slots of `seed` (at log steps)."""
+        if self._gradient_shares is None:  # Batch starts with inputs, bits, data_mask
+            self._gradient_shares = tf.function(lambda s: self.distiller.gradient_shares(tuple(self.draw(s))[:3]))
+        return {name: float(value) for name, value in self._gradient_shares(seed).items()}
 
 
 def evaluate_model(model, name, scenario, evaluation, out_dir, preset_name, log=print):

@@ -234,12 +234,12 @@ def ber_on_vectors(model, vectors, name):
     mask = vectors["data_mask"].astype(bool)[..., None]
     rows = []
     for point, sinr_db in enumerate(vectors["sinr_db"]):
-        errors = bits = 0
+        slot_errors, bits = [], 0
         for slot, truth in zip(vectors["inputs"][point], vectors["bits"][point]):
             wrong = (model.bit_decisions(slot) != truth.astype(bool)) & mask
-            errors += int(wrong.sum())
+            slot_errors.append(int(wrong.sum()))
             bits += int(mask.sum()) * truth.shape[-1]
-        rows.append(ber_lib.make_row(name, round(float(sinr_db), 6), errors, bits))
+        rows.append(ber_lib.make_row(name, round(float(sinr_db), 6), sum(slot_errors), bits, slot_errors))
     return rows
 
 

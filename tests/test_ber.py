@@ -6,22 +6,47 @@ import pytest
 from deeprx import ber
 
 
-def test_geometric_mean_ber_is_mean_log10_with_zero_error_floor():
+def test_geometric_mean_ber_is_mean_log10_with_a_floor_independent_of_the_bit_budget():
     points = [(0.0, 100, 1000), (5.0, 10, 1000), (10.0, 0, 1000)]
-    expected = (math.log10(0.1) + math.log10(0.01) + math.log10(1 / 1000)) / 3
+    expected = (math.log10(0.1) + math.log10(0.01) + math.log10(ber.GM_BER_FLOOR)) / 3
     assert ber.geometric_mean_ber(points) == pytest.approx(expected)
+    # A zero-error point counts the same with 10x the bits.
+    assert ber.geometric_mean_ber(points[:2] + [(10.0, 0, 10_000)]) == pytest.approx(expected)
 
 
 def test_sinr_at_ber_interpolates_in_log_ber():
     points = [(0.0, 100, 1000), (10.0, 1, 1000)]            # 1e-1 at 0 dB, 1e-3 at 10 dB
     assert ber.sinr_at_ber(points, 1e-2) == pytest.approx(5.0)
-    assert ber.sinr_at_ber(points, 1e-3) == pytest.approx(10.0)
-    assert ber.sinr_at_ber(points, 1e-4) is None             # never reached
-    assert ber.sinr_at_ber([(0.0, 1, 10_000)], 1e-2) is None  # below target from the start
+    assert ber.sinr_at_ber(points, 1e-3) is None             # ends at the target: not below it
+    assert ber.target_crossing([(0.0, 1, 10_000)], 1e-2) == (None, "below 1e-02 from the first point")
+
+
+def test_a_floor_and_a_curve_that_comes_back_give_no_sinr_but_say_so():
+    floor = [(10.0, 300, 10_000), (14.0, 130, 10_000), (18.0, 110, 10_000), (22.0, 105, 10_000)]
+    assert ber.target_crossing(floor, 1e-2) == (None, "floor at 1.05e-02")
+    # Below 1e-2 at 18 dB, back above at 22 dB and to the end: the first crossing would
+    # have said 17 dB, but the curve does not stay below.
+    back = [(14.0, 200, 10_000), (18.0, 90, 10_000), (22.0, 120, 10_000), (26.0, 110, 10_000)]
+    assert ber.target_crossing(back, 1e-2) == (None, "floor at 9.00e-03")
+    # Back above at 22 dB, then below for good: the crossing after 22 dB counts.
+    again = back[:3] + [(26.0, 10, 10_000)]
+    assert ber.target_crossing(again, 1e-2)[0] == pytest.approx(22.0 + 4.0 * math.log10(1.2) / math.log10(12))
+    # The last point at or above the target with too few errors cannot place the crossing.
+    noisy = [(0.0, 50, 1000), (4.0, 12, 1000), (8.0, 0, 1000)]
+    assert ber.target_crossing(noisy, 1e-2) == (None, "too few errors (12) at 4 dB to place the crossing")
+
+
+def test_slot_confidence_interval():
+    low, high = ber.slot_interval([10, 30, 20, 20], 1000)
+    standard_error = math.sqrt(sum((x - 0.02) ** 2 for x in (0.01, 0.03, 0.02, 0.02)) / 3 / 4)
+    assert (low, high) == pytest.approx((0.02 - 1.96 * standard_error, 0.02 + 1.96 * standard_error))
+    assert ber.slot_interval([0, 0, 0], 1000) == (0.0, pytest.approx(1e-3))  # rule of three
+    row = ber.make_row("rx", 0.0, 80, 4000, [10, 30, 20, 20])
+    assert row["slots"] == 4 and float(row["ber_ci_low"]) == pytest.approx(low, rel=1e-3)
 
 
 def test_summarize_keys_and_csv_round_trip(tmp_path):
-    rows = [ber.make_row("rx", 0.0, 200, 1000), ber.make_row("rx", 4.0, 20, 1000),
+    rows = [ber.make_row("rx", 0.0, 200, 1000), ber.make_row("rx", 4.0, 120, 1000),
             ber.make_row("rx", 8.0, 0, 1000)]
     path = os.path.join(tmp_path, "ber.csv")
     ber.write_csv(path, rows)
@@ -29,9 +54,10 @@ def test_summarize_keys_and_csv_round_trip(tmp_path):
     assert list(read[0]) == list(ber.CSV_HEADER)
     summary = ber.summarize(read)
     assert set(summary["rx"]) == {"gm_ber", "sinr_at_ber_1e-2", "sinr_at_ber_1e-3", "sinr_db"}
+    assert ber.summarize(rows[:2])["rx"]["note_1e-2"] == "floor at 1.20e-01"
     assert summary == ber.summarize(rows)
-    # 1e-2 is crossed between 4 dB (2e-2) and 8 dB (zero errors, floored to 1e-3).
-    fraction = (math.log10(0.02) - math.log10(0.01)) / (math.log10(0.02) - math.log10(0.001))
+    # 1e-2 is crossed between 4 dB (1.2e-1) and 8 dB (zero errors, floored to GM_BER_FLOOR).
+    fraction = (math.log10(0.12) - math.log10(0.01)) / (math.log10(0.12) - math.log10(ber.GM_BER_FLOOR))
     assert summary["rx"]["sinr_at_ber_1e-2"] == pytest.approx(4.0 + 4.0 * fraction, abs=1e-4)
 
 

@@ -79,6 +79,14 @@ def test_train_step_updates_the_student_and_never_the_teacher(pair, tiny):
     assert all(changed[i] for i, v in enumerate(student.weights) if v.trainable)
     evaluation = d.test_step((batch.inputs, batch.bits, batch.data_mask))
     assert float(evaluation["student_loss"]) > 0
+    # The KD term's share of the loss and of the gradient norm, as logged in training.
+    loss, kd = float(out["loss"]), float(out["distillation_loss"])
+    assert float(out["kd_share"]) == pytest.approx(kd / loss, rel=1e-5)
+    share = float(d.gradient_shares((batch.inputs, batch.bits, batch.data_mask))["kd_grad_share"])
+    assert 0.0 < share < 1.0
+    d.compile(keras.optimizers.Adam(1e-2), alpha=1e6, temperature=3.0, form="paper", kd_reduction="mean")
+    drowned = float(d.gradient_shares((batch.inputs, batch.bits, batch.data_mask))["kd_grad_share"])
+    assert drowned < 1e-3 < share  # the paper's alpha on a mean-reduced KL leaves KD no say
 
 
 def test_teacher_student_grid_mismatch_is_rejected(tiny):

@@ -24,7 +24,7 @@ def test_writes_csv_summary_plot_and_config(classical_run):
     out, result = classical_run
     assert sorted(os.listdir(out)) == ["ber.csv", "ber.png", "config.json", "summary.json"]
     rows = ber.read_csv(os.path.join(out, "ber.csv"))
-    assert list(rows[0]) == ["receiver", "sinr_db", "ber", "bit_errors", "bits"]
+    assert list(rows[0]) == ["receiver", "sinr_db", "ber", "bit_errors", "bits", "slots", "ber_ci_low", "ber_ci_high"]
     assert [(r["receiver"], float(r["sinr_db"])) for r in rows] == [
         (name, s) for s in (0.0, 8.0, 16.0) for name in ("ls_lmmse", "perfect_lmmse")]
     for row in rows:
@@ -44,10 +44,16 @@ def test_summary_equals_what_the_csv_implies(classical_run):
     for name, entry in summary.items():
         points = [(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"])) for r in rows
                   if r["receiver"] == name]
-        logs = [math.log10(max(e, 1) / n) for _, e, n in points]
+        logs = [math.log10(max(e / n, ber.GM_BER_FLOOR)) for _, e, n in points]
         assert entry["gm_ber"] == pytest.approx(sum(logs) / len(logs), abs=1e-6)
         for key, target in (("sinr_at_ber_1e-2", 1e-2), ("sinr_at_ber_1e-3", 1e-3)):
-            assert entry[key] == ber.sinr_at_ber(points, target)
+            crossing, note = ber.target_crossing(points, target)
+            assert entry[key] == crossing and entry.get("note_" + key.rsplit("_", 1)[1]) == note
+    # Every point has its slot count and a 95% interval around its BER.
+    for row in rows:
+        assert int(row["slots"]) >= 1 and int(row["bits"]) % int(row["slots"]) == 0
+        assert float(row["ber_ci_low"]) <= float(row["ber"]) <= float(row["ber_ci_high"])
+        assert float(row["ber_ci_high"]) > 0
     # perfect CSI is never worse than LS estimates on the same slots
     assert summary["perfect_lmmse"]["gm_ber"] < summary["ls_lmmse"]["gm_ber"]
 

@@ -30,8 +30,12 @@ def test_kd_flags_train_the_missing_teacher_then_the_student(kd_run):
     with open(os.path.join(teacher, "train.json")) as f:
         teacher_flops = json.load(f)["flops_per_slot"]
     with open(os.path.join(student, "train.json")) as f:
-        student_flops = json.load(f)["flops_per_slot"]
+        trained = json.load(f)
+    student_flops = trained["flops_per_slot"]
     assert student_flops == pytest.approx(11 / 30 * teacher_flops, rel=0.10)
+    # The KD term's share of the loss and of the gradient norm, logged and in train.json.
+    assert "kd_share" in result.stdout and "kd_grad_share" in result.stdout
+    assert 0 < trained["final_kd_share"] < 1 and 0 < trained["final_kd_grad_share"] < 1
     with open(os.path.join(student, "config.json")) as f:
         kd = json.load(f)["kd"]
     assert (kd["alpha"], kd["temperature"], kd["form"]) == (5e5, 3.0, "paper")

@@ -113,7 +113,7 @@ def test_learning_curve_matches_the_bench_rule_and_truncates(tiny, tmp_path):
     curve = curves.LearningCurve(keras_model, tiny, (0.0, 10.0), str(tmp_path), slots_per_point=3, batch_size=2)
     gm, points = curve.evaluate()
     assert [p[2] for p in points] == [3 * 13 * 24 * 4] * 2  # slots x data symbols x subcarriers x bits
-    assert gm == pytest.approx(np.mean([np.log10(max(e, 1) / n) for _, e, n in points]))
+    assert gm == pytest.approx(np.mean([np.log10(max(e / n, ber.GM_BER_FLOOR)) for _, e, n in points]))
     curve.add(5, 40, 1.0, 0.5)
     curve.add(10, 80, 2.0, None)
     curve.truncate(5)
