@@ -22,8 +22,11 @@ def title(preset_name, scenario, evaluation):
 
 def summary_lines(summary):
     """One line per receiver of a summary.json mapping, for the console."""
-    return [f"{name:>16}: GM BER {entry['gm_ber']:.3f} | SINR at BER 1e-2 {entry['sinr_at_ber_1e-2']} dB"
-            f" | at 1e-3 {entry['sinr_at_ber_1e-3']} dB" for name, entry in summary.items()]
+    def at(entry, target):
+        value = entry["sinr_at_ber_" + target]
+        return f"{value} dB" if value is not None else entry.get("note_" + target, "not reached")
+    return [f"{name:>16}: GM BER {entry['gm_ber']:.3f} | SINR at BER 1e-2 {at(entry, '1e-2')}"
+            f" | at 1e-3 {at(entry, '1e-3')}" for name, entry in summary.items()]
 
 
 def cpu_model():

@@ -14,8 +14,12 @@ HEADER = ("| run | DMRS | receiver | SINR at BER 1e-2 [dB] | SINR at BER 1e-3 [d
           "|---|---|---|---|---|---|")
 
 
-def _fmt(value):
-    return "not reached" if value is None else f"{value:.2f}"
+def _fmt(entry, key):
+    """The SINR at a target BER, or the summary's note on why there is none ("floor at ...")."""
+    value = entry[key]
+    if value is not None:
+        return f"{value:.2f}"
+    return entry.get("note_" + key.rsplit("_", 1)[1], "not reached")
 
 
 def table(run_dirs):
@@ -28,7 +32,7 @@ def table(run_dirs):
         dmrs = run_config["scenario"]["dmrs"]["num_symbols"]
         for receiver, entry in summary.items():
             lines.append(f"| {os.path.basename(os.path.normpath(run_dir))} | {dmrs} | {receiver} | "
-                         f"{_fmt(entry['sinr_at_ber_1e-2'])} | {_fmt(entry['sinr_at_ber_1e-3'])} | "
+                         f"{_fmt(entry, 'sinr_at_ber_1e-2')} | {_fmt(entry, 'sinr_at_ber_1e-3')} | "
                          f"{entry['gm_ber']:.3f} |")
     return "\n".join(lines)
 
