@@ -344,7 +344,7 @@ def main(argv):
         metric1_params = metric1_defaults(host, FLAGS.cores, FLAGS.clock_hz, FLAGS.kappa, FLAGS.flops_per_clock)
     result = report(model_config, scenario, measured, host, processors, layer_seconds, training, steps_total,
                     FLAGS.rate, FLAGS.lifetime_days, metric1_params)
-    result.update(model=os.path.abspath(FLAGS.model), preset=preset.name, grid_shape=list(scenario.grid_shape),
+    result.update(model=os.path.abspath(workdir_lib.resolve(FLAGS.model)), preset=preset.name, grid_shape=list(scenario.grid_shape),
                   seconds=round(time.time() - start, 1), **bench.provenance())
     log("5/5 plots", flush=True)
     os.makedirs(FLAGS.out, exist_ok=True)

@@ -82,7 +82,7 @@ def main(argv):
     with cli.flag("predictor"):
         predictor = timing.load_predictor(FLAGS.predictor)
     with cli.flag("model"):
-        if not os.path.isfile(os.path.join(FLAGS.model, "config.json")):
+        if not os.path.isfile(os.path.join(workdir_lib.resolve(FLAGS.model), "config.json")):
             raise ValueError(f"no config.json in {FLAGS.model!r}: give a directory of python -m deeprx.train")
         model_config = workdir_lib.model_config_of(workdir_lib.read_settings(FLAGS.model))
     for backend in FLAGS.backends:

@@ -66,8 +66,8 @@ def _comparable(run_config):
 
 
 def read_settings(workdir):
-    """The run settings a training run saved (its config.json)."""
-    with open(os.path.join(workdir, "config.json")) as f:
+    """The run settings a training run (or pretrained:NAME) saved (its config.json)."""
+    with open(os.path.join(resolve(workdir), "config.json")) as f:
         return json.load(f)
 
 
@@ -92,10 +92,11 @@ def check_grid_change(trained_scenario, scenario):
 
 
 def check_model_dir(model_dir, scenario):
-    """ValueError unless `model_dir` is a trained run (model.keras + config.json) that runs on
+    """ValueError unless `model_dir` (or pretrained:NAME) is a trained run (model.keras + config.json) that runs on
     `scenario` (its training scenario but for the PRB count)."""
     if not model_dir:
         raise ValueError("give a run directory of python -m deeprx.train")
+    model_dir = resolve(model_dir)
     for name in (MODEL_FILENAME, "config.json"):
         if not os.path.isfile(os.path.join(model_dir, name)):
             raise ValueError(f"no {name} in {model_dir!r}: give a directory of python -m deeprx.train")
@@ -107,6 +108,7 @@ def model_on_grid(model_dir, scenario, batch_size=None, name=None):
     DeepRxConfig): the fully convolutional DeepRx runs on any PRB count of its training
     scenario (ValueError for another scenario); `batch_size` fixes the batch (TFLite export)."""
     import tf_keras as keras
+    model_dir = resolve(model_dir)
     settings = read_settings(model_dir)
     check_grid_change(settings["scenario"], scenario)
     trained = keras.models.load_model(os.path.join(model_dir, MODEL_FILENAME), compile=False)
