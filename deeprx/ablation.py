@@ -71,7 +71,9 @@ def collect(runs, paths):
     for run, path in zip(runs, paths):
         points = ber_lib.read_csv(os.path.join(run.workdir, curves.CURVE_FILENAME))
         curve_rows += [dict({k: point[k] for k in CURVE_COLUMNS[1:]}, arm=run.name) for point in points]
-        summary = ber_lib.read_json(os.path.join(run.workdir, "eval", "summary.json"))
+        # The summary of the final evaluation's ber.csv by today's rules (deeprx.ber), so that
+        # arms evaluated before a rule changed compare.
+        summary = ber_lib.summarize(ber_lib.read_csv(os.path.join(run.workdir, "eval", "ber.csv")))
         last = points[-1]
         arm_rows.append({
             "arm": run.name, "flags": " ".join(arm_flags(path)), "steps": last["step"],
