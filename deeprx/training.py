@@ -244,7 +244,7 @@ class Trainer:
                 losses_text = " | ".join(f"{name} {value:.4f}" for name, value in scalars.items())
                 self.log(f"step {done}/{config.steps} | {losses_text} | {steps_per_s:.2f} steps/s | "
                          f"{steps_per_s * config.batch_size:.1f} slots/s | lr {lr:.2e} | "
-                         f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
+                         f"ETA {int(eta // 3600)}:{time.strftime('%M:%S', time.gmtime(eta))}", flush=True)
                 with writer.as_default(step=done):
                     for name, value in scalars.items():
                         tf.summary.scalar(name, value)
