@@ -133,9 +133,10 @@ def write_csv(path, rows):
 
 
 def write_table(path, rows, fieldnames):
-    """Any table of dicts as CSV, written atomically."""
+    """Any table of dicts as CSV, written atomically: the `fieldnames` columns of each row
+    (other keys are left out)."""
     def write(f):
-        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     atomic_write(path, write)

@@ -196,7 +196,8 @@ class Trainer:
         return scalars
 
     def diagnostics(self, seed):
-        """Extra scalars for a progress line, computed on the slots of `seed` (none here)."""
+        """Extra scalars for the progress line of a checkpoint step, computed on the slots of
+        `seed` (none here)."""
         return {}
 
     def restore(self):
@@ -231,10 +232,12 @@ class Trainer:
             for name, value in self._train_step(seed).items():
                 sums[name] = sums.get(name, 0.0) + float(value)
             done = step + 1
+            checkpoint = done % config.checkpoint_every == 0 or done == config.steps
             if done % config.log_every == 0 or done == config.steps:
                 # Losses are averaged over the steps since the last progress line.
                 scalars = {name: total / (done - last_step) for name, total in sums.items()}
-                scalars.update(self.diagnostics(seed))
+                if checkpoint:  # the costlier diagnostics at checkpoint steps only
+                    scalars.update(self.diagnostics(seed))
                 sums = {}
                 now = time.time()
                 steps_per_s = (done - last_step) / max(now - last_time, 1e-9)
@@ -251,7 +254,6 @@ class Trainer:
                     tf.summary.scalar("learning_rate", lr)
                     tf.summary.scalar("slots_per_s", steps_per_s * config.batch_size)
                     tf.summary.scalar("slots_seen", done * config.batch_size)
-            checkpoint = done % config.checkpoint_every == 0 or done == config.steps
             curve_point = self.curve is not None and (done % config.curve_every == 0 or done == config.steps)
             if checkpoint or curve_point:
                 paused = time.time()

@@ -24,7 +24,7 @@ STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("sweep") / "kd")
-    result = run_module("deeprx.sweep", *TINY, f"--workdir={workdir}", timeout=1200)
+    result = run_module("deeprx.sweep", *TINY, f"--workdir={workdir}", timeout=2400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir, result
 
