@@ -149,7 +149,7 @@ def test_pretrained_names_resolve_to_shipped_models_or_say_which_exist():
 
 # Two replicas on two logical CPUs (set before TensorFlow starts, hence a fresh process).
 _DISTRIBUTED = textwrap.dedent("""
-    import json, sys, tempfile
+    import dataclasses, json, sys, tempfile
     import numpy as np
     from deeprx import config, distribute, model, training
     strategy = distribute.make("mirrored", cpu_replicas=2)
@@ -189,13 +189,13 @@ _DISTRIBUTED = textwrap.dedent("""
     out["loss_after"] = loss(fresh)
     with strategy.scope():
         again = model.build(mc, scenario, synchronized_bn=True)
-    resumed = training.Trainer(again, scenario, dataclasses_replace(tc, steps=32), workdir,
+    resumed = training.Trainer(again, scenario, dataclasses.replace(tc, steps=32), workdir,
                                log=lambda *x, **k: None, strategy=strategy)
     out["restored_step"] = resumed.restore()
     out["restored_equal"] = all(np.array_equal(x, y) for x, y in zip(again.get_weights(), fresh.get_weights()))
     out["steps_this_run"] = resumed.fit()["steps_this_run"]
     print("RESULT " + json.dumps(out))
-""").replace("dataclasses_replace", "__import__('dataclasses').replace")
+""")
 
 
 def test_two_replicas_match_one_device_train_and_resume(tmp_path):
