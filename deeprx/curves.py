@@ -51,7 +51,8 @@ class LearningCurve:
             self._batches.append(batches)
         self._bits = [sum(int(tf.math.count_nonzero(tf.broadcast_to(m, tf.shape(t)))) for _, t, m in batches)
                       for batches in self._batches]
-        self._predict = None
+        evaluated = self._eval_model or model
+        self._predict = tf.function(lambda x: evaluated(x, training=False))
 
     def rows(self):
         return ber_lib.read_csv(self.path) if os.path.isfile(self.path) else []
@@ -66,18 +67,13 @@ class LearningCurve:
     def evaluate(self):
         """(Geometric Mean BER, [(sinr_db, bit_errors, bits)]) of the model as it is now."""
         import tensorflow as tf
-        model = self._model
         if self._eval_model is not None:
             self._eval_model.set_weights(self._model.get_weights())
-            model = self._eval_model
-        if self._predict is None or self._predict[0] is not model:
-            self._predict = (model, tf.function(lambda x: model(x, training=False)))
-        predict = self._predict[1]
         points = []
         for sinr, batches, bits in zip(self.sinr_db, self._batches, self._bits):
             errors = 0
             for inputs, truth, mask in batches:
-                wrong = tf.logical_and(tf.not_equal(predict(inputs) > 0.0, truth), mask)
+                wrong = tf.logical_and(tf.not_equal(self._predict(inputs) > 0.0, truth), mask)
                 errors += int(tf.math.count_nonzero(wrong))
             points.append((sinr, errors, bits))
         return ber_lib.geometric_mean_ber(points), points
