@@ -23,9 +23,15 @@ whether it was measured or estimated):
   - plots: blocks.png and layers.png (paper Fig. 2), processors.png (Fig. 1: metric (0)
     against measurement), amortization.png (log-log, break-even marked).
 
-Power sources (--source): codecarbon (CodeCarbon in process mode: on a machine without RAPL,
-as these VMs, its CPU power is TDP x CPU load, an estimate; the label says which), rapl,
-nvml (with a GPU), meter:PATH (an external meter's CSV of timestamp,watts), rated:WATTS.
+Power sources (--source): cputime (the default: the CPU time this process spent, user +
+system, x a power per busy core, CodeCarbon's TDP for this CPU / its cores unless given as
+cputime:W; an estimate of the model's energy that bills only the cores it kept busy),
+codecarbon (CodeCarbon in process mode: on a machine without RAPL, as these VMs, its CPU
+power is its assumed TDP x CPU load, an estimate; the label names the TDP), rapl, nvml (with
+a GPU), meter:PATH (an external meter's CSV of timestamp,watts), rated:WATTS. Every measured
+entry also holds the CPU time next to the wall time (busy cores), whatever the source. Float
+and int8 run with --threads threads (the interpreter's and TensorFlow's), so that idle
+threads spinning in one runtime are not billed as the other's work.
 """
 
 import dataclasses
@@ -53,7 +59,9 @@ flags.DEFINE_string("model", None, "a run directory of python -m deeprx.train (m
 flags.DEFINE_string("tflite", None, "the model's int8 .tflite (python -m edge.quantize): measured on the CPU interpreter")
 flags.DEFINE_string("runner_json", None, "a result JSON of python -m edge.runner --energy=... (e.g. from a Coral board)")
 flags.DEFINE_string("out", None, "output directory")
-flags.DEFINE_string("source", "codecarbon", "power source: codecarbon, rapl, nvml, meter:PATH or rated:WATTS")
+flags.DEFINE_string("source", "cputime", "power source: cputime[:W], codecarbon, rapl, nvml, meter:PATH or "
+                    "rated:WATTS")
+flags.DEFINE_integer("threads", 2, "threads of the float (TensorFlow) and int8 (interpreter) runs alike")
 flags.DEFINE_string("processors", costs.PROCESSORS_CSV, "processor table for metric (0)")
 flags.DEFINE_list("only_processors", None, "metric (0) on these processors of the table only (default: all)")
 flags.DEFINE_integer("count", 300, "inferences per measured run")
@@ -118,17 +126,18 @@ def measure_float_inference(model, count, source, base_seconds):
             call(x).numpy()
     energy, _ = power_lib.four_step(source, workload, count, base_seconds)
     return {**energy, "latency_ms": 1e3 * energy["run_seconds"] / count, "precision": "float32",
-            "runtime": f"TensorFlow {tf.__version__} (Keras, batch 1, tf.function)"}
+            "runtime": f"TensorFlow {tf.__version__} (Keras, batch 1, tf.function, "
+                       f"{tf.config.threading.get_intra_op_parallelism_threads()} threads)"}
 
 
-def measure_int8_inference(path, count, source, base_seconds):
+def measure_int8_inference(path, count, source, base_seconds, threads):
     from edge import runner
-    interpreter, backend = runner.load_interpreter(path, threads=os.cpu_count())
+    interpreter, backend = runner.load_interpreter(path, threads=threads)
     model = runner.Model(interpreter)
     runner.time_invokes(model, 5, 0)
     energy = runner.measure_energy(model, source, count, base_seconds)
     return {**energy, "latency_ms": 1e3 * energy["run_seconds"] / count, "precision": "int8",
-            "runtime": f"{backend} (CPU interpreter, {os.cpu_count()} threads)"}
+            "runtime": f"{backend} (CPU interpreter, {threads} threads)"}
 
 
 def from_runner_json(path):
@@ -287,7 +296,7 @@ def check_flags():
             if not os.path.isfile(FLAGS.runner_json):
                 raise ValueError(f"no file at {FLAGS.runner_json}")
             from_runner_json(FLAGS.runner_json)
-    for name in ("count", "base_seconds", "rate", "lifetime_days", "peak_seconds", "layer_min_seconds"):
+    for name in ("count", "threads", "base_seconds", "rate", "lifetime_days", "peak_seconds", "layer_min_seconds"):
         if not getattr(FLAGS, name) > 0:
             raise cli.FlagError(name, f"must be positive, got {getattr(FLAGS, name)}")
     if FLAGS.train_steps < 0:
@@ -306,6 +315,9 @@ def check_flags():
 def main(argv):
     del argv
     preset, scenario, source, processors = check_flags()
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     model, model_config = workdir_lib.model_on_grid(FLAGS.model, scenario, batch_size=1)
     settings = workdir_lib.read_settings(FLAGS.model)
     start = time.time()
@@ -322,7 +334,8 @@ def main(argv):
         log(f"2/5 inference, {FLAGS.count} per run", flush=True)
         measured = {"float": measure_float_inference(model, FLAGS.count, source, FLAGS.base_seconds)}
         if FLAGS.tflite:
-            measured["int8"] = measure_int8_inference(FLAGS.tflite, FLAGS.count, source, FLAGS.base_seconds)
+            measured["int8"] = measure_int8_inference(FLAGS.tflite, FLAGS.count, source, FLAGS.base_seconds,
+                                                      FLAGS.threads)
         if FLAGS.runner_json:
             measured["runner"] = from_runner_json(FLAGS.runner_json)
         for name, entry in measured.items():

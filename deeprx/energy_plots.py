@@ -1,6 +1,8 @@
-"""The plots of python -m deeprx.energy, from its energy.json dict (matplotlib, Agg)."""
+"""The plots of python -m deeprx.energy, from its energy.json dict (matplotlib, Agg). Every
+plot carries the sources of its numbers in full in a footnote (measured or estimated)."""
 
 import os
+import textwrap
 
 import numpy as np
 
@@ -31,8 +33,7 @@ def blocks(result, path):
         ax.set_ylabel(label, fontsize=8)
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     axes[0, 0].set_title(f"Energy per ResNet block, one slot ({result['flops_per_slot'] / 1e6:.0f} MFLOPs)")
-    figure.text(0.01, 0.005, "this machine: " + _short(result["layer_energy_source"], 150), fontsize=6)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    _footnote(figure, ["this machine: " + result["layer_energy_source"]])
     _save(figure, path)
 
 
@@ -46,8 +47,8 @@ def layers(result, path):
         ax.bar([0], [0], color=color, label=kind)
     ax.legend(fontsize=7)
     ax.set_ylabel("energy [uJ]")
-    ax.set_title(f"Energy per layer, float32 on this machine: {_short(result['layer_energy_source'])}", fontsize=9)
-    figure.tight_layout()
+    ax.set_title("Energy per layer, float32 on this machine", fontsize=9)
+    _footnote(figure, [result["layer_energy_source"]])
     _save(figure, path)
 
 
@@ -62,13 +63,14 @@ def processors(result, path):
     for name, entry in result["measured"].items():
         if entry["joules_per_inference"] > 0 and host:
             ax.plot([host[0]], [1e3 * entry["joules_per_inference"]], markers.get(name, "o"), markersize=9,
-                    label=f"measured {name}: {_short(entry['source'], 40)}")
+                    label=f"{name}: {entry.get('runtime', '')}")
     ax.set_yscale("log")
     ax.set_xticks(x, [f"{e['name']}\n({e['precision']})" for e in table], fontsize=7, rotation=20)
     ax.set_ylabel("energy per inference [mJ]")
     ax.set_title(f"Metric (0) per processor vs measured, one slot ({result['flops_per_slot'] / 1e6:.0f} MFLOPs)")
     ax.legend(fontsize=7)
-    figure.tight_layout()
+    _footnote(figure, ["bars: metric (0), FLOPs x energy per FLOP of each processor's data (estimates)"]
+              + [f"{name}: {entry['source']}" for name, entry in result["measured"].items()])
     _save(figure, path)
 
 
@@ -93,7 +95,8 @@ def amortization(result, path):
     ax.set_ylabel("energy [J]")
     ax.set_title("Training vs cumulative inference energy (break-even marked)")
     ax.legend(fontsize=6)
-    figure.tight_layout()
+    _footnote(figure, [f"ours, {name}: {entry['source']}" for name, entry in result.get("amortization", {}).items()]
+              + ["paper example: the paper's own training and inference figures (PAPER.md), recomputed"])
     _save(figure, path)
 
 
@@ -104,8 +107,14 @@ def _duration(seconds):
     return f"{seconds:.3g} s"
 
 
-def _short(text, limit=90):
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+def _footnote(figure, lines, width=150):
+    """The sources, in full, wrapped under the axes."""
+    text = "\n".join(textwrap.fill(line, width, subsequent_indent="    ") for line in lines)
+    rows = text.count("\n") + 1
+    inches = figure.get_size_inches()[1]
+    height = min(0.5, (rows * 6 * 1.3 / 72 + 0.06) / inches)
+    figure.text(0.01, 0.005, text, fontsize=6, va="bottom", ha="left")
+    figure.tight_layout(rect=(0, height, 1, 1))
 
 
 def all_plots(result, out):

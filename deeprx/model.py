@@ -190,12 +190,14 @@ def size_for_flops(model_config: DeepRxConfig, scenario, target_flops: float) ->
 
 
 def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: str = "deeprx",
-          batch_size: Optional[int] = None, synchronized_bn: bool = False):
+          batch_size: Optional[int] = None, synchronized_bn: bool = False, expand_depthwise: bool = False):
     """The Keras (tf_keras) functional model of the plan: [B, 14, K, C] -> logits [B, 14, K, m]
     (B fixed to `batch_size` if given, as a TFLite export wants). `synchronized_bn`: batch
     statistics over all replicas of a tf.distribute strategy (training on several devices);
-    the weights are the same as without."""
+    the weights are the same as without. `expand_depthwise`: the inference graph of an
+    export (see `expanded`)."""
     import tf_keras as keras
+    from tf_keras import layers
     height, width = scenario.grid_shape
     inputs = keras.Input(shape=(height, width, scenario.num_input_channels), batch_size=batch_size, name="inputs")
     x = block_input = inputs
@@ -207,6 +209,10 @@ def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name:
             block_input = keras_layer(layer)(block_input)
         elif layer.kind == "add":
             x = keras_layer(layer)([block_input, x])
+        elif expand_depthwise and layer.kind == "depthwise" and layer.channels_out > layer.channels_in:
+            copies = layer.channels_out // layer.channels_in
+            x = layers.Concatenate(name=f"{layer.name}_tile")([x] * copies)
+            x = keras_layer(dataclasses.replace(layer, channels_in=layer.channels_out))(x)
         else:
             x = keras_layer(layer, synchronized_bn)(x)
     return keras.Model(inputs, x, name=name)
@@ -218,6 +224,32 @@ def on_grid(model, model_config: DeepRxConfig, scenario: config_lib.ScenarioConf
     convolutional network runs on any number of subcarriers)."""
     copy = build(model_config, scenario, name=name or model.name, batch_size=batch_size)
     copy.set_weights(model.get_weights())
+    return copy
+
+
+def expanded(model, model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig,
+             batch_size: Optional[int] = None):
+    """`model` (a DeepRx of `model_config`) rebuilt for inference with every depthwise conv of
+    depth multiplier m > 1 written as its input tiled m times (a CONCATENATION) followed by a
+    depth-multiplier-1 depthwise conv, the same function exactly: output channel c*m + k of
+    the original is channel k*C + c of the expanded one, so the kernels and the next 1x1
+    conv's input rows are permuted to match, and no reordering op is needed. XNNPACK's int8
+    depthwise kernels have no fast path for a multiplier > 1 (25x slower: BUILD_NOTES.md)."""
+    copy = build(model_config, scenario, name=model.name, batch_size=batch_size, expand_depthwise=True)
+    permutation = {}
+    for layer in plan(model_config, scenario):
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.kind == "depthwise" and layer.channels_out > layer.channels_in:
+            copies, channels = layer.channels_out // layer.channels_in, layer.channels_in
+            order = [c * copies + k for k in range(copies) for c in range(channels)]
+            permutation[layer.name.replace("_depthwise", "_pointwise")] = order
+            kernel = weights[0].reshape(*weights[0].shape[:2], layer.channels_out)
+            weights[0] = kernel[..., order][..., None]
+            if layer.use_bias:
+                weights[1] = weights[1][order]
+        elif layer.name in permutation:
+            weights[0] = weights[0][:, :, permutation[layer.name], :]
+        copy.get_layer(layer.name).set_weights(weights)
     return copy
 
 

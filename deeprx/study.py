@@ -50,9 +50,9 @@ flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
 flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
 flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
 flags.DEFINE_integer("seed", 0, "training seed of every model")
-flags.DEFINE_string("energy_source", "codecarbon", "power source of the energy stage: codecarbon, rapl, nvml, "
-                                                  "meter:PATH or rated:WATTS")
-flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU interpreter threads of the runner")
+flags.DEFINE_string("energy_source", "cputime", "power source of the energy stage: cputime[:W], codecarbon, rapl, "
+                                               "nvml, meter:PATH or rated:WATTS")
+flags.DEFINE_integer("threads", os.cpu_count() or 1, "threads of every timed or measured inference (runner, energy)")
 for _field in study_config.SIZE_FIELDS:
     flags.DEFINE_string(_field, None, f"override the preset's {_field} (deeprx/study_config.py SIZES)")
 

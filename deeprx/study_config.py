@@ -76,7 +76,7 @@ class StudyConfig:
     kd_form: str = "paper"
     kd_reduction: str = "sum"
     seed: int = 0
-    energy_source: str = "codecarbon"
+    energy_source: str = "cputime"
     threads: int = 2
 
     def __post_init__(self):

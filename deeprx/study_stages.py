@@ -206,6 +206,7 @@ def run_energy(context):
     for model in MODELS:
         context.call("deeprx.energy", f"--model={stage_dir(config, model)}", *config.scenario_args,
                      f"--tflite={int8_path(config, model)}", f"--source={config.energy_source}",
+                     f"--threads={config.threads}",
                      f"--count={size.energy_count}", f"--base_seconds={size.energy_base_seconds}",
                      f"--peak_seconds={size.energy_peak_seconds}", f"--train_steps={size.energy_train_steps}",
                      f"--layer_min_seconds={size.energy_layer_min_seconds}",

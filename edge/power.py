@@ -15,6 +15,11 @@ Sources (`parse_source`; deeprx.energy adds codecarbon and nvml on a host):
   rated:WATTS  a rated power x the measured time (estimated): no base to subtract, since a
                rated power is the device's active power. The only option on a Coral board,
                which has no power sensor.
+  cputime:W    the CPU time this process spent (user + system, all its threads, from the OS)
+               x W watts per busy core (estimated): bills the cores the work kept busy, not
+               the wall time; deeprx.energy's host version takes its W from CodeCarbon's TDP.
+Every result also records the process's CPU time next to the wall time (busy cores = CPU
+seconds / wall seconds): threads spinning idle show up there, whatever the source.
 Every result names its source and says whether it was measured or estimated.
 """
 
@@ -61,6 +66,28 @@ class RatedSource(PowerSource):
         value = workload()
         seconds = time.perf_counter() - start
         return seconds, self.watts * seconds, value
+
+
+def cpu_seconds():
+    """User + system CPU seconds of this process so far (every thread)."""
+    times = os.times()
+    return times[0] + times[1]
+
+
+class CpuTimeSource(PowerSource):
+    measured = False
+    subtracts_base = False
+
+    def __init__(self, watts_per_core, how=""):
+        if not watts_per_core > 0:
+            raise PowerError("a power per busy core must be positive, got %r W" % watts_per_core)
+        self.watts = float(watts_per_core)
+        self.name = "process CPU time x %g W per busy core%s" % (self.watts, " (" + how + ")" if how else "")
+
+    def measure(self, workload):
+        start, cpu = time.perf_counter(), cpu_seconds()
+        value = workload()
+        return time.perf_counter() - start, self.watts * (cpu_seconds() - cpu), value
 
 
 def integrate(samples, start, end, what="the power trace"):
@@ -189,35 +216,41 @@ def four_step(source, workload, inferences, base_seconds=5.0, windows=5, sleep=t
     else:
         base = 0.0
         result["base"] = "none: a rated power is the active power"
+    cpu = cpu_seconds()
     seconds, joules, value = source.measure(workload)
+    cpu = cpu_seconds() - cpu
     if not seconds > 0:
         raise PowerError("the run took no measurable time")
     absolute = joules / seconds
     relative = absolute - base
     result.update(base_power_w=base, run_seconds=seconds, absolute_power_w=absolute, relative_power_w=relative,
                   relative_energy_j=relative * seconds, inferences=inferences,
-                  joules_per_inference=relative * seconds / inferences)
+                  joules_per_inference=relative * seconds / inferences, cpu_seconds=cpu,
+                  wall_ms_per_inference=1e3 * seconds / inferences, cpu_ms_per_inference=1e3 * cpu / inferences,
+                  busy_cores=cpu / seconds)
     if relative <= 0:
         result["warning"] = ("the run drew no more power than the base: the source cannot see this "
                              "workload, its energy is not measured")
     return result, value
 
 
-SOURCES = {"rapl": lambda arg: RaplSource(), "meter": MeterCsvSource, "rated": lambda arg: RatedSource(_watts(arg))}
-NEEDS_ARGUMENT = {"meter": "PATH", "rated": "WATTS"}
+SOURCES = {"rapl": lambda arg: RaplSource(), "meter": MeterCsvSource,
+           "rated": lambda arg: RatedSource(parse_watts(arg)), "cputime": lambda arg: CpuTimeSource(parse_watts(arg))}
+NEEDS_ARGUMENT = {"meter": "PATH", "rated": "WATTS", "cputime": "W"}
 
 
-def _watts(text):
+def parse_watts(text):
     try:
         return float(text)
     except ValueError:
-        raise PowerError("rated:WATTS needs a number of watts, got %r" % text)
+        raise PowerError("a number of watts was expected, got %r" % text)
 
 
 def parse_source(spec, sources=None, needs_argument=None):
     """The source named by `spec` (rapl, meter:PATH, rated:WATTS, or one of `sources`)."""
     sources = dict(SOURCES, **(sources or {}))
     needs_argument = dict(NEEDS_ARGUMENT, **(needs_argument or {}))
+    needs_argument = {kind: what for kind, what in needs_argument.items() if what}
     kind, _, argument = spec.partition(":")
     if kind not in sources:
         raise PowerError("unknown power source %r: use one of %s" % (spec, ", ".join(

@@ -11,17 +11,21 @@ ai_edge_litert, tensorflow.lite; --out records which one ran.
 
 Timing follows pycoral's examples: the first invoke (which loads the model onto an Edge TPU)
 is timed apart, then --warmup invokes, then --count timed invokes: mean, p50, p90, p99
-latency and inferences per second. With --vectors (python -m deeprx.export_vectors) the
-float inputs are quantized with the model's own input scale and zero point, every slot is
-run, and the bit decisions (LLR > 0, i.e. int8 output > its zero point) are counted on data
+latency and inferences per second, and the CPU time the process spent per inference (user +
+system, every thread: busy cores above the work's threads mean threads spinning idle).
+--batches=1,8,32 adds a throughput mode: slots per second with that many slots per invoke
+(CPU interpreters only), reported apart from the batch-1 latency. With --vectors (python -m
+deeprx.export_vectors) the float inputs are quantized with the model's own input scale and
+zero point, every slot is run, and the bit decisions (LLR > 0, i.e. int8 output > its zero point) are counted on data
 REs into BER per SINR point: OUT's stem + "-ber.csv" and "-summary.json", in the bench's
 ber.csv / summary.json format (deeprx/ber.py, copied beside this package on the board).
 --kernels=reference runs TFLite's reference kernels: slower, but the same int8 results in
 every interpreter version (the optimized kernels of tflite-runtime 2.14 and LiteRT round
 differently: BUILD_NOTES.md), so BER on the vectors can be compared exactly across
 runtimes. --energy=SOURCE measures energy per inference by the paper's four steps around
-another --count invokes (edge/power.py: rapl, meter:PATH of an external meter's CSV, or
-rated:WATTS, the only option on a Coral board, an estimate); the JSON names the source.
+another --count invokes (edge/power.py: rapl, meter:PATH of an external meter's CSV,
+cputime:W the process's CPU time x W per busy core, or rated:WATTS, the only option for an
+Edge TPU on a Coral board; the last two are estimates); the JSON names the source.
 """
 
 import argparse
@@ -33,6 +37,7 @@ import time
 import numpy as np
 
 from edge import power as power_lib
+from edge import verify
 
 try:  # on the board deeprx/ber.py is copied beside edge/ (BUILD_NOTES.md)
     from deeprx import ber as ber_lib
@@ -40,11 +45,11 @@ except ImportError:  # pragma: no cover - a board without it can still time the 
     ber_lib = None
 
 # What a board needs of this repository, paths from its root (BUILD_NOTES.md).
-BUNDLE = ("edge/__init__.py", "edge/runner.py", "edge/power.py", "deeprx/__init__.py", "deeprx/ber.py")
+BUNDLE = ("edge/__init__.py", "edge/runner.py", "edge/power.py", "edge/verify.py", "deeprx/__init__.py",
+          "deeprx/ber.py")
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 CPU_BACKENDS = ("tflite_runtime", "ai_edge_litert", "tensorflow.lite")
 KERNELS = ("default", "reference")
-TFLITE_IDENTIFIER = b"TFL3"
 
 
 class RunnerError(Exception):
@@ -61,9 +66,11 @@ def read_model(model_path):
         raise RunnerError("no model file at %s" % model_path)
     with open(model_path, "rb") as f:
         data = f.read()
-    if len(data) < 16 or data[4:8] != TFLITE_IDENTIFIER:
-        raise RunnerError("%s is not a TFLite model (no TFL3 flatbuffer identifier): a truncated "
-                          "or wrong file; copy it again" % model_path)
+    try:
+        verify.check(data, model_path)
+    except verify.ModelFileError as error:
+        raise RunnerError("%s is not a whole TFLite model (%s): a truncated or wrong file; copy it again"
+                          % (model_path, error))
     return data
 
 
@@ -144,22 +151,38 @@ def quantize(values, scale, zero_point):
 
 
 class Model(object):
-    """A batch-1 int8 DeepRx: int8 grid [1, 14, K, C] in, int8 LLRs [1, 14, K, m] out."""
+    """A batch-1 DeepRx .tflite: grid [1, 14, K, C] in, LLRs [1, 14, K, m] out, both int8 (the
+    deployable model of python -m edge.quantize) or both float32 (its float twin, for
+    side-by-side timing on a CPU)."""
 
     def __init__(self, interpreter):
         self.interpreter = interpreter
         self.input = interpreter.get_input_details()[0]
         self.output = interpreter.get_output_details()[0]
-        for what, detail in (("input", self.input), ("output", self.output)):
-            if detail["dtype"] != np.int8:
-                raise RunnerError("the model's %s is %s, not int8: export it with python -m edge.quantize"
-                                  % (what, np.dtype(detail["dtype"]).name))
+        dtypes = (np.dtype(self.input["dtype"]), np.dtype(self.output["dtype"]))
+        if dtypes not in ((np.int8, np.int8), (np.float32, np.float32)):
+            raise RunnerError("the model's input and output are %s and %s, not both int8 (or both float32): "
+                              "export it with python -m edge.quantize" % (dtypes[0].name, dtypes[1].name))
+        self.dtype = dtypes[0]
         self.input_scale, self.input_zero_point = self.input["quantization"]
         self.output_scale, self.output_zero_point = self.output["quantization"]
 
     @property
     def input_shape(self):
         return tuple(int(d) for d in self.input["shape"])
+
+    def resize(self, batch):
+        """Runs `batch` slots per invoke from now on (CPU interpreters: every op of DeepRx takes
+        any batch; an Edge TPU model is compiled for batch 1)."""
+        if batch == self.input_shape[0]:
+            return
+        try:
+            self.interpreter.resize_tensor_input(self.input["index"], [batch] + list(self.input_shape[1:]))
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise RunnerError("cannot run %d slots per invoke: %s" % (batch, str(error).splitlines()[0]))
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
 
     def invoke(self, quantized_input):
         self.interpreter.set_tensor(self.input["index"], quantized_input)
@@ -168,11 +191,15 @@ class Model(object):
 
     def bit_decisions(self, float_slot):
         """Bits (LLR > 0) of one float input slot [14, K, C] -> bool [14, K, m]."""
+        if self.dtype == np.float32:
+            return self.invoke(float_slot[None].astype(np.float32))[0] > 0
         quantized = quantize(float_slot[None], self.input_scale, self.input_zero_point)
         return self.invoke(quantized)[0].astype(np.int32) > self.output_zero_point
 
 
 def random_input(model):
+    if model.dtype == np.float32:
+        return np.random.RandomState(0).normal(size=model.input_shape).astype(np.float32)
     return np.random.RandomState(0).randint(-128, 128, size=model.input_shape).astype(np.int8)
 
 
@@ -185,17 +212,36 @@ def time_invokes(model, count, warmup):
     for _ in range(warmup):
         model.invoke(example)
     latencies = []
+    cpu, wall = power_lib.cpu_seconds(), time.perf_counter()
     for _ in range(count):
         start = time.perf_counter()
         model.invoke(example)
         latencies.append(1e3 * (time.perf_counter() - start))
+    cpu, wall = power_lib.cpu_seconds() - cpu, time.perf_counter() - wall
     latencies = np.array(latencies)
     return {"first_invoke_ms": round(first_ms, 3), "warmup": warmup, "count": count,
             "mean_ms": round(float(latencies.mean()), 4),
             "p50_ms": round(float(np.percentile(latencies, 50)), 4),
             "p90_ms": round(float(np.percentile(latencies, 90)), 4),
             "p99_ms": round(float(np.percentile(latencies, 99)), 4),
-            "inferences_per_s": round(1e3 / float(latencies.mean()), 2)}
+            "inferences_per_s": round(1e3 / float(latencies.mean()), 2),
+            "cpu_ms_per_inference": round(1e3 * cpu / count, 4), "busy_cores": round(cpu / wall, 3)}
+
+
+def throughput(model, batches, count, warmup):
+    """Slots per second at each batch (slots per invoke), about `count` slots each; the model
+    is left at batch 1. Latency is the batch-1 figure of time_invokes, this the best batch."""
+    rows = []
+    for batch in batches:
+        model.resize(batch)
+        timing = time_invokes(model, max(1, count // batch), warmup)
+        rows.append({"batch": batch, "invokes": timing["count"], "ms_per_invoke": timing["mean_ms"],
+                     "slots_per_s": round(batch * 1e3 / timing["mean_ms"], 2),
+                     "cpu_ms_per_slot": round(timing["cpu_ms_per_inference"] / batch, 4),
+                     "busy_cores": timing["busy_cores"]})
+    model.resize(1)
+    best = max(rows, key=lambda row: row["slots_per_s"])
+    return {"by_batch": rows, "best_batch": best["batch"], "slots_per_s": best["slots_per_s"]}
 
 
 def measure_energy(model, source, count, base_seconds):
@@ -250,6 +296,9 @@ def parse_args(argv):
     parser.add_argument("--count", type=int, default=200, help="timed invokes")
     parser.add_argument("--warmup", type=int, default=10, help="untimed invokes after the first")
     parser.add_argument("--threads", type=int, default=None, help="CPU interpreter threads")
+    parser.add_argument("--batches", default=None, metavar="B1,B2,..",
+                        help="throughput mode: also time B slots per invoke for each B (CPU interpreters), "
+                             "about --count slots each; the best is the throughput, batch 1 the latency")
     parser.add_argument("--kernels", choices=KERNELS, default="default",
                         help="CPU interpreter kernels: default (optimized, as deployed) or reference "
                              "(bit-identical int8 results across interpreter versions; slower)")
@@ -265,6 +314,12 @@ def parse_args(argv):
         parser.error("--count and --threads must be >= 1, --warmup >= 0")
     if args.energy_base_s <= 0:
         parser.error("--energy_base_s must be positive")
+    try:
+        args.batches = [int(b) for b in args.batches.split(",")] if args.batches else []
+    except ValueError:
+        parser.error("--batches takes positive integers separated by commas, got %r" % args.batches)
+    if any(b < 1 for b in args.batches):
+        parser.error("--batches takes positive integers separated by commas, got %r" % args.batches)
     return args
 
 
@@ -277,16 +332,25 @@ def run(args, log=print):
         raise RunnerError("--energy: %s" % error)
     interpreter, backend = load_interpreter(args.model, args.threads, args.device, args.kernels)
     model = Model(interpreter)
-    log("%s on %s: input %s int8 (scale %.4g, zero point %d)"
-        % (os.path.basename(args.model), backend, model.input_shape, model.input_scale, model.input_zero_point))
+    log("%s on %s: input %s %s (scale %.4g, zero point %d)" % (os.path.basename(args.model), backend, model.input_shape,
+                                                                model.dtype.name, model.input_scale,
+                                                                model.input_zero_point))
     result = {"model": os.path.basename(args.model), "backend": backend, "kernels": args.kernels,
               "threads": args.threads,
               "device": args.device, "input_shape": list(model.input_shape)}
     result["timing"] = time_invokes(model, args.count, args.warmup)
     timing = result["timing"]
-    log("first invoke %.2f ms | %d invokes: mean %.3f ms, p50 %.3f, p90 %.3f, p99 %.3f | %.1f inferences/s"
+    log("first invoke %.2f ms | %d invokes: mean %.3f ms, p50 %.3f, p90 %.3f, p99 %.3f | %.1f inferences/s | "
+        "CPU time %.3f ms per inference (%.2f busy cores)"
         % (timing["first_invoke_ms"], timing["count"], timing["mean_ms"], timing["p50_ms"], timing["p90_ms"],
-           timing["p99_ms"], timing["inferences_per_s"]))
+           timing["p99_ms"], timing["inferences_per_s"], timing["cpu_ms_per_inference"], timing["busy_cores"]))
+    if args.batches:
+        if is_compiled_for_edgetpu(args.model, read_model(args.model)) and args.batches != [1]:
+            raise RunnerError("an Edge TPU model runs batch 1 only: drop --batches")
+        result["throughput"] = throughput(model, args.batches, args.count, args.warmup)
+        for row in result["throughput"]["by_batch"]:
+            log("batch %4d: %.3f ms per invoke | %.1f slots/s | CPU time %.3f ms per slot"
+                % (row["batch"], row["ms_per_invoke"], row["slots_per_s"], row["cpu_ms_per_slot"]))
     if args.energy:
         result["energy"] = measure_energy(model, source, args.count, args.energy_base_s)
         energy = result["energy"]

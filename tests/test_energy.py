@@ -4,6 +4,7 @@ energy CLI end to end, the kernel-level predictor, and one-line errors for bad i
 import csv
 import json
 import os
+import time
 
 import pytest
 
@@ -96,6 +97,38 @@ def test_rated_power_is_an_estimate_without_a_base():
     assert result["source"] == "rated power 2 W x measured time (estimated)" and result["measured"] is False
     assert result["base_power_w"] == 0 and result["joules_per_inference"] == pytest.approx(
         2.0 * result["run_seconds"] / 10)
+
+
+def _spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_cpu_time_bills_the_busy_cores_not_the_wall_time():
+    """Sleeping costs wall time but no CPU time; spinning costs both (one thread: one core)."""
+    source = power.CpuTimeSource(3.0, "a test's power")
+    assert source.label() == "process CPU time x 3 W per busy core (a test's power) (estimated)"
+    asleep, _ = power.four_step(source, lambda: time.sleep(0.3), inferences=3, base_seconds=0.01)
+    busy, _ = power.four_step(source, lambda: _spin(0.3), inferences=3, base_seconds=0.01)
+    assert asleep["run_seconds"] >= 0.3 and asleep["busy_cores"] < 0.2 and asleep["joules_per_inference"] < 0.06
+    assert busy["busy_cores"] > 0.25 and busy["cpu_seconds"] > 0.075  # even on a machine busy with other work
+    assert busy["joules_per_inference"] == pytest.approx(3.0 * busy["cpu_seconds"] / 3)
+    assert busy["cpu_ms_per_inference"] == pytest.approx(1e3 * busy["cpu_seconds"] / 3)
+    assert busy["base_power_w"] == 0 and busy["measured"] is False
+    with pytest.raises(power.PowerError, match="cputime:W"):
+        power.parse_source("cputime")  # the device has no TDP table
+
+
+def test_host_cputime_takes_codecarbons_tdp_per_core_and_codecarbon_names_its_tdp():
+    from deeprx import power_sources
+    _, cpu = power_sources.codecarbon_tracker()
+    source = power_sources.parse_source("cputime")
+    assert source.watts == pytest.approx(cpu._tdp / cpu._cpu_count)
+    assert f"CodeCarbon's TDP {cpu._tdp} W" in source.label()
+    assert power_sources.parse_source("cputime:1.5").watts == 1.5
+    if cpu._mode != "intel_rapl":
+        assert f"TDP {cpu._tdp} W assumed" in power_sources.parse_source("codecarbon").label()
 
 
 def test_rapl_counters_wrap_around(tmp_path):

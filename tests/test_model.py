@@ -68,3 +68,23 @@ def test_flop_budget_below_the_smallest_model_is_rejected(tiny):
 def test_bad_model_configs(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         model.DeepRxConfig(**kwargs)
+
+
+@pytest.mark.parametrize("depth_multiplier", [1, 2, 3])
+def test_expanded_inference_graph_computes_the_same_function(tiny, depth_multiplier):
+    """The export graph (input tiled + depth-multiplier-1 depthwise, permuted 1x1 rows)
+    gives the trained model's logits, with non-trivial BN statistics and distinct kernels."""
+    import tf_keras as keras
+    model_config = model.DeepRxConfig(width_multiplier=0.125, depth_multiplier=depth_multiplier)
+    original = model.build(model_config, tiny)
+    rng = np.random.RandomState(depth_multiplier)
+    original.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in original.get_weights()])
+    copy = model.expanded(original, model_config, tiny, batch_size=2)
+    kinds = {type(layer).__name__ for layer in copy.layers}
+    assert ("Concatenate" in kinds) == (depth_multiplier > 1)
+    assert all(layer.depth_multiplier == 1 for layer in copy.layers
+               if isinstance(layer, keras.layers.DepthwiseConv2D))
+    x = rng.normal(size=(2, *tiny.grid_shape, tiny.num_input_channels)).astype(np.float32)
+    expected = original(x, training=False).numpy()
+    np.testing.assert_allclose(copy(x, training=False).numpy(), expected, rtol=1e-4,
+                               atol=1e-4 * np.abs(expected).max())

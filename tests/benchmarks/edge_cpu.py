@@ -1,18 +1,24 @@
-"""Benchmark (run on demand, not by the test suite): the int8 student on the CPU interpreter.
+"""Benchmark (run on demand, not by the test suite): teacher and student, float and int8, side by side.
 
 Example usage (from the repository root, with nothing else running):
   python tests/benchmarks/edge_cpu.py --student=runs/edge-student-cpu-2dmrs --teacher=runs/teacher-cpu
 
 On the --preset grid (default demo), through the project's own CLIs (their commands are
-printed and recorded):
-  1. PTQ and QAT int8 export of the student (python -m edge.quantize), and of the teacher;
-  2. the Edge TPU preflight of each (python -m edge.compile), both model variants;
-  3. latency of the int8 student on the CPU interpreter, --threads threads (python -m
-     edge.runner), against the float teacher in Keras, batch 1, same threads;
-  4. BER vs SINR of the float student and its PTQ and QAT models (python -m deeprx.evaluate):
-     the int8 cost in dB at BER 1e-2 (SINR the int8 model needs minus the float model's).
-Prints the figures and their references (at least 400 inferences/s, the paper's deployment
-rate; at most 0.3 dB int8 cost) and writes OUT/summary.json with everything behind them.
+printed and recorded), for the student and the teacher:
+  1. export: the float32 graph, PTQ int8 and (student) QAT int8 (python -m edge.quantize),
+     and the Edge TPU preflight of each int8 model (python -m edge.compile);
+  2. speed at --threads threads, the same for every row: float in Keras (tf.function, batch
+     1), and each .tflite on the CPU interpreter (python -m edge.runner): latency at batch 1,
+     throughput at the best of --batches, the CPU time the process spent per inference
+     (busy cores = CPU time / wall time) and the energy per inference it implies
+     (cputime: process CPU time x CodeCarbon's TDP per core, an estimate);
+  3. BER vs SINR of the float model and its int8 models on the same slots, at least
+     --slots_per_point slots per SINR point (python -m deeprx.evaluate): the int8 cost in dB
+     at BER 1e-2 and 1e-3 (SINR the int8 model needs minus the float model's; none where a
+     curve does not stay below the target).
+Prints a table and the figures against their references (int8 student at least 400
+inferences/s at batch 1, the paper's deployment rate, and at least 3x its float Keras model;
+int8 cost at most 0.3 dB) and writes OUT/summary.json with everything behind them.
 """
 
 import argparse
@@ -27,7 +33,9 @@ sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REFERENCE_INFERENCES_PER_S = 400.0
+REFERENCE_VS_FLOAT_KERAS = 3.0
 REFERENCE_COST_DB = 0.3
+TARGETS = (("1e-2", 1e-2), ("1e-3", 1e-3))
 
 
 def run(*args):
@@ -39,35 +47,46 @@ def run(*args):
     return "python -m " + " ".join(args)
 
 
-def settings(model_dir):
-    with open(os.path.join(model_dir, "config.json")) as f:
+def read_json(path):
+    with open(os.path.join(REPO, path)) as f:
         return json.load(f)
 
 
-def keras_inferences_per_s(model_dir, preset, count, threads):
-    """The float model in Keras, rebuilt batch-1 on the preset's grid, `count` timed calls."""
+def scenario_of(model_dir, preset):
     import dataclasses
-    import numpy as np
-    import tensorflow as tf
     from deeprx import config as config_lib
     from deeprx import workdir as workdir_lib
+    scenario = config_lib.get_preset(preset).scenario
+    dmrs = workdir_lib.read_settings(model_dir)["scenario"]["dmrs"]["num_symbols"]
+    return dataclasses.replace(scenario, dmrs=dataclasses.replace(scenario.dmrs, num_symbols=dmrs))
+
+
+def keras_timing(model_dir, scenario, count, threads):
+    """The float model in Keras, rebuilt batch-1 on the grid: mean latency and CPU time."""
+    import numpy as np
+    import tensorflow as tf
+    from deeprx import workdir as workdir_lib
+    from edge import power as power_lib
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    scenario = config_lib.get_preset(preset).scenario
-    scenario = dataclasses.replace(scenario, dmrs=dataclasses.replace(
-        scenario.dmrs, num_symbols=settings(model_dir)["scenario"]["dmrs"]["num_symbols"]))
     model, _ = workdir_lib.model_on_grid(model_dir, scenario, batch_size=1)
     call = tf.function(lambda x: model(x, training=False))
     x = tf.constant(np.random.RandomState(0).normal(size=(1, *scenario.grid_shape, scenario.num_input_channels)),
                     tf.float32)
     for _ in range(10):
         call(x).numpy()
-    latencies = []
+    cpu, start = power_lib.cpu_seconds(), time.perf_counter()
     for _ in range(count):
-        start = time.perf_counter()
         call(x).numpy()
-        latencies.append(time.perf_counter() - start)
-    return 1.0 / float(np.mean(latencies))
+    wall, cpu = time.perf_counter() - start, power_lib.cpu_seconds() - cpu
+    return {"latency_ms": 1e3 * wall / count, "inferences_per_s": count / wall, "cpu_ms_per_inference": 1e3 * cpu / count,
+            "busy_cores": cpu / wall}
+
+
+def sinr_needed(rows, receiver, target):
+    from deeprx import ber as ber_lib
+    return ber_lib.sinr_at_ber([(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"]))
+                                for r in rows if r["receiver"] == receiver], target)
 
 
 def main():
@@ -76,86 +95,124 @@ def main():
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--count", type=int, default=500, help="timed batch-1 invokes per model")
+    parser.add_argument("--batches", default="1,4,16,64", help="throughput: slots per invoke to try")
     parser.add_argument("--qat_steps", type=int, default=300)
+    parser.add_argument("--slots_per_point", type=int, default=1000, help="BER: slots per SINR point")
     parser.add_argument("--out", default=os.path.join(REPO, "data", "results", "edge-cpu"))
     args = parser.parse_args()
+    from deeprx import ber as ber_lib
+    from deeprx import bench
+    from deeprx import data as data_lib
+    from deeprx import power_sources
     os.makedirs(args.out, exist_ok=True)
     out = os.path.relpath(args.out, REPO)
-    commands, summary = [], {"preset": args.preset, "threads": args.threads}
-
-    exports = {}
-    for role, model_dir, methods in (("student", args.student, ("ptq", "qat")), ("teacher", args.teacher, ("ptq",))):
-        dmrs = settings(model_dir)["scenario"]["dmrs"]["num_symbols"]
+    energy = power_sources.cputime_source()
+    summary = {"preset": args.preset, "threads": args.threads, "energy_source": energy.label(),
+               "energy_watts_per_busy_core": energy.watts}
+    commands, rows = [], []
+    for role, model_dir, methods in (("student", args.student, ("float", "ptq", "qat")),
+                                     ("teacher", args.teacher, ("float", "ptq"))):
+        scenario = scenario_of(model_dir, args.preset)
+        dmrs = scenario.dmrs.num_symbols
+        keras = keras_timing(model_dir, scenario, min(args.count, 300), args.threads)
+        rows.append({"model": role, "format": "float Keras", "file": model_dir, "batch1_latency_ms": keras["latency_ms"],
+                     "inferences_per_s": keras["inferences_per_s"], "throughput_slots_per_s": None,
+                     "best_batch": None, "cpu_ms_per_inference": keras["cpu_ms_per_inference"],
+                     "busy_cores": keras["busy_cores"],
+                     "energy_mj_per_inference": energy.watts * keras["cpu_ms_per_inference"]})
+        files = {}
         for method in methods:
-            path = os.path.join(out, f"{role}_{method}.tflite")
+            path = files[method] = os.path.join(out, f"{role}_{method}.tflite")
             qat = [f"--qat_steps={args.qat_steps}"] if method == "qat" else []
             commands.append(run("edge.quantize", f"--model={model_dir}", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
                                 f"--method={method}", *qat, f"--out={path}"))
-            commands.append(run("edge.compile", path))
-            with open(os.path.join(REPO, path.replace(".tflite", ".preflight.json"))) as f:
-                preflight = json.load(f)
-            with open(os.path.join(REPO, path.replace(".tflite", ".json"))) as f:
-                variant = json.load(f)["model_config"]["variant"]
-            exports[f"{role}_{method}"] = path
-            summary[f"{role}_{method}_preflight"] = {"variant": variant, "operators": len(preflight["operators"]),
-                                                     "mapped": preflight["mapped"], "cpu": preflight["cpu"],
-                                                     "cut_at": preflight["cut_at"]}
+            if method != "float":
+                commands.append(run("edge.compile", path))
+                preflight = read_json(path.replace(".tflite", ".preflight.json"))
+                summary[f"{role}_{method}_preflight"] = {
+                    "variant": read_json(path.replace(".tflite", ".json"))["model_config"]["variant"],
+                    "operators": len(preflight["operators"]), "mapped": preflight["mapped"], "cpu": preflight["cpu"],
+                    "cut_at": preflight["cut_at"]}
+            runner_json = os.path.join(out, f"runner_{role}_{method}.json")
+            commands.append(run("edge.runner", f"--model={path}", f"--threads={args.threads}", f"--count={args.count}",
+                                f"--batches={args.batches}", f"--energy=cputime:{energy.watts:g}",
+                                "--energy_base_s=0.1", f"--out={runner_json}"))
+            report = read_json(runner_json)
+            timing, throughput = report["timing"], report["throughput"]
+            rows.append({"model": role, "format": {"float": "float TFLite", "ptq": "int8 TFLite (PTQ)",
+                                                   "qat": "int8 TFLite (QAT)"}[method],
+                         "file": path, "backend": report["backend"], "batch1_latency_ms": timing["mean_ms"],
+                         "inferences_per_s": timing["inferences_per_s"],
+                         "throughput_slots_per_s": throughput["slots_per_s"], "best_batch": throughput["best_batch"],
+                         "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
+                         "energy_mj_per_inference": 1e3 * report["energy"]["joules_per_inference"]})
+        # BER of the float model and its int8 models on the same slots.
+        bits_per_slot = int(data_lib.data_mask(scenario).sum()) * scenario.bits_per_symbol
+        ber_dir = os.path.join(out, "ber" if role == "student" else f"ber-{role}")
+        int8_files = [files[m] for m in methods if m != "float"]
+        commands.append(run("deeprx.evaluate", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
+                            f"--receivers={model_dir},{','.join(int8_files)}", "--target_errors=1000000000",
+                            f"--max_bits={args.slots_per_point * bits_per_slot}", f"--out={ber_dir}"))
+        ber = read_json(os.path.join(ber_dir, "summary.json"))
+        ber_rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
+        float_name = os.path.basename(os.path.normpath(model_dir))
+        for row in rows:
+            if row["model"] != role:
+                continue
+            name = float_name if row["format"].startswith("float") else os.path.splitext(
+                os.path.basename(row["file"]))[0]
+            row["gm_ber"] = ber[name]["gm_ber"]
+            for label, target in TARGETS:
+                float_sinr, sinr = sinr_needed(ber_rows, float_name, target), sinr_needed(ber_rows, name, target)
+                row[f"sinr_at_ber_{label}"] = sinr
+                row[f"cost_db_at_ber_{label}"] = (None if sinr is None or float_sinr is None
+                                                  else round(sinr - float_sinr, 3))
+        summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_rows)
 
-    runner_json = os.path.join(out, "runner_student_ptq.json")
-    commands.append(run("edge.runner", f"--model={exports['student_ptq']}", f"--threads={args.threads}",
-                        f"--count={args.count}", f"--out={runner_json}"))
-    with open(os.path.join(REPO, runner_json)) as f:
-        timing = json.load(f)["timing"]
-    teacher_rate = keras_inferences_per_s(os.path.join(REPO, args.teacher), args.preset, min(args.count, 200),
-                                          args.threads)
+    def row_of(model, fmt):
+        return next(r for r in rows if r["model"] == model and r["format"] == fmt)
+    student_int8, student_keras = row_of("student", "int8 TFLite (PTQ)"), row_of("student", "float Keras")
+    teacher_keras = row_of("teacher", "float Keras")
     summary.update({
-        "int8_student_inferences_per_s": timing["inferences_per_s"], "int8_student_p99_ms": timing["p99_ms"],
-        "float_teacher_inferences_per_s": round(teacher_rate, 2),
-        "speedup_vs_float_teacher": round(timing["inferences_per_s"] / teacher_rate, 2),
-        "reference_inferences_per_s": REFERENCE_INFERENCES_PER_S})
-
-    dmrs = settings(args.student)["scenario"]["dmrs"]["num_symbols"]
-    ber_dir = os.path.join(out, "ber")
-    commands.append(run("deeprx.evaluate", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
-                        f"--receivers={args.student},{exports['student_ptq']},{exports['student_qat']}",
-                        f"--out={ber_dir}"))
-    from deeprx import ber as ber_lib
-    with open(os.path.join(REPO, ber_dir, "summary.json")) as f:
-        ber = json.load(f)
-    rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
-    student_name = os.path.basename(os.path.normpath(args.student))
-    float_entry = ber[student_name]
-
-    def sinr_needed(receiver, target):
-        return ber_lib.sinr_at_ber([(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"]))
-                                    for r in rows if r["receiver"] == receiver], target)
-
+        "int8_student_inferences_per_s": student_int8["inferences_per_s"],
+        "int8_student_p99_ms": read_json(os.path.join(out, "runner_student_ptq.json"))["timing"]["p99_ms"],
+        "int8_student_throughput_slots_per_s": student_int8["throughput_slots_per_s"],
+        "int8_student_best_batch": student_int8["best_batch"],
+        "float_student_keras_inferences_per_s": round(student_keras["inferences_per_s"], 2),
+        "int8_student_vs_float_keras": round(student_int8["inferences_per_s"] / student_keras["inferences_per_s"], 2),
+        "float_teacher_inferences_per_s": round(teacher_keras["inferences_per_s"], 2),
+        "speedup_vs_float_teacher": round(student_int8["inferences_per_s"] / teacher_keras["inferences_per_s"], 2),
+        "reference_inferences_per_s": REFERENCE_INFERENCES_PER_S, "reference_vs_float_keras": REFERENCE_VS_FLOAT_KERAS})
     for method in ("ptq", "qat"):
-        entry = ber[f"student_{method}"]
-        # 3e-2 besides the issue's 1e-2: these students' error floor sits near 1e-2, where the
-        # crossing (and so the cost) is ill-conditioned.
-        for label, target in (("1e-2", 1e-2), ("3e-2", 3e-2), ("1e-3", 1e-3)):
-            needed_int8, needed_float = sinr_needed(f"student_{method}", target), sinr_needed(student_name, target)
-            summary[f"{method}_cost_db_at_ber_{label}"] = (
-                None if needed_int8 is None or needed_float is None else round(needed_int8 - needed_float, 3))
-        summary[f"{method}_gm_ber_delta"] = round(entry["gm_ber"] - float_entry["gm_ber"], 4)
-    summary.update({"float_student_gm_ber": float_entry["gm_ber"],
-                    "float_student_sinr_at_ber_1e-2": float_entry["sinr_at_ber_1e-2"],
+        row = row_of("student", f"int8 TFLite ({method.upper()})")
+        for label, _ in TARGETS:
+            summary[f"{method}_cost_db_at_ber_{label}"] = row[f"cost_db_at_ber_{label}"]
+        summary[f"{method}_gm_ber_delta"] = round(row["gm_ber"] - student_keras["gm_ber"], 4)
+    summary.update({"float_student_gm_ber": student_keras["gm_ber"],
+                    "float_student_sinr_at_ber_1e-2": student_keras["sinr_at_ber_1e-2"],
                     "reference_cost_db": REFERENCE_COST_DB, "student": args.student, "teacher": args.teacher,
-                    "commands": commands,
-                    "command": "python tests/benchmarks/edge_cpu.py " + " ".join(sys.argv[1:])})
-    from deeprx import bench
+                    "side_by_side": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+                    "commands": commands, "command": "python tests/benchmarks/edge_cpu.py " + " ".join(sys.argv[1:])})
     summary.update(bench.provenance())
     ber_lib.write_json(os.path.join(args.out, "summary.json"), summary)
-    print(f"int8 student on the CPU interpreter, {args.threads} threads, {args.preset} grid: "
-          f"{timing['inferences_per_s']:.0f} inferences/s (reference {REFERENCE_INFERENCES_PER_S:.0f}: ratio "
-          f"{timing['inferences_per_s'] / REFERENCE_INFERENCES_PER_S:.2f}); float teacher in Keras "
-          f"{teacher_rate:.0f}/s, so x{summary['speedup_vs_float_teacher']}")
+
+    print(f"\n{args.threads} threads, {args.preset} grid, CPU {bench.cpu_model()}; energy: {energy.label()}")
+    print(f"{'model':8} {'format':18} {'ms (b=1)':>9} {'inf/s':>8} {'slots/s':>8} {'CPU ms':>7} {'mJ':>7} "
+          f"{'GM BER':>7} {'cost@1e-2':>9}")
+    for r in rows:
+        print(f"{r['model']:8} {r['format']:18} {r['batch1_latency_ms']:9.3f} {r['inferences_per_s']:8.1f} "
+              f"{r['throughput_slots_per_s'] or float('nan'):8.1f} {r['cpu_ms_per_inference']:7.3f} "
+              f"{r['energy_mj_per_inference']:7.3f} {r['gm_ber']:7.3f} {str(r['cost_db_at_ber_1e-2']):>9}")
+    rate = student_int8["inferences_per_s"]
+    print(f"int8 student: {rate:.0f} inferences/s at batch 1 (reference {REFERENCE_INFERENCES_PER_S:.0f}: ratio "
+          f"{rate / REFERENCE_INFERENCES_PER_S:.2f}), {summary['int8_student_vs_float_keras']}x its float Keras model "
+          f"(reference {REFERENCE_VS_FLOAT_KERAS:g}x), {student_int8['throughput_slots_per_s']:.0f} slots/s at batch "
+          f"{student_int8['best_batch']}")
     for method in ("ptq", "qat"):
-        print(f"{method.upper()} int8 cost at BER 1e-2: {summary[f'{method}_cost_db_at_ber_1e-2']} dB "
-              f"(reference <= {REFERENCE_COST_DB} dB), at 3e-2: {summary[f'{method}_cost_db_at_ber_3e-2']} dB; "
-              f"Geometric Mean BER change {summary[f'{method}_gm_ber_delta']}")
+        print(f"{method.upper()} int8 cost at BER 1e-2: {summary[f'{method}_cost_db_at_ber_1e-2']} dB (reference <= "
+              f"{REFERENCE_COST_DB} dB), at 1e-3: {summary[f'{method}_cost_db_at_ber_1e-3']} dB; Geometric Mean BER "
+              f"change {summary[f'{method}_gm_ber_delta']}; {summary['student_slots_per_point']} slots per point")
     print(f"Wrote {os.path.join(args.out, 'summary.json')}")
 
 
