@@ -8,7 +8,7 @@ Each arm is a flagfile of deeprx.train (it includes a base recipe and changes on
 must set --curve_every. Arms train `--parallel` at a time (one TensorFlow thread each on 2
 cores, as the KD sweep does), in DIR/runs/<arm>; a finished arm is skipped and an interrupted
 one resumes, so the same command continues. Then --out gets:
-  curves.csv  every arm's learning-curve points (deeprx.curves): step, slots seen, training
+  curves.csv  every arm's learning-curve points (deeprx.network.curves): step, slots seen, training
               wall-clock, Geometric Mean BER on the fixed test slots
   arms.csv    per arm: its flags beyond the base recipe, slots/s, the last curve point, and
               the final evaluation's GM BER of the arm, ls_lmmse and perfect_lmmse
@@ -20,16 +20,22 @@ import os
 
 from absl import flags
 
-from deeprx import ber as ber_lib
-from deeprx import cli
-from deeprx import curves
-from deeprx import jobs
+from deeprx.core import cli
+from deeprx.core import jobs
+from deeprx.network import curves
+from edge import ber as ber_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("arms", None, "directory of arm flagfiles (*.flags), or a comma-separated list of them")
-flags.DEFINE_string("workdir", None, "directory of the arms' runs and logs (reused to resume)")
-flags.DEFINE_string("out", None, "directory for curves.csv, arms.csv and curves.png")
-flags.DEFINE_integer("parallel", 2, "arms trained at a time")
+
+
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("arms", None, "directory of arm flagfiles (*.flags), or a comma-separated list of them")
+    flags.DEFINE_string("workdir", None, "directory of the arms' runs and logs (reused to resume)")
+    flags.DEFINE_string("out", None, "directory for curves.csv, arms.csv and curves.png")
+    flags.DEFINE_integer("parallel", 2, "arms trained at a time")
+
 
 CURVE_COLUMNS = ("arm", "step", "slots_seen", "train_seconds", "loss", "gm_ber")
 ARM_COLUMNS = ("arm", "flags", "steps", "slots_seen", "train_seconds", "slots_per_s", "curve_gm_ber",
@@ -71,7 +77,7 @@ def collect(runs, paths):
     for run, path in zip(runs, paths):
         points = ber_lib.read_csv(os.path.join(run.workdir, curves.CURVE_FILENAME))
         curve_rows += [dict({k: point[k] for k in CURVE_COLUMNS[1:]}, arm=run.name) for point in points]
-        # The summary of the final evaluation's ber.csv by today's rules (deeprx.ber), so that
+        # The summary of the final evaluation's ber.csv by today's rules (edge.ber), so that
         # arms evaluated before a rule changed compare.
         summary = ber_lib.summarize(ber_lib.read_csv(os.path.join(run.workdir, "eval", "ber.csv")))
         last = points[-1]
@@ -86,7 +92,7 @@ def collect(runs, paths):
 
 
 def plot(curve_rows, arm_rows, path, title):
-    from deeprx import plots
+    from deeprx.evaluation import plots
     plt = plots.plt
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     for arm in arm_rows:
@@ -124,7 +130,7 @@ def main(argv):
     os.makedirs(FLAGS.out, exist_ok=True)
     ber_lib.write_table(os.path.join(FLAGS.out, "curves.csv"), curve_rows, CURVE_COLUMNS)
     ber_lib.write_table(os.path.join(FLAGS.out, "arms.csv"), arm_rows, ARM_COLUMNS)
-    from deeprx import bench
+    from deeprx.evaluation import bench
     settings = ber_lib.read_json(os.path.join(runs[0].workdir, "config.json"))
     title = (f"Training ablation, {settings['preset']} preset, {settings['scenario']['dmrs']['num_symbols']} DMRS: "
              f"GM BER on {curves.CURVE_SLOTS_PER_POINT} test slots per SINR point; {bench.cpu_model()}, "
@@ -138,4 +144,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

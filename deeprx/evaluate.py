@@ -18,22 +18,28 @@ import time
 
 from absl import flags
 
-from deeprx import bench
-from deeprx import cli
-from deeprx import config as config_lib
-from deeprx import receivers as receivers_lib
-from deeprx import scenario_flags
+from deeprx.core import cli
+from deeprx.core import config as config_lib
+from deeprx.core import scenario_flags
+from deeprx.evaluation import bench
+from deeprx.evaluation import receivers as receivers_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("receivers", "ls_lmmse,perfect_lmmse",
-                    "comma-separated classical receiver names and/or model directories")
-flags.DEFINE_string("out", None, "output directory")
-flags.DEFINE_string("channel_set", None, "override: train or test channel models")
-flags.DEFINE_string("sinr_db", None, "override: SINR grid LO:HI:STEP in dB")
-flags.DEFINE_integer("target_errors", None, "override: bit errors per receiver that end a point")
-flags.DEFINE_integer("max_bits", None, "override: data bits that end a point")
-flags.DEFINE_integer("batch_size", None, "override: slots per batch")
-flags.DEFINE_integer("seed", None, "override: evaluation seed")
+
+
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("receivers", "ls_lmmse,perfect_lmmse",
+                        "comma-separated classical receiver names and/or model directories")
+    flags.DEFINE_string("out", None, "output directory")
+    flags.DEFINE_string("channel_set", None, "override: train or test channel models")
+    flags.DEFINE_string("sinr_db", None, "override: SINR grid LO:HI:STEP in dB")
+    flags.DEFINE_integer("target_errors", None, "override: bit errors per receiver that end a point")
+    flags.DEFINE_integer("max_bits", None, "override: data bits that end a point")
+    flags.DEFINE_integer("batch_size", None, "override: slots per batch")
+    flags.DEFINE_integer("seed", None, "override: evaluation seed")
+    scenario_flags.define_flags()
 
 
 def settings_from_flags(flag_values):
@@ -89,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

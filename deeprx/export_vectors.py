@@ -14,21 +14,28 @@ import os
 import numpy as np
 from absl import flags
 
-from deeprx import ber as ber_lib
-from deeprx import bench
-from deeprx import cli
-from deeprx import config as config_lib
-from deeprx import scenario_flags
+from deeprx.core import cli
+from deeprx.core import config as config_lib
+from deeprx.core import scenario_flags
+from deeprx.evaluation import bench
+from edge import ber as ber_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "output .npz")
-flags.DEFINE_integer("slots_per_point", 16, "slots per SINR point")
-flags.DEFINE_string("sinr_db", None, "SINR grid LO:HI:STEP in dB (default: the preset's)")
-flags.DEFINE_integer("seed", None, "slot seed (default: the preset's evaluation seed)")
+
+
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("out", None, "output .npz")
+    flags.DEFINE_integer("slots_per_point", 16, "slots per SINR point")
+    flags.DEFINE_string("sinr_db", None, "SINR grid LO:HI:STEP in dB (default: the preset's)")
+    flags.DEFINE_integer("seed", None, "slot seed (default: the preset's evaluation seed)")
+    scenario_flags.define_flags()
+
 
 def export(preset_name, scenario, sinr_db, slots_per_point, seed, out, log=print):
     """Draws the slots and writes `out` atomically; returns the meta dict."""
-    from deeprx import data as data_lib
+    from deeprx.simulation import data as data_lib
     generator = data_lib.SlotGenerator(scenario, "test")
     inputs, bits = [], []
     for index, point in enumerate(sinr_db):
@@ -67,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -17,7 +17,7 @@ and OUT/predictor.joblib.
 Kernel types: conv3x3, pointwise (1x1 conv), depthwise (dilated 3x3), bn_relu (BN, which
 inference runs as mul + add, and the ReLU after it: TFLite fuses that ReLU into the add, so
 DeepRx's pre-activation BN -> ReLU pairs are one kernel, as DeepEn2023's conv+bn+relu
-kernels are), add. Features: FLOPs, activation bytes, weight bytes (deeprx/costs.py); the
+kernels are), add. Features: FLOPs, activation bytes, weight bytes (deeprx/costs/estimates.py); the
 regressor is a non-negative linear model (latency = overhead + per-FLOP + per-byte terms), which,
 unlike a forest, extrapolates to layers larger than the grid. A kernel's own latency is, in
 float, what 4 more runs of it in the same tf.function add, / 4 (a call's overhead, about
@@ -35,23 +35,29 @@ import os
 
 from absl import flags
 
-from deeprx import cli
-from deeprx import kernel_timing as timing
-from deeprx import scenario_flags
+from deeprx.core import cli
+from deeprx.core import scenario_flags
+from deeprx.costs import kernel_timing as timing
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "fit: the predictor directory to write")
-flags.DEFINE_string("predictor", None, "predict: a directory of `fit`")
-flags.DEFINE_string("model", None, "predict: a run directory of python -m deeprx.train")
-flags.DEFINE_list("backends", ["float", "int8"], "float (TensorFlow) and/or int8 (CPU interpreter)")
-flags.DEFINE_enum("grid", "full", ["full", "tiny"], "kernel shapes to time: full, or tiny (tests)")
-flags.DEFINE_list("calibration_widths", ["0.25", "0.75"],
-                  "width multipliers of the DeepRx variants (paper and edge) that calibrate the kernel sum "
-                  "to whole models; empty: no calibration")
-flags.DEFINE_list("heldout_widths", ["0.2", "0.35", "0.5"],
-                  "width multipliers of the held-out DeepRx variants (each in the paper and edge variants)")
-flags.DEFINE_float("min_seconds", 0.3, "timing: repeat each kernel for at least this long")
-flags.DEFINE_float("relative_power_w", None, "predict: relative power of the backend at load, for energy")
+
+
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("out", None, "fit: the predictor directory to write")
+    flags.DEFINE_string("predictor", None, "predict: a directory of `fit`")
+    flags.DEFINE_string("model", None, "predict: a run directory of python -m deeprx.train")
+    flags.DEFINE_list("backends", ["float", "int8"], "float (TensorFlow) and/or int8 (CPU interpreter)")
+    flags.DEFINE_enum("grid", "full", ["full", "tiny"], "kernel shapes to time: full, or tiny (tests)")
+    flags.DEFINE_list("calibration_widths", ["0.25", "0.75"],
+                      "width multipliers of the DeepRx variants (paper and edge) that calibrate the kernel sum "
+                      "to whole models; empty: no calibration")
+    flags.DEFINE_list("heldout_widths", ["0.2", "0.35", "0.5"],
+                      "width multipliers of the held-out DeepRx variants (each in the paper and edge variants)")
+    flags.DEFINE_float("min_seconds", 0.3, "timing: repeat each kernel for at least this long")
+    flags.DEFINE_float("relative_power_w", None, "predict: relative power of the backend at load, for energy")
+    scenario_flags.define_flags()
 
 
 def main(argv):
@@ -78,7 +84,7 @@ def main(argv):
         return
     if not FLAGS.predictor or not FLAGS.model:
         raise cli.FlagError("predictor" if not FLAGS.predictor else "model", "predict needs --predictor and --model")
-    from deeprx import workdir as workdir_lib
+    from deeprx.core import workdir as workdir_lib
     with cli.flag("predictor"):
         predictor = timing.load_predictor(FLAGS.predictor)
     with cli.flag("model"):
@@ -95,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, commands=("fit", "predict"))
+    cli.run(main, define_flags, commands=("fit", "predict"))

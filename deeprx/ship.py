@@ -18,17 +18,23 @@ import shutil
 
 from absl import flags
 
-from deeprx import ber as ber_lib
-from deeprx import cli
-from deeprx import curves
-from deeprx import jobs
-from deeprx import workdir as workdir_lib
+from deeprx.core import cli
+from deeprx.core import jobs
+from deeprx.core import workdir as workdir_lib
+from deeprx.network import curves
+from edge import ber as ber_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "a finished run directory of python -m deeprx.train (with its eval/)")
-flags.DEFINE_string("name", None, "the shipped name: data/models/<name>, used as pretrained:<name>")
-flags.DEFINE_bool("checkpoint_only", False, "copy the run's latest checkpoint and settings to "
-                  "data/checkpoints/<name> (a run in progress, to resume elsewhere) instead of shipping it")
+
+
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("run", None, "a finished run directory of python -m deeprx.train (with its eval/)")
+    flags.DEFINE_string("name", None, "the shipped name: data/models/<name>, used as pretrained:<name>")
+    flags.DEFINE_bool("checkpoint_only", False, "copy the run's latest checkpoint and settings to "
+                      "data/checkpoints/<name> (a run in progress, to resume elsewhere) instead of shipping it")
+
 
 CHECKPOINTS_DIR = os.path.join(os.path.dirname(workdir_lib.MODELS_DIR), "checkpoints")
 
@@ -144,4 +150,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

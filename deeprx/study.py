@@ -5,14 +5,14 @@ Example usage:
   python -m deeprx.study --flagfile=study.flags --preset=demo --workdir=runs/study-demo
   python -m deeprx.study --flagfile=study.flags --workdir=runs/study-cpu     # hours: the cpu preset
 
-Stages, each a directory of DIR (deeprx/study_stages.py):
+Stages, each a directory of DIR (deeprx/experiments/study_stages.py):
   teacher  the teacher from scratch (python -m deeprx.train)
   scratch  the student from scratch, --student_flops_ratio of the teacher's FLOPs
   kd       the same student distilled from the teacher (deeprx.train --teacher, as kd.flags)
-  int8     full-integer int8 TFLite of each model (python -m edge.quantize)
+  int8     full-integer int8 TFLite of each model (python -m deeprx.quantize)
   ber      BER vs SINR of ls_lmmse, perfect_lmmse and every model, float and int8, on the
            same slots (python -m deeprx.evaluate)
-  edgetpu  Edge TPU preflight, and compile where edgetpu_compiler is installed (edge.compile)
+  edgetpu  Edge TPU preflight, and compile where edgetpu_compiler is installed (deeprx.compile)
   runner   test vectors, then the device runner on the CPU interpreter: latency, inferences/s
            and BER from the vectors (deeprx.export_vectors, edge.runner)
   energy   energy per inference of each model, float and int8 (python -m deeprx.energy)
@@ -21,7 +21,7 @@ Finished stages are skipped on rerun, an interrupted one is redone cleanly (a tr
 resumes from its last checkpoint), so a killed study continues with the same command.
 --force redoes every stage, --redo=STAGE,... those stages and every stage after them.
 Every flag is checked before the first stage. Sizes (steps, widths, bits, counts) come
-from the preset (deeprx/study_config.py SIZES); a flag of the same name overrides one;
+from the preset (deeprx/experiments/study_config.py SIZES); a flag of the same name overrides one;
 --preset after --flagfile overrides the flagfile's.
 """
 
@@ -31,30 +31,37 @@ import sys
 
 from absl import flags
 
-from deeprx import ber as ber_lib
-from deeprx import cli
-from deeprx import scenario_flags
-from deeprx import study_config
-from deeprx import study_stages
+from deeprx.core import cli
+from deeprx.core import scenario_flags
+from deeprx.experiments import study_config
+from deeprx.experiments import study_layout
+from deeprx.experiments import study_stages
+from edge import ber as ber_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "study directory (created; rerun the same command to continue)")
-flags.DEFINE_bool("force", False, "redo every stage, finished or not")
-flags.DEFINE_list("redo", [], f"redo these stages and every stage after them: {','.join(study_stages.STAGE_NAMES)}")
-flags.DEFINE_enum("teacher_variant", "paper", ["paper", "edge"], "the teacher's model variant")
-flags.DEFINE_enum("student_variant", "edge", ["paper", "edge"],
-                  "the students' variant (edge: equal dilations, as the Edge TPU compiler needs)")
-flags.DEFINE_float("student_flops_ratio", 11 / 30, "student FLOPs per slot / teacher's (the paper's 11/30)")
-flags.DEFINE_float("alpha", 5e5, "KD: weight of the student loss")
-flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
-flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
-flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
-flags.DEFINE_integer("seed", 0, "training seed of every model")
-flags.DEFINE_string("energy_source", "cputime", "power source of the energy stage: cputime[:W], codecarbon, rapl, "
-                                               "nvml, meter:PATH or rated:WATTS")
-flags.DEFINE_integer("threads", os.cpu_count() or 1, "threads of every timed or measured inference (runner, energy)")
-for _field in study_config.SIZE_FIELDS:
-    flags.DEFINE_string(_field, None, f"override the preset's {_field} (deeprx/study_config.py SIZES)")
+
+
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("workdir", None, "study directory (created; rerun the same command to continue)")
+    flags.DEFINE_bool("force", False, "redo every stage, finished or not")
+    flags.DEFINE_list("redo", [], f"redo these stages and every stage after them: {','.join(study_layout.STAGE_NAMES)}")
+    flags.DEFINE_enum("teacher_variant", "paper", ["paper", "edge"], "the teacher's model variant")
+    flags.DEFINE_enum("student_variant", "edge", ["paper", "edge"],
+                      "the students' variant (edge: equal dilations, as the Edge TPU compiler needs)")
+    flags.DEFINE_float("student_flops_ratio", 11 / 30, "student FLOPs per slot / teacher's (the paper's 11/30)")
+    flags.DEFINE_float("alpha", 5e5, "KD: weight of the student loss")
+    flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
+    flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
+    flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
+    flags.DEFINE_integer("seed", 0, "training seed of every model")
+    flags.DEFINE_string("energy_source", "cputime", "power source of the energy stage: cputime[:W], codecarbon, rapl, "
+                                                   "nvml, meter:PATH or rated:WATTS")
+    flags.DEFINE_integer("threads", os.cpu_count() or 1, "threads of every timed or measured inference (runner, energy)")
+    for _field in study_config.SIZE_FIELDS:
+        flags.DEFINE_string(_field, None, f"override the preset's {_field} (deeprx/experiments/study_config.py SIZES)")
+    scenario_flags.define_flags()
 
 
 def _size(preset_name):
@@ -83,9 +90,9 @@ def config_from_flags():
         raise cli.FlagError("workdir", "a study directory is required")
     if os.path.exists(FLAGS.workdir) and not os.path.isdir(FLAGS.workdir):
         raise cli.FlagError("workdir", f"{FLAGS.workdir!r} exists and is not a directory")
-    unknown = [name for name in FLAGS.redo if name not in study_stages.STAGE_NAMES]
+    unknown = [name for name in FLAGS.redo if name not in study_layout.STAGE_NAMES]
     if unknown:
-        raise cli.FlagError("redo", f"unknown stage {unknown[0]!r}; the stages: {','.join(study_stages.STAGE_NAMES)}")
+        raise cli.FlagError("redo", f"unknown stage {unknown[0]!r}; the stages: {','.join(study_layout.STAGE_NAMES)}")
     size = _size(preset.name)
     try:
         config = study_config.StudyConfig(
@@ -97,13 +104,13 @@ def config_from_flags():
     except ValueError as error:  # each message starts with the setting, which is the flag's name
         name = str(error).split()[0]
         raise cli.FlagError(name if hasattr(FLAGS, name) else "student_flops_ratio", str(error)) from None
-    from deeprx import power_sources
+    from deeprx.costs import power_sources
     from edge import power as power_lib
     try:
         power_sources.parse_source(config.energy_source)
     except power_lib.PowerError as error:
         raise cli.FlagError("energy_source", str(error)) from None
-    redo = list(study_stages.STAGE_NAMES) if FLAGS.force else list(FLAGS.redo)
+    redo = list(study_layout.STAGE_NAMES) if FLAGS.force else list(FLAGS.redo)
     _check_workdir(config, bool(FLAGS.force))
     return config, redo
 
@@ -138,4 +145,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

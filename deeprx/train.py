@@ -21,67 +21,70 @@ import sys
 
 from absl import flags
 
-from deeprx import bench
-from deeprx import ber as ber_lib
-from deeprx import cli
-from deeprx import config as config_lib
-from deeprx import distribute as distribute_lib
-from deeprx import model as model_lib
-from deeprx import receivers as receivers_lib
-from deeprx import scenario_flags
-from deeprx import workdir as workdir_lib
+from deeprx.core import cli
+from deeprx.core import config as config_lib
+from deeprx.core import jobs
+from deeprx.core import scenario_flags
+from deeprx.core import workdir as workdir_lib
+from deeprx.evaluation import bench
+from deeprx.evaluation import receivers as receivers_lib
+from deeprx.network import distribute as distribute_lib
+from deeprx.network import model as model_lib
+from edge import ber as ber_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "run directory (created; reused to resume)")
-flags.DEFINE_enum("model_variant", "paper", ["paper", "edge"],
-                  "paper: the paper's dilations; edge: equal dilations for the Edge TPU")
-flags.DEFINE_float("width_multiplier", 1.0, "scales every width of DeepRx")
-flags.DEFINE_float("model_mflops", 0.0, "FLOP budget per slot in MFLOPs; >0 overrides width_multiplier")
-flags.DEFINE_integer("depth_multiplier", 2, "depthwise conv depth multiplier")
-flags.DEFINE_integer("steps", 2000, "training steps (total, across resumes)")
-flags.DEFINE_integer("batch_size", 16, "slots per step")
-flags.DEFINE_float("learning_rate", 1e-3, "peak Adam learning rate")
-flags.DEFINE_integer("warmup_steps", 100, "linear warm-up steps")
-flags.DEFINE_float("final_lr_fraction", 0.01, "cosine decay ends at this fraction of the peak")
-flags.DEFINE_integer("checkpoint_every", 500, "steps between checkpoints")
-flags.DEFINE_integer("log_every", 50, "steps between progress lines")
-flags.DEFINE_integer("seed", 0, "training seed: initial weights and training slots")
-flags.DEFINE_bool("xla", False, "XLA-compile the forward/backward pass (off: measured far slower on this CPU, "
-                  "BUILD_NOTES.md)")
-flags.DEFINE_enum("optimizer", "adam", list(config_lib.OPTIMIZERS), "adam, or lamb (the DeepRx paper's)")
-flags.DEFINE_enum("schedule", "cosine", list(config_lib.SCHEDULES),
-                  "after the warm-up: cosine decay, or flat_linear (flat to half the steps, then linear decay)")
-flags.DEFINE_enum("sinr_sampling", "snr_sir", list(config_lib.SINR_SAMPLINGS),
-                  "training slots: snr_sir draws SNR and SIR independently from the scenario's ranges; sinr "
-                  "draws the SINR from --train_sinr_db and splits it as the evaluation does")
-flags.DEFINE_string("train_sinr_db", None, "sinr sampling: training SINR range LO:HI in dB (default: the "
-                    f"preset's evaluation grid +-{config_lib.TRAIN_SINR_MARGIN_DB:g} dB)")
-flags.DEFINE_float("aux_channel_weight", 0.0, "weight of the auxiliary channel-estimate loss (0: none)")
-flags.DEFINE_integer("train_num_prb", None, "train on this many PRB (default: the scenario's); the model is "
-                     "saved and evaluated on the scenario's grid")
-flags.DEFINE_integer("curve_every", 0, "steps between learning-curve points in curve.csv (0: none)")
-flags.DEFINE_enum("distribute", "none", list(distribute_lib.STRATEGIES),
-                  "none: one device; mirrored: the local GPUs; multiworker: the machines of TF_CONFIG")
-flags.DEFINE_integer("cpu_replicas", 0, "mirrored without GPUs: split the CPU into this many replicas "
-                     "(to run the distributed path on a CPU)")
-flags.DEFINE_bool("eval", True, "run the bench on the trained model at the end")
-flags.DEFINE_integer("eval_max_bits", None, "override the preset's bits per SINR point in the final evaluation")
-# Knowledge distillation (PAPER.md section 2).
-flags.DEFINE_string("teacher", None, "teacher run directory: distill a student from it")
-flags.DEFINE_float("alpha", 5e5, "KD: weight of the student loss")
-flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
-flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
-flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
-flags.DEFINE_float("student_flops_ratio", 11 / 30, "KD: student FLOPs per slot / teacher's")
-flags.DEFINE_bool("train_teacher_if_missing", False, "KD: train the teacher first if --teacher has none")
-flags.DEFINE_enum("student_variant", None, ["paper", "edge"],
-                  "KD: the student's variant (default: the teacher's); edge for an Edge TPU student")
 
-TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr_fraction",
-               "checkpoint_every", "log_every", "seed", "xla", "optimizer", "schedule", "sinr_sampling",
-               "train_sinr_db", "aux_channel_weight", "train_num_prb", "curve_every")
-TEACHER_FLAGS = (*scenario_flags.FLAG_NAMES, "model_variant",
-                 "width_multiplier", "model_mflops", "depth_multiplier", *TRAIN_FLAGS, "eval", "eval_max_bits")
+
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("workdir", None, "run directory (created; reused to resume)")
+    flags.DEFINE_enum("model_variant", "paper", ["paper", "edge"],
+                      "paper: the paper's dilations; edge: equal dilations for the Edge TPU")
+    flags.DEFINE_float("width_multiplier", 1.0, "scales every width of DeepRx")
+    flags.DEFINE_float("model_mflops", 0.0, "FLOP budget per slot in MFLOPs; >0 overrides width_multiplier")
+    flags.DEFINE_integer("depth_multiplier", 2, "depthwise conv depth multiplier")
+    flags.DEFINE_integer("steps", 2000, "training steps (total, across resumes)")
+    flags.DEFINE_integer("batch_size", 16, "slots per step")
+    flags.DEFINE_float("learning_rate", 1e-3, "peak Adam learning rate")
+    flags.DEFINE_integer("warmup_steps", 100, "linear warm-up steps")
+    flags.DEFINE_float("final_lr_fraction", 0.01, "cosine decay ends at this fraction of the peak")
+    flags.DEFINE_integer("checkpoint_every", 500, "steps between checkpoints")
+    flags.DEFINE_integer("log_every", 50, "steps between progress lines")
+    flags.DEFINE_integer("seed", 0, "training seed: initial weights and training slots")
+    flags.DEFINE_bool("xla", False, "XLA-compile the forward/backward pass (off: measured far slower on this CPU, "
+                      "BUILD_NOTES.md)")
+    flags.DEFINE_enum("optimizer", "adam", list(config_lib.OPTIMIZERS), "adam, or lamb (the DeepRx paper's)")
+    flags.DEFINE_enum("schedule", "cosine", list(config_lib.SCHEDULES),
+                      "after the warm-up: cosine decay, or flat_linear (flat to half the steps, then linear decay)")
+    flags.DEFINE_enum("sinr_sampling", "snr_sir", list(config_lib.SINR_SAMPLINGS),
+                      "training slots: snr_sir draws SNR and SIR independently from the scenario's ranges; sinr "
+                      "draws the SINR from --train_sinr_db and splits it as the evaluation does")
+    flags.DEFINE_string("train_sinr_db", None, "sinr sampling: training SINR range LO:HI in dB (default: the "
+                        f"preset's evaluation grid +-{config_lib.TRAIN_SINR_MARGIN_DB:g} dB)")
+    flags.DEFINE_float("aux_channel_weight", 0.0, "weight of the auxiliary channel-estimate loss (0: none)")
+    flags.DEFINE_integer("train_num_prb", None, "train on this many PRB (default: the scenario's); the model is "
+                         "saved and evaluated on the scenario's grid")
+    flags.DEFINE_integer("curve_every", 0, "steps between learning-curve points in curve.csv (0: none)")
+    flags.DEFINE_enum("distribute", "none", list(distribute_lib.STRATEGIES),
+                      "none: one device; mirrored: the local GPUs; multiworker: the machines of TF_CONFIG")
+    flags.DEFINE_integer("cpu_replicas", 0, "mirrored without GPUs: split the CPU into this many replicas "
+                         "(to run the distributed path on a CPU)")
+    flags.DEFINE_bool("eval", True, "run the bench on the trained model at the end")
+    flags.DEFINE_integer("eval_max_bits", None, "override the preset's bits per SINR point in the final evaluation")
+    # Knowledge distillation (PAPER.md section 2).
+    flags.DEFINE_string("teacher", None, "teacher run directory: distill a student from it")
+    flags.DEFINE_float("alpha", 5e5, "KD: weight of the student loss")
+    flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
+    flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
+    flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
+    flags.DEFINE_float("student_flops_ratio", 11 / 30, "KD: student FLOPs per slot / teacher's")
+    flags.DEFINE_bool("train_teacher_if_missing", False, "KD: train the teacher first if --teacher has none")
+    flags.DEFINE_enum("student_variant", None, ["paper", "edge"],
+                      "KD: the student's variant (default: the teacher's); edge for an Edge TPU student")
+    scenario_flags.define_flags()
+
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +120,7 @@ def _model_config_from_flags(scenario):
 
 def teacher_command(teacher_dir):
     """The exact command that trains the teacher --teacher expects, from the resolved flags."""
-    return " ".join(["python -m deeprx.train", *cli.flag_args(TEACHER_FLAGS), f"--workdir={teacher_dir}"])
+    return " ".join(["python -m deeprx.train", *cli.flag_args(jobs.TEACHER_FLAGS), f"--workdir={teacher_dir}"])
 
 
 def _read_teacher(teacher_dir, scenario):
@@ -136,7 +139,7 @@ def run_from_flags():
     if not FLAGS.workdir:
         raise cli.FlagError("workdir", "a run directory is required")
     model_config = _model_config_from_flags(scenario)
-    settings = {name: getattr(FLAGS, name) for name in TRAIN_FLAGS}
+    settings = {name: getattr(FLAGS, name) for name in jobs.TRAIN_FLAGS}
     if settings["train_sinr_db"] is not None:
         with cli.flag("train_sinr_db"):
             settings["train_sinr_db"] = scenario_flags.parse_pair(settings["train_sinr_db"])
@@ -191,9 +194,8 @@ def run_from_flags():
 def train_and_evaluate(run, command):
     """Trains `run` (resuming its workdir), saves model.keras, train.json and eval/."""
     import tf_keras as keras
-    from deeprx import distiller as distiller_lib
-    from deeprx import training
-
+    from deeprx.network import distiller as distiller_lib
+    from deeprx.network import training
     strategy = distribute_lib.make(FLAGS.distribute, FLAGS.cpu_replicas)
     replicas = strategy.num_replicas_in_sync
     chief = distribute_lib.is_chief()
@@ -257,4 +259,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -7,7 +7,7 @@ Example usage (on a Coral Dev Board, or any host):
 This file is what runs on the board: Python 3.7 syntax, NumPy and a TFLite interpreter only
 (never TensorFlow, Sionna or CodeCarbon). The interpreter is the first that imports, in this
 order: pycoral with the Edge TPU delegate (for *_edgetpu.tflite models only), tflite_runtime,
-ai_edge_litert, tensorflow.lite; --out records which one ran.
+ai_edge_litert (LiteRT, installed with this project on a host); --out records which one ran.
 
 Timing follows pycoral's examples: the first invoke (which loads the model onto an Edge TPU)
 is timed apart, then --warmup invokes, then --count timed invokes: mean, p50, p90, p99
@@ -18,7 +18,7 @@ system, every thread: busy cores above the work's threads mean threads spinning 
 deeprx.export_vectors) the float inputs are quantized with the model's own input scale and
 zero point, every slot is run, and the bit decisions (LLR > 0, i.e. int8 output > its zero point) are counted on data
 REs into BER per SINR point: OUT's stem + "-ber.csv" and "-summary.json", in the bench's
-ber.csv / summary.json format (deeprx/ber.py, copied beside this package on the board).
+ber.csv / summary.json format (edge/ber.py).
 --kernels=reference runs TFLite's reference kernels: slower, but the same int8 results in
 every interpreter version (the optimized kernels of tflite-runtime 2.14 and LiteRT round
 differently: BUILD_NOTES.md), so BER on the vectors can be compared exactly across
@@ -36,19 +36,14 @@ import time
 
 import numpy as np
 
+from edge import ber as ber_lib
 from edge import power as power_lib
 from edge import verify
 
-try:  # on the board deeprx/ber.py is copied beside edge/ (BUILD_NOTES.md)
-    from deeprx import ber as ber_lib
-except ImportError:  # pragma: no cover - a board without it can still time the model
-    ber_lib = None
-
-# What a board needs of this repository, paths from its root (BUILD_NOTES.md).
-BUNDLE = ("edge/__init__.py", "edge/runner.py", "edge/power.py", "edge/verify.py", "deeprx/__init__.py",
-          "deeprx/ber.py")
+# What a board needs of this repository, paths from its root (BUILD_NOTES.md): edge/ alone.
+BUNDLE = ("edge/__init__.py", "edge/runner.py", "edge/power.py", "edge/verify.py", "edge/ber.py")
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
-CPU_BACKENDS = ("tflite_runtime", "ai_edge_litert", "tensorflow.lite")
+CPU_BACKENDS = ("tflite_runtime", "ai_edge_litert")
 KERNELS = ("default", "reference")
 
 
@@ -101,9 +96,6 @@ def _edgetpu_interpreter(model_path, device, threads):
 
 def _import_interpreter(backend):
     """(Interpreter class, OpResolverType) of a CPU backend; ImportError if absent."""
-    if backend == "tensorflow.lite":
-        import tensorflow as tf
-        return tf.lite.Interpreter, getattr(tf.lite.experimental, "OpResolverType", None)
     module = __import__(backend + ".interpreter", fromlist=["Interpreter"])
     return module.Interpreter, getattr(module, "OpResolverType", None)
 
@@ -152,7 +144,7 @@ def quantize(values, scale, zero_point):
 
 class Model(object):
     """A batch-1 DeepRx .tflite: grid [1, 14, K, C] in, LLRs [1, 14, K, m] out, both int8 (the
-    deployable model of python -m edge.quantize) or both float32 (its float twin, for
+    deployable model of python -m deeprx.quantize) or both float32 (its float twin, for
     side-by-side timing on a CPU)."""
 
     def __init__(self, interpreter):
@@ -162,7 +154,7 @@ class Model(object):
         dtypes = (np.dtype(self.input["dtype"]), np.dtype(self.output["dtype"]))
         if dtypes not in ((np.int8, np.int8), (np.float32, np.float32)):
             raise RunnerError("the model's input and output are %s and %s, not both int8 (or both float32): "
-                              "export it with python -m edge.quantize" % (dtypes[0].name, dtypes[1].name))
+                              "export it with python -m deeprx.quantize" % (dtypes[0].name, dtypes[1].name))
         self.dtype = dtypes[0]
         self.input_scale, self.input_zero_point = self.input["quantization"]
         self.output_scale, self.output_zero_point = self.output["quantization"]
@@ -276,7 +268,7 @@ def load_vectors(path, model):
 
 
 def ber_on_vectors(model, vectors, name):
-    """ber.csv rows (deeprx/ber.py make_row) of `model` on every slot of `vectors`."""
+    """ber.csv rows (edge/ber.py make_row) of `model` on every slot of `vectors`."""
     mask = vectors["data_mask"].astype(bool)[..., None]
     rows = []
     for point, sinr_db in enumerate(vectors["sinr_db"]):
@@ -358,8 +350,6 @@ def run(args, log=print):
             % (1e3 * energy["joules_per_inference"], energy["source"], energy["relative_power_w"],
                energy["run_seconds"]) + ("; WARNING: " + energy["warning"] if "warning" in energy else ""))
     if args.vectors:
-        if ber_lib is None:
-            raise RunnerError("--vectors needs deeprx/ber.py beside edge/ (BUILD_NOTES.md)")
         vectors = load_vectors(args.vectors, model)
         name = os.path.splitext(os.path.basename(args.model))[0]
         rows = ber_on_vectors(model, vectors, name)
@@ -375,11 +365,7 @@ def run(args, log=print):
             ber_lib.write_csv(stem + "-ber.csv", rows)
             ber_lib.write_json(stem + "-summary.json", result["summary"])
     if args.out:
-        if ber_lib is not None:
-            ber_lib.write_json(args.out, result)
-        else:  # pragma: no cover
-            with open(args.out, "w") as f:
-                json.dump(result, f, indent=2)
+        ber_lib.write_json(args.out, result)
         log("Wrote %s" % args.out)
     return result
 

@@ -7,7 +7,8 @@ import tensorflow as tf
 from scipy.stats import norm
 
 from conftest import awgn_scenario
-from deeprx import baselines, data
+from deeprx.simulation import baselines
+from deeprx.simulation import data
 
 
 def gray_16qam_ber(snr_db):

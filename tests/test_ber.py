@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from deeprx import ber
+from edge import ber
 
 
 def test_geometric_mean_ber_is_mean_log10_with_a_floor_independent_of_the_bit_budget():

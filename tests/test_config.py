@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from deeprx import config
+from deeprx.core import config
 
 
 def test_every_preset_is_constructible_and_consistent():

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeprx import config, data
+from deeprx.core import config
+
+from deeprx.simulation import data
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from deeprx import config, data, distiller, losses, model
+from deeprx.core import config
+
+from deeprx.simulation import data
+
+from deeprx.network import distiller
+
+from deeprx.network import losses
+
+from deeprx.network import model
 
 
 def numpy_tempered_kl(teacher, student, temperature, mask):

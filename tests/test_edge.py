@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_module
-from edge import flatbuffer
-from edge import preflight as preflight_lib
+from deeprx.export import flatbuffer
+from deeprx.export import preflight as preflight_lib
 from edge import runner
 
 SCENARIO = ("--channel=awgn", "--modulation=qpsk", "--sir_db=none")
@@ -39,7 +39,7 @@ def exported(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     for method in ("ptq", "qat", "float"):
         paths[method] = str(root / f"student_{method}.tflite")
-        result = run_module("edge.quantize", f"--model={model_dir}", "--preset=tiny", *SCENARIO, f"--method={method}",
+        result = run_module("deeprx.quantize", f"--model={model_dir}", "--preset=tiny", *SCENARIO, f"--method={method}",
                             "--calibration_slots=32", "--qat_steps=5", "--qat_batch_size=4", f"--out={paths[method]}")
         assert result.returncode == 0, result.stderr[-3000:]
     return paths
@@ -102,9 +102,9 @@ def test_vectors_file_format(exported):
 
 def _paper_variant_tflite(path):
     """An int8 paper-variant (unequal dilations) DeepRx, untrained: its structure is what counts."""
-    from deeprx import config as config_lib
-    from deeprx import model as model_lib
-    from edge import int8
+    from deeprx.core import config as config_lib
+    from deeprx.export import int8
+    from deeprx.network import model as model_lib
     scenario = config_lib.get_preset("tiny").scenario
     model = model_lib.build(model_lib.DeepRxConfig(width_multiplier=0.125), scenario, batch_size=1)
     rng = np.random.RandomState(0)
@@ -130,13 +130,13 @@ def test_preflight_maps_the_edge_variant_and_cuts_the_paper_variant(exported, tm
 def test_compile_without_the_compiler_gives_the_preflight(exported):
     if shutil.which("edgetpu_compiler"):
         pytest.skip("edgetpu_compiler is installed here: this test is for machines without it")
-    result = run_module("edge.compile", exported["ptq"])
+    result = run_module("deeprx.compile", exported["ptq"])
     assert result.returncode == 0, result.stderr
     assert "edgetpu_compiler is not on PATH: preflight only" in result.stdout
     assert "Every operator should map: no cut." in result.stdout
     with open(exported["ptq"].replace(".tflite", ".preflight.json")) as f:
         assert json.load(f)["compiler"] is None
-    strict = run_module("edge.compile", exported["ptq"], "--require-compiler")
+    strict = run_module("deeprx.compile", exported["ptq"], "--require-compiler")
     assert strict.returncode == 1 and "--require-compiler" in strict.stderr
 
 
@@ -154,7 +154,7 @@ ADD                            23         Mapped to Edge TPU
 
 
 def test_compiler_log_is_parsed_and_compared_with_the_prediction():
-    from edge import compile as compile_lib
+    from deeprx import compile as compile_lib
     table = compile_lib.parse_compiler_log(COMPILER_LOG)
     assert table["CONV_2D"] == {"count": 28, "mapped": 27, "statuses": {
         "Mapped to Edge TPU": 27, "More than one subgraph is not supported": 1}}
@@ -167,12 +167,21 @@ def test_compiler_log_is_parsed_and_compared_with_the_prediction():
 # ------------------------------------------------------------------- the device-side runner
 
 def _bundle(tmp_path):
-    """What BUILD_NOTES.md copies to a board: the runner and deeprx/ber.py, nothing else."""
+    """What BUILD_NOTES.md copies to a board: the runner and edge/ber.py, nothing else."""
     bundle = tmp_path / "bundle"
     for name in runner.BUNDLE:
         os.makedirs(bundle / os.path.dirname(name), exist_ok=True)
         shutil.copy(os.path.join(REPO, name), bundle / name)
     return str(bundle)
+
+
+def _venv_python(backend):
+    """The Python of a TensorFlow-free venv; the test is skipped, saying why, without it
+    (`make test`, and so CI, builds both first)."""
+    python = os.path.join(VENVS[backend], "bin", "python")
+    if not os.path.exists(python):
+        pytest.skip(f"{VENVS[backend]} is missing: `make edge-venvs` builds it (make test does)")
+    return python
 
 
 def _host_rows(model_path, vectors_path, kernels):
@@ -194,9 +203,7 @@ def _host_rows(model_path, vectors_path, kernels):
 @pytest.mark.parametrize("backend, kernels", [("ai_edge_litert", "default"), ("ai_edge_litert", "reference"),
                                               ("tflite_runtime", "reference")])
 def test_runner_in_a_tensorflow_free_venv_matches_the_host_evaluation(exported, tmp_path, backend, kernels):
-    python = os.path.join(VENVS[backend], "bin", "python")
-    if not os.path.exists(python):
-        pytest.fail(f"{VENVS[backend]} is missing: run `make edge-venvs` (make test does)")
+    python = _venv_python(backend)
     no_tf = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, text=True)
     assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
     out = str(tmp_path / "result.json")
@@ -240,7 +247,7 @@ def test_runner_needs_no_python_newer_than_3_7(tmp_path):
 
 
 def _runner_error(tmp_path, *args, backend="ai_edge_litert"):
-    result = subprocess.run([os.path.join(VENVS[backend], "bin", "python"), "-m", "edge.runner", *args],
+    result = subprocess.run([_venv_python(backend), "-m", "edge.runner", *args],
                             cwd=_bundle(tmp_path), capture_output=True, text=True, timeout=120)
     # The interpreter itself may log "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("INFO: ")]

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from conftest import run_module
-from deeprx import costs
-from deeprx import model as model_lib
+from deeprx.costs import estimates as costs
+from deeprx.network import model as model_lib
 from edge import power
 
 
@@ -121,7 +121,7 @@ def test_cpu_time_bills_the_busy_cores_not_the_wall_time():
 
 
 def test_host_cputime_takes_codecarbons_tdp_per_core_and_codecarbon_names_its_tdp():
-    from deeprx import power_sources
+    from deeprx.costs import power_sources
     _, cpu = power_sources.codecarbon_tracker()
     source = power_sources.parse_source("cputime")
     assert source.watts == pytest.approx(cpu._tdp / cpu._cpu_count)

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from deeprx import config, model
+from deeprx.core import config
+
+from deeprx.network import model
 
 
 @pytest.mark.parametrize("variant", model.VARIANTS)

@@ -3,9 +3,9 @@
 import os
 
 from conftest import REPO, run_module
-from deeprx import ber as ber_lib
 from deeprx import summary_table
-from deeprx import sweep as sweep_lib
+from deeprx.experiments import sweep as sweep_lib
+from edge import ber as ber_lib
 
 import pytest
 

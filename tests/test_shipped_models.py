@@ -6,7 +6,10 @@ import os
 import pytest
 
 from conftest import run_module
-from deeprx import ber, config, ship, workdir
+from deeprx import ship
+from deeprx.core import config
+from deeprx.core import workdir
+from edge import ber
 
 
 @pytest.mark.parametrize("name", workdir.shipped_models())
@@ -31,7 +34,7 @@ def test_ship_writes_a_model_card(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "eval").mkdir(parents=True)
     scenario = config.get_preset("tiny").scenario
-    from deeprx import model
+    from deeprx.network import model
     settings = workdir.run_config_dict("tiny", scenario, model.DeepRxConfig(width_multiplier=0.125),
                                        config.TrainConfig(steps=6, batch_size=4))
     ber.write_json(str(run_dir / "config.json"), settings)

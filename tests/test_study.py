@@ -12,11 +12,11 @@ import time
 import pytest
 
 from conftest import REPO, processes_naming, run_module
-from deeprx import ber as ber_lib
-from deeprx import study_stages
+from deeprx.experiments import study_layout
+from edge import ber as ber_lib
 
 ARGS = ("--flagfile=study.flags", "--preset=tiny", "--energy_source=rated:10")
-MODELS = study_stages.MODELS
+MODELS = study_layout.MODELS
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def study(tmp_path_factory):
     time.sleep(1)
     orphans = processes_naming(workdir)
     done_before = {name: ber_lib.read_json(os.path.join(workdir, name, "done.json"))
-                   for name in study_stages.STAGE_NAMES[:7]}
+                   for name in study_layout.STAGE_NAMES[:7]}
     assert not os.path.exists(os.path.join(workdir, "energy", "done.json"))
     rerun = run_module("deeprx.study", *ARGS, f"--workdir={workdir}", timeout=1200)
     return {"workdir": workdir, "killed_at": killed_at, "orphans": orphans, "done_before": done_before,
@@ -52,7 +52,7 @@ def test_killed_study_reruns_only_the_interrupted_stage(study):
     rerun, workdir = study["rerun"], study["workdir"]
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert study["orphans"] == [], "children of the killed study kept running"
-    for index, name in enumerate(study_stages.STAGE_NAMES[:7]):  # finished stages: not redone
+    for index, name in enumerate(study_layout.STAGE_NAMES[:7]):  # finished stages: not redone
         assert f"[{index + 1}/9] {name}: finished earlier, skipped" in rerun.stdout
         assert ber_lib.read_json(os.path.join(workdir, name, "done.json")) == study["done_before"][name]
     assert "[8/9] energy: energy per inference, float and int8 (deeprx.energy): interrupted earlier, redoing it " \
@@ -82,7 +82,7 @@ def _close(text, value, decimals):
 def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
     workdir = study["workdir"]
     read = lambda *parts: ber_lib.read_json(os.path.join(workdir, *parts))  # noqa: E731
-    for name in study_stages.STAGE_NAMES:
+    for name in study_layout.STAGE_NAMES:
         assert read(name, "done.json")["stage"] == name
         if name != "report":  # the report runs no command
             assert os.path.getsize(os.path.join(workdir, "logs", name + ".log")) > 0
@@ -129,7 +129,10 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
     kd = summary["kd_vs_scratch"]
     assert kd["gm_ber_difference"] == pytest.approx(ber["kd"]["gm_ber"] - ber["scratch"]["gm_ber"], abs=1e-4)
     assert f"GM BER: KD {ber['kd']['gm_ber']:.3f}, scratch {ber['scratch']['gm_ber']:.3f}" in report
-    assert "(no RAPL" not in report or "estimates" in report
+    # The energy source is named in full wherever a figure of it appears.
+    assert "source: rated power 10 W x measured time (estimated)" in report
+    assert all(summary["models"][m][f"{kind}_energy_source"] == "rated power 10 W x measured time (estimated)"
+               for m in MODELS for kind in ("float", "int8"))
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
         assert os.path.isfile(os.path.join(workdir, image)), image
     assert ber_lib.read_csv(os.path.join(workdir, "ber", "ber.csv"))

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import REPO, processes_naming, run_module
-from deeprx import sweep as sweep_lib
+from deeprx.experiments import sweep as sweep_lib
 
 # sweep-tiny.flags with the smallest grids that still cover every step and both DMRS counts.
 TINY = ["--flagfile=sweep-tiny.flags", "--alphas=0.1,5e5", "--temperatures=3", "--parallel=2"]

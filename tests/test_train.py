@@ -13,7 +13,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_module
-from deeprx import config, data, losses, model, training
+from deeprx.core import config
+from deeprx.network import losses
+from deeprx.network import model
+from deeprx.network import training
+from deeprx.simulation import data
 
 
 def test_training_lowers_the_loss_on_held_out_slots(tiny, tmp_path):

@@ -13,7 +13,14 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import REPO, run_module
-from deeprx import ber, config, curves, lamb, model, ship, training, workdir
+from deeprx import ship
+from deeprx.core import config
+from deeprx.core import workdir
+from deeprx.network import curves
+from deeprx.network import lamb
+from deeprx.network import model
+from deeprx.network import training
+from edge import ber
 
 
 def test_lamb_matches_its_formula():
@@ -151,7 +158,10 @@ def test_pretrained_names_resolve_to_shipped_models_or_say_which_exist():
 _DISTRIBUTED = textwrap.dedent("""
     import dataclasses, json, sys, tempfile
     import numpy as np
-    from deeprx import config, distribute, model, training
+    from deeprx.core import config
+    from deeprx.network import distribute
+    from deeprx.network import model
+    from deeprx.network import training
     strategy = distribute.make("mirrored", cpu_replicas=2)
     import tensorflow as tf, tf_keras as keras
     assert strategy.num_replicas_in_sync == 2
@@ -177,7 +187,8 @@ _DISTRIBUTED = textwrap.dedent("""
     out["max_weight_change"] = max(float(np.max(np.abs(x - y)))
                                    for x, y in zip(mirrored.get_weights(), initial))
     # Train 2 replicas for 30 steps: the loss on held-out slots falls; then resume to 32.
-    from deeprx import data, losses
+    from deeprx.network import losses
+    from deeprx.simulation import data
     held = data.SlotGenerator(scenario, "train")(32, seed=data.slot_seed("held-out"))
     loss = lambda m: float(losses.masked_bce(held.bits, m(held.inputs, training=False), held.data_mask))
     workdir = sys.argv[1]

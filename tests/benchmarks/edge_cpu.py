@@ -5,8 +5,8 @@ Example usage (from the repository root, with nothing else running):
 
 On the --preset grid (default demo), through the project's own CLIs (their commands are
 printed and recorded), for the student and the teacher:
-  1. export: the float32 graph, PTQ int8 and (student) QAT int8 (python -m edge.quantize),
-     and the Edge TPU preflight of each int8 model (python -m edge.compile);
+  1. export: the float32 graph, PTQ int8 and (student) QAT int8 (python -m deeprx.quantize),
+     and the Edge TPU preflight of each int8 model (python -m deeprx.compile);
   2. speed at --threads threads, the same for every row: float in Keras (tf.function, batch
      1), and each .tflite on the CPU interpreter (python -m edge.runner): latency at batch 1,
      throughput at the best of --batches, the CPU time the process spent per inference
@@ -54,8 +54,8 @@ def read_json(path):
 
 def scenario_of(model_dir, preset):
     import dataclasses
-    from deeprx import config as config_lib
-    from deeprx import workdir as workdir_lib
+    from deeprx.core import config as config_lib
+    from deeprx.core import workdir as workdir_lib
     scenario = config_lib.get_preset(preset).scenario
     dmrs = workdir_lib.read_settings(model_dir)["scenario"]["dmrs"]["num_symbols"]
     return dataclasses.replace(scenario, dmrs=dataclasses.replace(scenario.dmrs, num_symbols=dmrs))
@@ -65,7 +65,7 @@ def keras_timing(model_dir, scenario, count, threads):
     """The float model in Keras, rebuilt batch-1 on the grid: mean latency and CPU time."""
     import numpy as np
     import tensorflow as tf
-    from deeprx import workdir as workdir_lib
+    from deeprx.core import workdir as workdir_lib
     from edge import power as power_lib
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -84,7 +84,7 @@ def keras_timing(model_dir, scenario, count, threads):
 
 
 def sinr_needed(rows, receiver, target):
-    from deeprx import ber as ber_lib
+    from edge import ber as ber_lib
     return ber_lib.sinr_at_ber([(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"]))
                                 for r in rows if r["receiver"] == receiver], target)
 
@@ -101,10 +101,10 @@ def main():
     parser.add_argument("--slots_per_point", type=int, default=1000, help="BER: slots per SINR point")
     parser.add_argument("--out", default=os.path.join(REPO, "data", "results", "edge-cpu"))
     args = parser.parse_args()
-    from deeprx import ber as ber_lib
-    from deeprx import bench
-    from deeprx import data as data_lib
-    from deeprx import power_sources
+    from deeprx.costs import power_sources
+    from deeprx.evaluation import bench
+    from deeprx.simulation import data as data_lib
+    from edge import ber as ber_lib
     os.makedirs(args.out, exist_ok=True)
     out = os.path.relpath(args.out, REPO)
     energy = power_sources.cputime_source()
@@ -125,10 +125,10 @@ def main():
         for method in methods:
             path = files[method] = os.path.join(out, f"{role}_{method}.tflite")
             qat = [f"--qat_steps={args.qat_steps}"] if method == "qat" else []
-            commands.append(run("edge.quantize", f"--model={model_dir}", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
+            commands.append(run("deeprx.quantize", f"--model={model_dir}", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
                                 f"--method={method}", *qat, f"--out={path}"))
             if method != "float":
-                commands.append(run("edge.compile", path))
+                commands.append(run("deeprx.compile", path))
                 preflight = read_json(path.replace(".tflite", ".preflight.json"))
                 summary[f"{role}_{method}_preflight"] = {
                     "variant": read_json(path.replace(".tflite", ".json"))["model_config"]["variant"],

@@ -5,7 +5,7 @@ Example usage (from the repository root, with nothing else running):
 
 On the --preset grid (default cpu), through the project's own CLIs (their commands are
 printed and recorded in OUT/summary.json):
-  1. int8 export of the teacher and of the student (python -m edge.quantize, PTQ; 64
+  1. int8 export of the teacher and of the student (python -m deeprx.quantize, PTQ; 64
      calibration slots: the calibration changes the int8 values, not the energy);
   2. python -m deeprx.energy on each, float and int8, with --source (default codecarbon);
   3. python -m deeprx.kernels fit: the kernel-level predictor and its held-out latency MAPE.
@@ -56,7 +56,7 @@ def main():
         for role, model_dir in (("teacher", args.teacher), ("student", args.student)):
             scenario = [f"--preset={args.preset}", f"--num_dmrs={trained_dmrs(model_dir)}"]
             tflite = os.path.join(tmp, f"{role}_int8.tflite")
-            commands.append(run("edge.quantize", f"--model={model_dir}", *scenario, "--calibration_slots=64",
+            commands.append(run("deeprx.quantize", f"--model={model_dir}", *scenario, "--calibration_slots=64",
                                 f"--out={tflite}"))
             out = os.path.join(args.out, role)
             commands.append(run("deeprx.energy", f"--model={model_dir}", f"--tflite={tflite}", *scenario,

@@ -140,7 +140,7 @@ def main():
     if args.child:
         return child(args.model, args.child, args.threads, args.min_seconds)
     sys.path.insert(0, REPO)
-    from deeprx import bench
+    from deeprx.evaluation import bench
     with tempfile.TemporaryDirectory() as ops_dir:
         split(args.model, ops_dir)
         result = subprocess.run([args.python, os.path.abspath(__file__), f"--model={os.path.abspath(args.model)}",

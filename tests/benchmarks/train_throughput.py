@@ -33,7 +33,11 @@ def main():
 
     import tempfile
     import tensorflow as tf
-    from deeprx import ber, config, data, model, training
+    from deeprx.core import config
+    from deeprx.network import model
+    from deeprx.network import training
+    from deeprx.simulation import data
+    from edge import ber
 
     scenario = config.get_preset(args.preset).scenario
     model_config = model.DeepRxConfig(width_multiplier=args.width_multiplier)

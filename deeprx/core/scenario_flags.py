@@ -1,25 +1,27 @@
 """Scenario flags shared by the CLIs (evaluate, train): a preset and its overrides.
 
-Importing this module defines the flags; call `scenario_from_flags(FLAGS)` in main().
+A CLI calls `define_flags()` in its own define_flags(), then `scenario_from_flags(FLAGS)` in main().
 """
 
 import dataclasses
 
 from absl import flags
 
-from deeprx import cli
-from deeprx import config as config_lib
-
+from deeprx.core import cli
+from deeprx.core import config as config_lib
 # Every flag of this module: a CLI that starts other CLIs passes them on (cli.flag_args).
 FLAG_NAMES = ("preset", "channel", "modulation", "num_dmrs", "num_rx", "num_prb", "sir_db")
 
-flags.DEFINE_string("preset", "demo", f"scenario preset: {', '.join(config_lib.PRESETS)}")
-flags.DEFINE_string("channel", None, "override: awgn, cdl or tdl")
-flags.DEFINE_string("modulation", None, "override: qpsk, 16qam, 64qam or 256qam")
-flags.DEFINE_integer("num_dmrs", None, "override: DMRS symbols per slot, 1 or 2")
-flags.DEFINE_integer("num_rx", None, "override: receive antennas, 1, 2 or 4")
-flags.DEFINE_integer("num_prb", None, "override: physical resource blocks")
-flags.DEFINE_string("sir_db", None, "override: interferer SIR range LO:HI in dB, or 'none'")
+
+def define_flags():
+    """The scenario flags, for a CLI's define_flags()."""
+    flags.DEFINE_string("preset", "demo", f"scenario preset: {', '.join(config_lib.PRESETS)}")
+    flags.DEFINE_string("channel", None, "override: awgn, cdl or tdl")
+    flags.DEFINE_string("modulation", None, "override: qpsk, 16qam, 64qam or 256qam")
+    flags.DEFINE_integer("num_dmrs", None, "override: DMRS symbols per slot, 1 or 2")
+    flags.DEFINE_integer("num_rx", None, "override: receive antennas, 1, 2 or 4")
+    flags.DEFINE_integer("num_prb", None, "override: physical resource blocks")
+    flags.DEFINE_string("sir_db", None, "override: interferer SIR range LO:HI in dB, or 'none'")
 
 
 def parse_pair(text):

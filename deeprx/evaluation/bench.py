@@ -7,7 +7,8 @@ import os
 import platform
 import time
 
-from deeprx import ber as ber_lib
+from deeprx import REPO_ROOT
+from edge import ber as ber_lib
 
 
 def title(preset_name, scenario, evaluation):
@@ -50,7 +51,7 @@ def code_version():
     """The git commit of this code ("abc1234", "+ local changes" when deeprx/ or edge/ differ from
     it), or "unknown" outside a git checkout."""
     import subprocess
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = REPO_ROOT
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 timeout=10)
@@ -77,8 +78,7 @@ def simulate(receivers, scenario, evaluation, log=print):
     evaluation.max_bits bits have been simulated.
     """
     import tensorflow as tf
-    from deeprx import data as data_lib
-
+    from deeprx.simulation import data as data_lib
     generator = data_lib.SlotGenerator(scenario, evaluation.channel_set)
     rows = []
     start = time.time()
@@ -113,7 +113,7 @@ def simulate(receivers, scenario, evaluation, log=print):
 
 def write_outputs(out_dir, rows, run_config, title):
     """ber.csv, summary.json, ber.png and config.json in out_dir, each written atomically."""
-    from deeprx import plots
+    from deeprx.evaluation import plots
     os.makedirs(out_dir, exist_ok=True)
     summary = ber_lib.summarize(rows)
     ber_lib.write_csv(os.path.join(out_dir, "ber.csv"), rows)
@@ -126,7 +126,7 @@ def write_outputs(out_dir, rows, run_config, title):
 def run(receivers, preset_name, scenario, evaluation, out_dir, log=print, record=None):
     """Simulates `receivers`, writes out_dir (ber.csv, summary.json, ber.png, config.json)
     and returns the summary. `record` adds to (or replaces) fields of config.json."""
-    from deeprx import config as config_lib
+    from deeprx.core import config as config_lib
     plot_title = title(preset_name, scenario, evaluation)
     log(f"Evaluating {', '.join(r.name for r in receivers)} | {plot_title}", flush=True)
     start = time.time()

@@ -3,14 +3,15 @@
 import json
 import os
 
-from deeprx import config as config_lib
-from deeprx import model as model_lib
+from deeprx import REPO_ROOT
+from deeprx.core import config as config_lib
+from deeprx.network import model as model_lib
 
 MODEL_FILENAME = "model.keras"
 
 # Shipped, trained models: `pretrained:NAME` names the directory data/models/NAME.
 PRETRAINED_PREFIX = "pretrained:"
-MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "models")
+MODELS_DIR = os.path.join(REPO_ROOT, "data", "models")
 
 # Settings a resumed run may change: it only trains longer or logs differently.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "curve_every")

@@ -1,10 +1,10 @@
 """Edge TPU preflight, then compile with edgetpu_compiler where it is installed.
 
 Example usage:
-  python -m edge.compile edge_out/student_ptq.tflite
-  python -m edge.compile edge_out/student_ptq.tflite --require-compiler
+  python -m deeprx.compile edge_out/student_ptq.tflite
+  python -m deeprx.compile edge_out/student_ptq.tflite --require-compiler
 
-The preflight (edge/preflight.py) predicts from the flatbuffer which operators map and where
+The preflight (deeprx/export/preflight.py) predicts from the flatbuffer which operators map and where
 the compiler would cut the graph; it is printed and written beside the model as
 X.preflight.json. If `edgetpu_compiler` is on PATH, the model is compiled to
 X_edgetpu.tflite; the compiler's operation log is parsed into the same table and compared
@@ -20,9 +20,9 @@ import shutil
 import subprocess
 import sys
 
-from deeprx import ber as ber_lib
-from edge import flatbuffer
-from edge import preflight as preflight_lib
+from deeprx.export import flatbuffer
+from deeprx.export import preflight as preflight_lib
+from edge import ber as ber_lib
 
 COMPILER = "edgetpu_compiler"
 _LOG_ROW = re.compile(r"^([A-Z][A-Z0-9_]*(?::\S+)?)\s+(\d+)\s+(\S.*?)\s*$")
@@ -76,8 +76,8 @@ def compile_model(path, out_dir):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m edge.compile", description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="int8 .tflite of python -m edge.quantize")
+    parser = argparse.ArgumentParser(prog="python -m deeprx.compile", description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="int8 .tflite of python -m deeprx.quantize")
     parser.add_argument("--require-compiler", action="store_true",
                         help="exit 1 if edgetpu_compiler is not installed")
     return parser.parse_args(argv)

@@ -12,8 +12,19 @@ import sys
 import time
 from typing import Optional, Tuple
 
-from deeprx import ber as ber_lib
-from deeprx import cli
+from deeprx.core import cli
+from deeprx.core import scenario_flags
+from edge import ber as ber_lib
+
+
+# The flags of python -m deeprx.train that a parent (a sweep, an ablation) passes on to its runs.
+TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr_fraction",
+               "checkpoint_every", "log_every", "seed", "xla", "optimizer", "schedule", "sinr_sampling",
+               "train_sinr_db", "aux_channel_weight", "train_num_prb", "curve_every")
+TEACHER_FLAGS = (*scenario_flags.FLAG_NAMES, "model_variant",
+                 "width_multiplier", "model_mflops", "depth_multiplier", *TRAIN_FLAGS, "eval", "eval_max_bits")
+STUDENT_FLAGS = tuple(name for name in TEACHER_FLAGS if name != "seed") + ("seed",)
+KD_FLAGS = ("teacher", "alpha", "temperature", "kd_form", "kd_reduction", "student_flops_ratio")
 
 
 @dataclasses.dataclass(frozen=True)

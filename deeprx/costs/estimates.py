@@ -1,7 +1,7 @@
 """Energy estimates without running anything: per-layer costs, the paper's metrics (0), (1)
 and (2), processors, and training-vs-inference amortization (PAPER.md sections 2-3).
 
-Pure Python on the model plan (deeprx/model.py): no TensorFlow.
+Pure Python on the model plan (deeprx/network/model.py): no TensorFlow.
 
 Per layer of one inference (one slot): FLOPs (model.py's conventions), MACs (the
 multiply-accumulates of conv and depthwise layers; FLOPs / 2 elsewhere, as Lahmer et al.
@@ -20,10 +20,11 @@ import dataclasses
 import os
 from typing import List
 
-from deeprx import model as model_lib
+from deeprx import REPO_ROOT
+from deeprx.network import model as model_lib
 
 BYTES_PER_VALUE = {"float32": 4, "int8": 1}
-PROCESSORS_CSV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "processors.csv")
+PROCESSORS_CSV = os.path.join(REPO_ROOT, "data", "processors.csv")
 PROCESSOR_COLUMNS = ("name", "kind", "peak_ops_per_s", "power_w", "precision", "source")
 SECONDS_PER_DAY = 86400.0
 

@@ -1,6 +1,6 @@
 """In-graph 5G uplink slot generator built on Sionna (TensorFlow, Sionna 1.x).
 
-Sionna is imported only here and in `deeprx.baselines`. One call draws a batch of
+Sionna is imported only here and in `deeprx.simulation.baselines`. One call draws a batch of
 slots inside a tf.function:
 
     bits -> QAM (Gray, TS 38.211) -> resource grid with DMRS -> 38.901 TDL/CDL channel
@@ -26,8 +26,7 @@ from sionna.phy.channel.tr38901 import CDL, TDL, PanelArray
 from sionna.phy.mapping import Mapper
 from sionna.phy.nr.utils import generate_prng_seq
 
-from deeprx import config as config_lib
-
+from deeprx.core import config as config_lib
 # Reference delay spread the Sionna models are built with; each slot rescales delays.
 _REFERENCE_DELAY_SPREAD_S = 100e-9
 # At a fixed SINR, the interferer may take at most this share of interference + noise.
@@ -42,7 +41,7 @@ class Batch(NamedTuple):
                (Y received grid, Xp pilot grid, Hr = Y*conj(Xp) raw LS at pilot REs).
     bits:      [batch, 14, K, m] float32, transmitted bits of each RE (0 off data REs).
     data_mask: [batch, 14, K] float32, 1 on data REs, 0 on DMRS symbols.
-    sinr_db:   [batch] float32, per-slot SINR (see deeprx.config for the definition).
+    sinr_db:   [batch] float32, per-slot SINR (see deeprx.core.config for the definition).
     y:         [batch, 14, K, N] complex64, received grid.
     h:         [batch, 14, K, N] complex64, true channel of the wanted user.
     noise_var: [batch] float32, noise plus interference power per RE and antenna.

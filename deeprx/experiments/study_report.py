@@ -3,9 +3,9 @@ from the JSON files the earlier stages wrote (each number's file is named in sum
 
 import os
 
-from deeprx import bench
-from deeprx import ber as ber_lib
-from deeprx import study_stages as stages
+from deeprx.evaluation import bench
+from deeprx.experiments import study_layout as stages
+from edge import ber as ber_lib
 
 ROLES = {"teacher": "teacher", "scratch": "student from scratch", "kd": "KD student"}
 # The main table: (header, summary key, format); None prints as "-".
@@ -88,7 +88,7 @@ def pareto_front(points):
 
 
 def pareto_plot(summary, path, title):
-    from deeprx import plots
+    from deeprx.evaluation import plots
     plt = plots.plt
     points = []
     for model, entry in summary["models"].items():

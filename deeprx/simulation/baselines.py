@@ -1,7 +1,7 @@
 """Classical receivers: LS + interpolation + LMMSE + max-log demapping, and the same
 with the true channel.
 
-Both take a `deeprx.data.Batch` and return LLRs [batch, 14, K, m] float32 in the
+Both take a `deeprx.simulation.data.Batch` and return LLRs [batch, 14, K, m] float32 in the
 layout a neural receiver uses, with the convention LLR = log(P(b=1) / P(b=0))
 (positive means bit 1; Sionna's convention, and sigmoid(LLR) = P(b=1)).
 The noise variance they use is `batch.noise_var`: noise plus interference power, so
@@ -13,8 +13,8 @@ import tensorflow as tf
 from sionna.phy.mapping import Demapper
 from sionna.phy.mimo import lmmse_equalizer
 
-from deeprx import config as config_lib
-from deeprx import data as data_lib
+from deeprx.core import config as config_lib
+from deeprx.simulation import data as data_lib
 
 
 def interpolation_matrix(positions, size) -> np.ndarray:

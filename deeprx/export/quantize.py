@@ -1,53 +1,19 @@
-"""Full-integer int8 TFLite export of a trained DeepRx (post-training or quantization-aware).
-
-Example usage:
-  python -m edge.quantize --model=runs/kd-student-cpu --preset=demo --out=edge_out/student_ptq.tflite
-  python -m edge.quantize --model=runs/kd-student-cpu --preset=demo --method=qat --out=edge_out/student_qat.tflite
-  python -m edge.quantize --model=runs/kd-student-cpu --preset=demo --method=float --out=edge_out/student_float.tflite
-
---method=float writes the same graph in float32 (no calibration), the reference a CPU
-comparison of int8 against float needs.
-
-The model is fully convolutional: it is rebuilt with batch 1 on the grid of --preset (and
-the scenario overrides), which may have another number of PRB than it was trained on, but
-must otherwise be its training scenario. Weights, activations and the model's input and
-output are int8 (biases int32), calibrated on slots of the training channels spread over the
-whole SINR range. --method=qat first fine-tunes with fake quantization
-(tensorflow-model-optimization; the stand-alone BatchNormalization layers of the
-pre-activation blocks get an output-only quantize config, and keep their batch statistics
-frozen during the fine-tune). Beside X.tflite, X.json records
-what the device needs: input/output scale and zero point, grid, channel layout, modulation,
-FLOPs per slot, the source model, the method and the converter version. The exported graph
-writes each depthwise conv of depth multiplier > 1 as its input tiled (CONCATENATION) and a
-multiplier-1 depthwise conv, an exact rewrite that XNNPACK's int8 kernels run 20x faster
-(deeprx.model.expanded, BUILD_NOTES.md).
-"""
+"""Full-integer int8 (or float) TFLite export of a trained DeepRx, flag-free: PTQ, QAT and
+the float twin (python -m deeprx.quantize is its command and describes the choices)."""
 
 import dataclasses
 import os
 import time
 
 import numpy as np
-from absl import flags
 
-from deeprx import bench
-from deeprx import ber as ber_lib
-from deeprx import cli
-from deeprx import config as config_lib
-from deeprx import model as model_lib
-from deeprx import scenario_flags
-from deeprx import workdir as workdir_lib
-from edge import int8
+from deeprx.core import config as config_lib
+from deeprx.core import workdir as workdir_lib
+from deeprx.evaluation import bench
+from deeprx.export import int8
+from deeprx.network import model as model_lib
+from edge import ber as ber_lib
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "trained run directory (model.keras + config.json)")
-flags.DEFINE_string("out", None, "output .tflite (X.json is written beside it)")
-flags.DEFINE_enum("method", "ptq", ["ptq", "qat", "float"],
-                  "post-training quantization, quantization-aware fine-tuning, or the float32 graph")
-flags.DEFINE_integer("calibration_slots", 256, "representative slots, spread over the SINR range")
-flags.DEFINE_integer("qat_steps", 300, "QAT: fine-tuning steps")
-flags.DEFINE_integer("qat_batch_size", 16, "QAT: slots per step")
-flags.DEFINE_float("qat_learning_rate", 1e-4, "QAT: Adam learning rate (constant)")
 
 METHODS = ("ptq", "qat", "float")
 
@@ -73,7 +39,7 @@ class ExportConfig:
 
 def calibration_slots(scenario, sinr_grid, count, seed):
     """`count` float slots [1, 14, K, C] of the training channels, cycling over `sinr_grid`."""
-    from deeprx import data as data_lib
+    from deeprx.simulation import data as data_lib
     generator = data_lib.SlotGenerator(scenario, "train")
     per_point = max(1, -(-count // len(sinr_grid)))
     slots = []
@@ -140,7 +106,7 @@ def qat_model(model):
 def fine_tune(model, scenario, export_config, log=print):
     """A short constant-learning-rate fine-tune with the training loss, on training slots."""
     import tempfile
-    from deeprx import training
+    from deeprx.network import training
     train_config = config_lib.TrainConfig(steps=export_config.qat_steps, batch_size=export_config.qat_batch_size,
                                           learning_rate=export_config.qat_learning_rate, warmup_steps=0,
                                           final_lr_fraction=1.0, checkpoint_every=export_config.qat_steps,
@@ -174,7 +140,7 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
         batch1 = model_lib.expanded(model, model_config, scenario, batch_size=1)
     tflite = int8.convert(batch1, None if export_config.method == "float" else representative)
     ber_lib.atomic_write(out, lambda f: f.write(tflite), binary=True)
-    from edge import flatbuffer
+    from deeprx.export import flatbuffer
     summary = flatbuffer.summary(out)
     meta = {
         "model": os.path.basename(out), "source_model": os.path.abspath(model_dir), "method": export_config.method,
@@ -191,28 +157,3 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
         "seconds": round(time.time() - start, 1), **bench.provenance()}
     ber_lib.write_json(os.path.splitext(out)[0] + ".json", meta)
     return meta
-
-
-def main(argv):
-    del argv
-    preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
-    with cli.flag("model"):
-        workdir_lib.check_model_dir(FLAGS.model, scenario)
-    if not FLAGS.out or not FLAGS.out.endswith(".tflite"):
-        raise cli.FlagError("out", f"give the output file, ending in .tflite (got {FLAGS.out!r})")
-    try:
-        export_config = ExportConfig(method=FLAGS.method, calibration_slots=FLAGS.calibration_slots,
-                                     qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
-                                     qat_learning_rate=FLAGS.qat_learning_rate)
-    except ValueError as error:
-        raise cli.FlagError(str(error).split()[0], str(error)) from None
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    meta = export(FLAGS.model, preset.name, scenario, preset.evaluation.sinr_db, export_config, FLAGS.out)
-    quantization = (f"input scale {meta['input']['scale']:.4g} zero point {meta['input']['zero_point']}, "
-                    if meta["input"]["scale"] is not None else "")
-    print(f"Wrote {FLAGS.out} ({meta['size_bytes'] / 1e3:.0f} kB, {meta['method']}): {quantization}tensor types "
-          f"{meta['tensor_types']}", flush=True)
-
-
-if __name__ == "__main__":
-    cli.run(main)

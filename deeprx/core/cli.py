@@ -1,7 +1,8 @@
 """Shared command-line plumbing: one-line flag errors, raised before any compute.
 
-CLI modules define their absl flags, check them in a `check_flags()` that raises
-FlagError, and only then import TensorFlow and start work.
+CLI modules define their absl flags in a `define_flags()` that `run` calls (never at import),
+check them in a `check_flags()` that raises FlagError, and only then import TensorFlow and
+start work.
 """
 
 import contextlib
@@ -49,9 +50,15 @@ def _fail(message):
 def flag_args(names, **overrides):
     """Command-line arguments that give another CLI the flags `names` at their current
     values (or `overrides`); unset (None) flags are left out."""
+    return args_from({name: getattr(flags.FLAGS, name) for name in names}, names, **overrides)
+
+
+def args_from(values, names, **overrides):
+    """Command-line arguments for the flags `names` at `values` (a dict; or `overrides`);
+    None values are left out. Library code gets `values` from its CLI, never reads FLAGS."""
     args = []
     for name in names:
-        value = overrides[name] if name in overrides else getattr(flags.FLAGS, name)
+        value = overrides[name] if name in overrides else values[name]
         if value is None:
             continue
         if isinstance(value, bool):
@@ -61,9 +68,14 @@ def flag_args(names, **overrides):
     return args
 
 
-def run(main, commands=()):
-    """absl's app.run with one-line errors for unparsable flags and FlagError; with
-    `commands`, exactly one of them must come first (main gets it as argv[1])."""
+def run(main, define_flags=None, commands=()):
+    """absl's app.run with one-line errors for unparsable flags and FlagError, after
+    `define_flags()` defined the command's flags (a CLI module defines none when imported,
+    so that any set of modules imports together); with `commands`, exactly one of them must
+    come first (main gets it as argv[1])."""
+    if define_flags is not None:
+        define_flags()
+
     def wrapped(argv):
         if commands and (len(argv) < 2 or argv[1] not in commands):
             _fail("give a command first: %s (got %s)" % ("|".join(commands), " ".join(argv[1:2]) or "none"))

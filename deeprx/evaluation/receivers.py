@@ -1,12 +1,12 @@
 """One receiver interface for every receiver: `receiver(batch) -> LLRs`.
 
-A receiver is any callable taking a `deeprx.data.Batch` and returning LLRs
+A receiver is any callable taking a `deeprx.simulation.data.Batch` and returning LLRs
 [batch, 14, K, bits_per_symbol] float32 (LLR = log P(b=1)/P(b=0)), with a `name`.
 Classical receivers read what they need from the batch (y, h, noise_var); neural
 receivers read `batch.inputs`. This module resolves `--receivers` entries: a
 classical receiver's name, a model directory holding `model.keras` (or pretrained:NAME, a
 model shipped in data/models), or an int8 .tflite
-of python -m edge.quantize (run slot by slot on the CPU interpreter, as edge/runner.py
+of python -m deeprx.quantize (run slot by slot on the CPU interpreter, as edge/runner.py
 runs it on a device).
 
 TensorFlow is imported only when a receiver is built, so `check_spec` can run
@@ -15,8 +15,8 @@ before any compute.
 
 import os
 
-from deeprx import config as config_lib
-from deeprx import workdir as workdir_lib
+from deeprx.core import config as config_lib
+from deeprx.core import workdir as workdir_lib
 
 CLASSICAL_NAMES = ("ls_lmmse", "perfect_lmmse")
 MODEL_FILENAME = workdir_lib.MODEL_FILENAME
@@ -101,7 +101,7 @@ def load(spec: str, scenario: config_lib.ScenarioConfig):
     """The receiver named by `spec` (classical name, model directory or .tflite)."""
     check_spec(spec)
     if spec in CLASSICAL_NAMES:
-        from deeprx import baselines
+        from deeprx.simulation import baselines
         return baselines.CLASSICAL_RECEIVERS[spec](scenario)
     if spec.endswith(".tflite"):
         return TFLiteReceiver(receiver_name(spec), spec, scenario)

@@ -5,14 +5,14 @@ A training run with `curve_every` > 0 adds a point every that many steps to its
 loss of the last progress line, the Geometric Mean BER over the SINR grid and the BER of
 each point. The slots are drawn once from the test channel models (the same for every
 run of a scenario: fixed seeds), CURVE_SLOTS_PER_POINT per SINR point, so points of
-different runs compare directly. The Geometric Mean BER is deeprx.ber's (zero errors count
+different runs compare directly. The Geometric Mean BER is edge.ber's (zero errors count
 as its GM_BER_FLOOR).
 """
 
 import os
 
-from deeprx import ber as ber_lib
-from deeprx import data as data_lib
+from deeprx.simulation import data as data_lib
+from edge import ber as ber_lib
 
 CURVE_SLOTS_PER_POINT = 32
 CURVE_FILENAME = "curve.csv"

@@ -6,8 +6,8 @@ No TensorFlow here: everything is checked before the first stage starts.
 import dataclasses
 from typing import Tuple
 
-from deeprx import config as config_lib
-from deeprx import model as model_lib
+from deeprx.core import config as config_lib
+from deeprx.network import model as model_lib
 
 
 @dataclasses.dataclass(frozen=True)

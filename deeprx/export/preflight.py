@@ -1,6 +1,6 @@
 """Edge TPU preflight: which operators of an int8 .tflite the Edge TPU compiler should map.
 
-From the flatbuffer alone (edge/flatbuffer.py, no TensorFlow), per operator in execution
+From the flatbuffer alone (deeprx/export/flatbuffer.py, no TensorFlow), per operator in execution
 order, the rules of ../shared/EDGE_TPU.md:
   - a known operator (edge/edgetpu_ops.json) at an operator version the compiler accepts;
   - int8/uint8 tensors (int32 only for a constant bias);
@@ -13,7 +13,7 @@ runs on the CPU. That is the predicted cut.
 import json
 import os
 
-from edge import flatbuffer
+from deeprx.export import flatbuffer
 
 MAPPED = "Mapped to Edge TPU"
 AFTER_CUT = "Runs on the CPU (after the cut)"

@@ -17,12 +17,11 @@ import sys
 import time
 from typing import Callable, Tuple
 
-from deeprx import ber as ber_lib
-from deeprx import cli
-from deeprx import model as model_lib
-
-MODELS = ("teacher", "scratch", "kd")
-DONE = "done.json"
+from deeprx.core import cli
+from deeprx.experiments import study_layout
+from deeprx.experiments.study_layout import DONE, MODELS, done_record, edgetpu_path, int8_path, stage_dir
+from deeprx.network import model as model_lib
+from edge import ber as ber_lib
 # Child output kept in the log but not echoed: TensorFlow's start-up chatter.
 QUIET_PREFIXES = ("WARNING: All log messages", "I0000", "W0000", "E0000", "INFO: Created TensorFlow Lite")
 STARTED = "started.json"
@@ -40,20 +39,6 @@ class Stage:
     estimate_s: Callable     # estimate_s(config) -> seconds on this 2-core machine
     resumes: bool = False    # a training run: resumes from checkpoints when interrupted
     outputs: Tuple[str, ...] = ()  # files of DIR outside the stage directory
-
-
-# ----------------------------------------------------------------------------- paths
-
-def stage_dir(config, name):
-    return os.path.join(config.workdir, name)
-
-
-def int8_path(config, model):
-    return os.path.join(config.workdir, "int8", f"{model}_int8.tflite")
-
-
-def edgetpu_path(config, model):
-    return os.path.join(config.workdir, "edgetpu", f"{model}_int8.tflite")
 
 
 # --------------------------------------------------------------------------- children
@@ -159,7 +144,7 @@ def run_int8(context):
     """Full-integer int8 TFLite of each model (post-training quantization)."""
     config = context.config
     for model in MODELS:
-        context.call("edge.quantize", f"--model={stage_dir(config, model)}", *config.scenario_args,
+        context.call("deeprx.quantize", f"--model={stage_dir(config, model)}", *config.scenario_args,
                      f"--calibration_slots={config.size.calibration_slots}", f"--out={int8_path(config, model)}")
 
 
@@ -178,7 +163,7 @@ def run_edgetpu(context):
     for model in MODELS:
         path = edgetpu_path(config, model)
         shutil.copyfile(int8_path(config, model), path)
-        context.call("edge.compile", path)
+        context.call("deeprx.compile", path)
 
 
 def runner_model(config, model):
@@ -214,7 +199,7 @@ def run_energy(context):
 
 
 def run_report(context):
-    from deeprx import study_report
+    from deeprx.experiments import study_report
     study_report.write(context.config, context.command, context.log)
 
 
@@ -228,25 +213,20 @@ STAGES = (
           resumes=True),
     Stage("kd", "the student distilled from the teacher (deeprx.train --teacher)", run_kd, estimate_kd,
           resumes=True),
-    Stage("int8", "int8 export of each model (edge.quantize)", run_int8, _estimate(45, 90, 240)),
+    Stage("int8", "int8 export of each model (deeprx.quantize)", run_int8, _estimate(45, 90, 240)),
     Stage("ber", "BER vs SINR: classical receivers, float and int8 models (deeprx.evaluate)", run_ber,
           _estimate(40, 150, 1800)),
-    Stage("edgetpu", "Edge TPU preflight, compile where installed (edge.compile)", run_edgetpu, _estimate(3, 3, 3)),
+    Stage("edgetpu", "Edge TPU preflight, compile where installed (deeprx.compile)", run_edgetpu, _estimate(3, 3, 3)),
     Stage("runner", "test vectors, edge.runner on the CPU interpreter: latency and BER", run_runner,
           _estimate(20, 40, 120)),
     Stage("energy", "energy per inference, float and int8 (deeprx.energy)", run_energy, _estimate(60, 180, 600)),
     Stage("report", "report.md, summary.json and the plots", run_report, _estimate(5, 5, 5),
           outputs=("report.md", "summary.json")),
 )
-STAGE_NAMES = tuple(stage.name for stage in STAGES)
+assert tuple(stage.name for stage in STAGES) == study_layout.STAGE_NAMES
 
 
 # ---------------------------------------------------------------------- the sequence
-
-def done_record(config, name):
-    path = os.path.join(stage_dir(config, name), DONE)
-    return ber_lib.read_json(path) if os.path.isfile(path) else None
-
 
 def _upstream(config, index):
     """{stage: finished_at} of the stages before `index` (all done by then)."""

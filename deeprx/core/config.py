@@ -30,7 +30,7 @@ SUBCARRIERS_PER_PRB = 12
 DMRS_POSITIONS = {1: (2,), 2: (2, 11)}
 # Normal cyclic prefix: 144 samples per 2048-sample symbol (TS 38.211 5.3.1).
 CYCLIC_PREFIX_RATIO = 144.0 / 2048.0
-# The model input's real channels, last axis (deeprx.data.Batch): Y received grid, Xp pilot
+# The model input's real channels, last axis (deeprx.simulation.data.Batch): Y received grid, Xp pilot
 # grid, Hr = Y * conj(Xp) the raw LS estimate at pilot REs.
 CHANNEL_LAYOUT = "Re Y_0..Y_{N-1}, Im Y_0..Y_{N-1}, Re Xp, Im Xp, Re Hr_0..Hr_{N-1}, Im Hr_0..Hr_{N-1}"
 
@@ -248,7 +248,7 @@ class TrainConfig:
     sinr_sampling: "snr_sir" draws each slot's SNR from the scenario's `snr_db` and the
       interferer's SIR from its `sir_db` independently; "sinr" draws the slot's SINR
       uniformly from `train_sinr_db` and splits it between interference and noise with
-      the evaluation's rule (deeprx.data.SlotGenerator with `sinr_db`).
+      the evaluation's rule (deeprx.simulation.data.SlotGenerator with `sinr_db`).
     aux_channel_weight: weight of an auxiliary loss, the mean squared error of a channel
       estimate read out of the network's last features by a 1x1 conv (training only).
     train_num_prb: train on this many PRB (the fully convolutional model runs on the
@@ -256,7 +256,7 @@ class TrainConfig:
     curve_every: steps between learning-curve points (Geometric Mean BER on fixed test
       slots, curve.csv); 0 for none.
     The defaults are the recipe of runs made before these settings existed, so their
-    saved settings still compare equal (deeprx.workdir).
+    saved settings still compare equal (deeprx.core.workdir).
     """
     steps: int = 2000
     batch_size: int = 16
@@ -328,7 +328,7 @@ class KDConfig:
     """Knowledge distillation of a student from the teacher in directory `teacher`.
 
     The student's FLOPs per slot are `student_flops_ratio` x the teacher's (the paper's
-    11/30). Loss forms and reductions: deeprx.distiller and deeprx.losses.
+    11/30). Loss forms and reductions: deeprx.network.distiller and deeprx.network.losses.
     """
     teacher: str
     alpha: float = 5e5

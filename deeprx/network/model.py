@@ -21,7 +21,7 @@ import dataclasses
 import math
 from typing import List, Optional, Tuple
 
-from deeprx import config as config_lib
+from deeprx.core import config as config_lib
 
 PAPER_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 128, 128, 64, 64)
 PAPER_DILATIONS = ((1, 1), (1, 1), (2, 3), (2, 3), (2, 3), (3, 6), (2, 3), (2, 3), (2, 3), (1, 1), (1, 1))

@@ -16,13 +16,13 @@ import time
 import tensorflow as tf
 import tf_keras as keras
 
-from deeprx import bench
-from deeprx import config as config_lib
-from deeprx import curves
-from deeprx import data as data_lib
-from deeprx import lamb
-from deeprx import losses
-from deeprx import receivers as receivers_lib
+from deeprx.core import config as config_lib
+from deeprx.evaluation import bench
+from deeprx.evaluation import receivers as receivers_lib
+from deeprx.network import curves
+from deeprx.network import lamb
+from deeprx.network import losses
+from deeprx.simulation import data as data_lib
 
 
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):

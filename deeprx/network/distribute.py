@@ -8,7 +8,7 @@
                writes the run directory's outputs).
 
 The global batch (--batch_size) is split evenly across the replicas; see
-deeprx.training.Trainer.
+deeprx.network.training.Trainer.
 """
 
 import json

@@ -8,8 +8,8 @@ learns. Losses count data REs only. Data: (inputs, bits, data_mask) as
 import tensorflow as tf
 import tf_keras as keras
 
-from deeprx import config as config_lib
-from deeprx import losses
+from deeprx.core import config as config_lib
+from deeprx.network import losses
 
 
 class Distiller(keras.Model):

@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 
-from deeprx import ber as ber_lib
-from deeprx import bench
-from deeprx import costs
-from deeprx import model as model_lib
+from deeprx.costs import estimates as costs
+from deeprx.evaluation import bench
+from deeprx.network import model as model_lib
+from edge import ber as ber_lib
 
 BACKENDS = ("float", "int8")
 KERNEL_TYPES = ("conv3x3", "pointwise", "depthwise", "bn_relu", "add")
@@ -172,7 +172,7 @@ class Int8Timer:
 def int8_tflite(model, samples=8):
     """Full-integer int8 TFLite bytes of a batch-1 Keras model, calibrated on random inputs
     (the values do not change the latency)."""
-    from edge import int8
+    from deeprx.export import int8
     rng = np.random.RandomState(0)
     return int8.convert(model, [[rng.normal(size=i.shape).astype(np.float32) for i in model.inputs]
                                     for _ in range(samples)])

@@ -1,0 +1,380 @@
+"""The knowledge-distillation sweep (PAPER.md section 2), flag-free: its settings (a Sweep
+from python -m deeprx.sweep, whose docstring describes the steps), its runs (each one
+python -m deeprx.train child process, jobs.Runner), the four steps with their CSV and PNG
+files, the KD summary table, and publishing a sweep's results."""
+
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+from deeprx.core import cli
+from deeprx.core import jobs
+from deeprx.network import model as model_lib
+from edge import ber as ber_lib
+
+STEPS = {1: "student_size", 2: "teacher_size", 3: "alpha_T", 4: "ber_vs_sinr"}
+ORDER = (3, 4, 1, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """The sweep's settings, checked."""
+    workdir: str
+    scenario: object                 # the base scenario (base DMRS count)
+    base_width: float
+    base_dmrs: int
+    base_ratio: float
+    base_alpha: float
+    base_temperature: float
+    base_teacher_dir: Optional[str]  # --teacher, or None: trained in the workdir
+    seeds: Tuple[int, ...]
+    student_steps: int
+    student_ratios: Tuple[float, ...]
+    teacher_widths: Tuple[float, ...]
+    alphas: Tuple[float, ...]
+    temperatures: Tuple[float, ...]
+    dmrs_counts: Tuple[int, ...]
+    fig6_kd: str
+    steps: Tuple[int, ...]
+    train_values: Tuple[Tuple[str, object], ...]  # deeprx.train's flags (jobs.TEACHER_FLAGS, KD_FLAGS) as set
+    parallel: int = 1
+
+    @property
+    def values(self):
+        return dict(self.train_values)
+
+    def model_config(self, width):
+        return model_lib.DeepRxConfig(width_multiplier=width, depth_multiplier=self.values["depth_multiplier"],
+                                      variant=self.values["model_variant"])
+
+    def teacher_flops(self, width):
+        return model_lib.flops_per_slot(self.model_config(width), self.scenario)
+
+    @property
+    def base_student_flops(self):
+        return self.base_ratio * self.teacher_flops(self.base_width)
+
+
+
+# ---------------------------------------------------------------------------- the runs
+
+def _mflops_label(flops):
+    return f"{flops / 1e6:.3g}M"
+
+
+def teacher_run(sweep, width, dmrs):
+    name = f"teacher-w{width:g}-dmrs{dmrs}"
+    external = bool(sweep.base_teacher_dir) and width == sweep.base_width and dmrs == sweep.base_dmrs
+    workdir = sweep.base_teacher_dir if external else os.path.join(sweep.workdir, "runs", name)
+    args = cli.args_from(sweep.values, jobs.TEACHER_FLAGS, width_multiplier=width, num_dmrs=dmrs, model_mflops=0.0)
+    return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external, width)
+
+
+def scratch_run(sweep, student_flops, dmrs, seed):
+    name = f"scratch-{_mflops_label(student_flops)}-dmrs{dmrs}-s{seed}"
+    workdir = os.path.join(sweep.workdir, "runs", name)
+    args = cli.args_from(sweep.values, jobs.STUDENT_FLAGS, width_multiplier=sweep.base_width,
+                         model_mflops=student_flops / 1e6,
+                               num_dmrs=dmrs, steps=sweep.student_steps, seed=seed)
+    return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
+
+
+def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed):
+    name = f"kd-{_mflops_label(student_flops)}-t{teacher.width:g}-a{alpha:g}-T{temperature:g}-dmrs{dmrs}-s{seed}"
+    workdir = os.path.join(sweep.workdir, "runs", name)
+    args = cli.args_from(sweep.values, jobs.STUDENT_FLAGS, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed,
+                         model_mflops=0.0)
+    args += cli.args_from(sweep.values, jobs.KD_FLAGS, teacher=teacher.workdir, alpha=alpha, temperature=temperature,
+                                student_flops_ratio=student_flops / sweep.teacher_flops(teacher.width))
+    return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "kd")
+
+
+# ---------------------------------------------------------------------------- the steps
+
+RESULT_COLUMNS = ("gm_ber", "sinr_at_ber_1e-2", "sinr_at_ber_1e-3")
+
+
+def _row(run, **fields):
+    res = jobs.result(run)
+    return {**fields, "run": run.name, "mflops": round(res["flops_per_slot"] / 1e6, 3),
+            "parameters": res["parameters"], **{key: res[key] for key in RESULT_COLUMNS}}
+
+
+class Study:
+    """The four steps over one sweep directory."""
+
+    def __init__(self, sweep, runner, log=print):
+        self.sweep, self.runner, self.log = sweep, runner, log
+        self.seed = sweep.seeds[0]
+        self.base_teacher_flops = sweep.teacher_flops(sweep.base_width)
+
+    def teachers(self, widths_and_dmrs, label):
+        """The teacher runs, trained; checks each has the FLOPs its width gives."""
+        runs = [teacher_run(self.sweep, width, dmrs) for width, dmrs in widths_and_dmrs]
+        self.runner.ensure(runs, label)
+        for run, (width, _) in zip(runs, widths_and_dmrs):
+            expected, trained = self.sweep.teacher_flops(width), jobs.result(run)["flops_per_slot"]
+            if trained != expected:
+                raise RuntimeError(f"the teacher in {run.workdir} has {trained:,} FLOPs per slot, not the "
+                                   f"{expected:,} of --width_multiplier={width}: give --teacher the run the flags "
+                                   "describe, or another directory")
+        return runs
+
+    def kd(self, teacher, alpha, temperature, dmrs, seed):
+        return kd_run(self.sweep, teacher, self.sweep.base_student_flops, alpha, temperature, dmrs, seed)
+
+    def scratch(self, dmrs, seed, student_flops=None):
+        return scratch_run(self.sweep, student_flops or self.sweep.base_student_flops, dmrs, seed)
+
+    def _write(self, name, rows, fieldnames):
+        path = os.path.join(self.sweep.workdir, name)
+        ber_lib.write_table(path, rows, fieldnames)
+        self.log(f"Wrote {path}", flush=True)
+
+    def _plot(self, panels, name, title):
+        path = os.path.join(self.sweep.workdir, name)
+        plots_lib().gm_ber_panels(panels, path, title)
+        self.log(f"Wrote {path}", flush=True)
+
+    # The runs that can train now ------------------------------------------------------
+    def _alpha_T_grid(self):
+        sweep = self.sweep
+        return ([("alpha", alpha, sweep.base_temperature) for alpha in sweep.alphas]
+                + [("temperature", sweep.base_alpha, temperature) for temperature in sweep.temperatures])
+
+    def _alpha_T_kd(self, teacher):
+        return [self.kd(teacher, alpha, temperature, self.sweep.base_dmrs, self.seed)
+                for _, alpha, temperature in self._alpha_T_grid()]
+
+    def _teacher_size_kd(self, teachers):
+        sweep = self.sweep
+        return [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, sweep.base_dmrs, self.seed)
+                for teacher in teachers]
+
+    def _student_size_runs(self):
+        return [self.scratch(self.sweep.base_dmrs, self.seed, ratio * self.base_teacher_flops)
+                for ratio in self.sweep.student_ratios]
+
+    def ready_runs(self, steps):
+        """Every run of `steps` whose inputs exist now, in training order: the teachers (the
+        longest runs), the KD students of trained teachers, the scratch students (the shortest
+        last). Trained as one queue they keep all `parallel` processes busy across step
+        boundaries; the KD runs of untrained teachers and step 4's with --fig6_kd=best (which
+        wait for step 3's best) are left to their steps."""
+        sweep = self.sweep
+        base = teacher_run(sweep, sweep.base_width, sweep.base_dmrs)
+        runs = [base]
+        if 4 in steps:
+            runs += [teacher_run(sweep, sweep.base_width, dmrs) for dmrs in sweep.dmrs_counts]
+        if 2 in steps:
+            size_teachers = [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
+            runs += size_teachers + self._teacher_size_kd([t for t in size_teachers if jobs.finished(t)])
+        if 3 in steps and jobs.finished(base):
+            runs += self._alpha_T_kd(base)
+        if 4 in steps and sweep.fig6_kd == "flags":  # step 4's KD settings are known now
+            runs += [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, dmrs, seed)
+                     for dmrs in sweep.dmrs_counts for teacher in [teacher_run(sweep, sweep.base_width, dmrs)]
+                     if jobs.finished(teacher) for seed in sweep.seeds]
+        if steps & {2, 3}:
+            runs.append(self.scratch(sweep.base_dmrs, self.seed))
+        if 4 in steps:
+            runs += [self.scratch(dmrs, seed) for dmrs in sweep.dmrs_counts for seed in sweep.seeds]
+        if 1 in steps:
+            runs += self._student_size_runs()[::-1]  # student_ratios ascend: the largest first
+        return runs
+
+    # Step 3 -------------------------------------------------------------------------
+    def alpha_T(self):
+        """Writes alpha_T.csv/png; returns the (alpha, T) of the lowest Geometric Mean BER."""
+        sweep = self.sweep
+        teacher, = self.teachers([(sweep.base_width, sweep.base_dmrs)], "[3 alpha_T]")
+        grid = self._alpha_T_grid()
+        kd_runs = self._alpha_T_kd(teacher)
+        scratch = self.scratch(sweep.base_dmrs, self.seed)
+        self.runner.ensure([scratch, *kd_runs], "[3 alpha_T]")
+        rows = [_row(scratch, grid="none (scratch)", alpha="", temperature="")]
+        rows += [_row(run, grid=axis, alpha=alpha, temperature=temperature)
+                 for run, (axis, alpha, temperature) in zip(kd_runs, grid)]
+        self._write("alpha_T.csv", rows, ("grid", "alpha", "temperature", "run", "mflops", "parameters",
+                                          *RESULT_COLUMNS))
+        references = {"student from scratch": rows[0]["gm_ber"], "teacher": jobs.result(teacher)["gm_ber"]}
+        panels = [{"xlabel": f"alpha (T = {sweep.base_temperature:g})", "logx": True, "references": references,
+                   "series": {"KD student": [(r["alpha"], r["gm_ber"]) for r in rows if r["grid"] == "alpha"]}},
+                  {"xlabel": f"temperature T (alpha = {sweep.base_alpha:g})", "references": references,
+                   "series": {"KD student": [(r["temperature"], r["gm_ber"])
+                                             for r in rows if r["grid"] == "temperature"]}}]
+        self._plot(panels, "alpha_T.png", f"Table III / Fig. 5: KD student ({rows[0]['mflops']:.0f} MFLOPs) by "
+                                          f"alpha and T, seed {self.seed}, {sweep.base_dmrs} DMRS")
+        best = min(rows[1:], key=lambda r: r["gm_ber"])
+        return best["alpha"], best["temperature"]
+
+    # Step 4 -------------------------------------------------------------------------
+    def ber_vs_sinr(self, alpha, temperature, chosen_by):
+        """Writes ber_vs_sinr.csv, a PNG per DMRS count and kd_summary.json; returns its runs."""
+        sweep = self.sweep
+        teachers = self.teachers([(sweep.base_width, dmrs) for dmrs in sweep.dmrs_counts], "[4 ber_vs_sinr]")
+        pairs = {(dmrs, seed): (self.kd(teacher, alpha, temperature, dmrs, seed), self.scratch(dmrs, seed))
+                 for dmrs, teacher in zip(sweep.dmrs_counts, teachers) for seed in sweep.seeds}
+        self.runner.ensure([run for pair in pairs.values() for run in pair], "[4 ber_vs_sinr]")
+        rows, summary_runs = [], []
+        for dmrs, teacher in zip(sweep.dmrs_counts, teachers):
+            curves = [("teacher", "", teacher)]
+            for seed in sweep.seeds:
+                kd, scratch = pairs[dmrs, seed]
+                curves += [("kd_student", seed, kd), ("scratch_student", seed, scratch)]
+                summary_runs.append(_kd_entry(seed, dmrs, jobs.result(kd), jobs.result(scratch)))
+            first_kd = curves[1][2]  # every run is evaluated on the same slots: its baselines stand for all
+            dmrs_rows = [{**row, "role": role, "seed": seed, "run": run.name}
+                         for role, seed, run in curves for row in jobs.ber_rows(run)]
+            dmrs_rows += [{**row, "role": row["receiver"], "seed": "", "run": first_kd.name}
+                          for row in jobs.ber_rows(first_kd, ("ls_lmmse", "perfect_lmmse"))]
+            for row in dmrs_rows:
+                row["num_dmrs"] = dmrs
+                row["receiver"] = row["role"] + ("" if row["seed"] == "" else f" (seed {row['seed']})")
+            rows += dmrs_rows
+            path = os.path.join(sweep.workdir, f"ber_vs_sinr_dmrs{dmrs}.png")
+            plots_lib().ber_vs_sinr(dmrs_rows, path, f"Fig. 6, {dmrs} DMRS: student "
+                                    f"{sweep.base_student_flops / 1e6:.3g} MFLOPs, teacher "
+                                    f"{self.base_teacher_flops / 1e6:.3g}, alpha {alpha:g}, T {temperature:g}")
+            self.log(f"Wrote {path}", flush=True)
+        self._write("ber_vs_sinr.csv", rows, ("num_dmrs", "role", "seed", "run", "receiver", "sinr_db", "ber",
+                                              "bit_errors", "bits"))
+        path = os.path.join(sweep.workdir, "kd_summary.json")
+        summary = {"alpha": alpha, "temperature": temperature, "chosen_by": chosen_by,
+                   "student_mflops": round(sweep.base_student_flops / 1e6, 3),
+                   "teacher_mflops": round(self.base_teacher_flops / 1e6, 3),
+                   "student_steps": sweep.student_steps, "runs": summary_runs}
+        ber_lib.write_json(path, summary)
+        text = (f"KD vs scratch students ({summary['student_mflops']:g} MFLOPs per slot, {sweep.student_steps} "
+                f"steps), teacher {summary['teacher_mflops']:g} MFLOPs; alpha {alpha:g}, T {temperature:g} "
+                f"({chosen_by}).\n\n{kd_table(summary_runs)}")
+        ber_lib.atomic_write(os.path.join(sweep.workdir, "kd_summary.md"), lambda f: f.write(text))
+        self.log(f"Wrote {path} and kd_summary.md", flush=True)
+        return summary_runs
+
+    # Step 1 -------------------------------------------------------------------------
+    def student_size(self):
+        sweep = self.sweep
+        teacher, = self.teachers([(sweep.base_width, sweep.base_dmrs)], "[1 student_size]")
+        runs = self._student_size_runs()
+        self.runner.ensure(runs, "[1 student_size]")
+        rows = [_row(teacher, role="teacher", flops_ratio=1.0)]
+        rows += [_row(run, role="scratch student", flops_ratio=round(ratio, 6))
+                 for run, ratio in zip(runs, sweep.student_ratios)]
+        self._write("student_size.csv", rows, ("role", "flops_ratio", "run", "mflops", "parameters",
+                                               *RESULT_COLUMNS))
+        self._plot([{"xlabel": "MFLOPs per slot", "logx": True, "references": self._baselines(teacher),
+                     "series": {"from scratch": [(r["mflops"], r["gm_ber"]) for r in rows[1:]],
+                                "teacher": [(rows[0]["mflops"], rows[0]["gm_ber"])]}}],
+                   "student_size.png", f"Fig. 3: DeepRx size vs Geometric Mean BER, students {sweep.student_steps} "
+                                       f"steps, teacher {sweep.values['steps']}; seed {self.seed}, {sweep.base_dmrs} DMRS")
+
+    def _baselines(self, run):
+        """ls_lmmse and perfect_lmmse on the evaluation slots every run shares."""
+        with open(os.path.join(run.workdir, "eval", "summary.json")) as f:
+            summary = json.load(f)
+        return {name: summary[name]["gm_ber"] for name in ("ls_lmmse", "perfect_lmmse")}
+
+    # Step 2 -------------------------------------------------------------------------
+    def teacher_size(self):
+        sweep = self.sweep
+        teachers = self.teachers([(width, sweep.base_dmrs) for width in sweep.teacher_widths], "[2 teacher_size]")
+        kd_runs = self._teacher_size_kd(teachers)
+        scratch = self.scratch(sweep.base_dmrs, self.seed)
+        self.runner.ensure([scratch, *kd_runs], "[2 teacher_size]")
+        rows = [_row(kd, teacher=teacher.name, teacher_mflops=round(jobs.result(teacher)["flops_per_slot"] / 1e6, 3),
+                     teacher_gm_ber=jobs.result(teacher)["gm_ber"]) for teacher, kd in zip(teachers, kd_runs)]
+        self._write("teacher_size.csv", rows, ("teacher", "teacher_mflops", "teacher_gm_ber", "run", "mflops",
+                                               "parameters", *RESULT_COLUMNS))
+        self._plot([{"xlabel": "teacher MFLOPs per slot", "logx": True,
+                     "references": {"student from scratch": jobs.result(scratch)["gm_ber"]},
+                     "series": {"KD student": [(r["teacher_mflops"], r["gm_ber"]) for r in rows],
+                                "teacher itself": [(r["teacher_mflops"], r["teacher_gm_ber"]) for r in rows]}}],
+                   "teacher_size.png", f"Fig. 4: KD student ({rows[0]['mflops']:.0f} MFLOPs) by teacher size, "
+                                       f"alpha {sweep.base_alpha:g}, T {sweep.base_temperature:g}, seed {self.seed}")
+
+
+def _kd_entry(seed, dmrs, kd, scratch):
+    """One kd_summary.json entry (gains: ber.sinr_gains of KD over scratch)."""
+    return {"seed": seed, "num_dmrs": dmrs, "gm_ber_kd": kd["gm_ber"], "gm_ber_scratch": scratch["gm_ber"],
+            **ber_lib.sinr_gains(kd, scratch)}
+
+
+def kd_table(entries):
+    """kd_summary.json's runs as a markdown table (kd_summary.md, README), per DMRS count and seed."""
+    lines = ["| DMRS symbols | seed | Geometric Mean BER, KD | from scratch | KD - scratch (< 0: KD better) "
+             "| SINR gain at BER 1e-2 (> 0: KD better) | at BER 1e-3 |", "|---|---|---|---|---|---|---|"]
+    for e in sorted(entries, key=lambda e: (e["num_dmrs"], e["seed"])):
+        lines.append(f"| {e['num_dmrs']} | {e['seed']} | {e['gm_ber_kd']:.3f} | {e['gm_ber_scratch']:.3f} | "
+                     f"{e['gm_ber_kd'] - e['gm_ber_scratch']:+.3f} | {ber_lib.gain_text(e['gain_db_at_1e-2'])} | "
+                     f"{ber_lib.gain_text(e['gain_db_at_1e-3'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots_lib():
+    from deeprx import plots  # matplotlib: only once there is something to draw
+    return plots
+
+
+def run_sweep(sweep, log=print):
+    """Runs the steps of `sweep` in ORDER; returns kd_summary's runs (or None without step 4)."""
+    os.makedirs(sweep.workdir, exist_ok=True)
+    runner = jobs.Runner(sweep.workdir, sweep.parallel, log)
+    study = Study(sweep, runner, log)
+    summary = best = None
+    steps = set(sweep.steps) | ({3} if 4 in sweep.steps and sweep.fig6_kd == "best" else set())
+    log("Training every run that needs no other run first", flush=True)
+    runner.ensure(study.ready_runs(steps), "[ready]")
+    for step in ORDER:
+        if step not in sweep.steps:
+            continue
+        log(f"Step {step} ({STEPS[step]})", flush=True)
+        if step == 3 or (step == 4 and sweep.fig6_kd == "best" and best is None):
+            best = study.alpha_T()
+        if step == 4:
+            if sweep.fig6_kd == "best":
+                alpha, temperature = best
+                chosen_by = f"the lowest Geometric Mean BER of step 3 (alpha_T.csv), seed {study.seed}"
+            else:
+                alpha, temperature, chosen_by = sweep.base_alpha, sweep.base_temperature, "--alpha and --temperature"
+            summary = study.ber_vs_sinr(alpha, temperature, chosen_by)
+        elif step == 1:
+            study.student_size()
+        elif step == 2:
+            study.teacher_size()
+    log(f"Sweep done: {runner.trained} runs trained now, the rest finished earlier", flush=True)
+    return summary
+
+
+# What --publish copies: the steps' outputs, and of each finished run (into by-run/<run>/)
+# its results, settings and command, never checkpoints or weights.
+STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
+              "kd_summary.json", "kd_summary.md", "student_size.csv", "student_size.png", "teacher_size.csv",
+              "teacher_size.png")
+RUN_FILES = ("train.json", "config.json", "sweep_command.txt", "eval/summary.json", "eval/ber.csv", "eval/ber.png")
+
+
+def publish(workdir, dest, log=print):
+    """Copies what is finished in the sweep `workdir` to `dest`; returns the number of runs."""
+    import shutil
+    copied = [name for name in STEP_FILES if os.path.isfile(os.path.join(workdir, name))]
+    runs_dir = os.path.join(workdir, "runs")
+    runs = sorted(name for name in (os.listdir(runs_dir) if os.path.isdir(runs_dir) else ())
+                  if jobs.finished_dir(os.path.join(runs_dir, name)))
+    for name in copied:
+        shutil.copyfile(os.path.join(workdir, name), os.path.join(_made(dest), name))
+    for name in runs:
+        for path in RUN_FILES:
+            source = os.path.join(runs_dir, name, path)
+            if os.path.isfile(source):
+                shutil.copyfile(source, os.path.join(_made(os.path.join(dest, "by-run", name)),
+                                                     os.path.basename(path)))
+    log(f"Published to {dest}: {len(copied)} step files ({', '.join(copied) or 'none yet'}) and {len(runs)} "
+        "finished runs", flush=True)
+    return len(runs)
+
+
+def _made(path):
+    os.makedirs(path, exist_ok=True)
+    return path

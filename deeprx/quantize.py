@@ -1,0 +1,74 @@
+"""Full-integer int8 TFLite export of a trained DeepRx (post-training or quantization-aware).
+
+Example usage:
+  python -m deeprx.quantize --model=runs/kd-student-cpu --preset=demo --out=edge_out/student_ptq.tflite
+  python -m deeprx.quantize --model=runs/kd-student-cpu --preset=demo --method=qat --out=edge_out/student_qat.tflite
+  python -m deeprx.quantize --model=runs/kd-student-cpu --preset=demo --method=float --out=edge_out/student_float.tflite
+
+--method=float writes the same graph in float32 (no calibration), the reference a CPU
+comparison of int8 against float needs.
+
+The model is fully convolutional: it is rebuilt with batch 1 on the grid of --preset (and
+the scenario overrides), which may have another number of PRB than it was trained on, but
+must otherwise be its training scenario. Weights, activations and the model's input and
+output are int8 (biases int32), calibrated on slots of the training channels spread over the
+whole SINR range. --method=qat first fine-tunes with fake quantization
+(tensorflow-model-optimization; the stand-alone BatchNormalization layers of the
+pre-activation blocks get an output-only quantize config, and keep their batch statistics
+frozen during the fine-tune). Beside X.tflite, X.json records
+what the device needs: input/output scale and zero point, grid, channel layout, modulation,
+FLOPs per slot, the source model, the method and the converter version. The exported graph
+writes each depthwise conv of depth multiplier > 1 as its input tiled (CONCATENATION) and a
+multiplier-1 depthwise conv, an exact rewrite that XNNPACK's int8 kernels run 20x faster
+(deeprx.network.model.expanded, BUILD_NOTES.md).
+"""
+
+import os
+
+from absl import flags
+
+from deeprx.core import cli
+from deeprx.core import scenario_flags
+from deeprx.core import workdir as workdir_lib
+from deeprx.export import quantize as quantize_lib
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("model", None, "trained run directory (model.keras + config.json)")
+    flags.DEFINE_string("out", None, "output .tflite (X.json is written beside it)")
+    flags.DEFINE_enum("method", "ptq", list(quantize_lib.METHODS),
+                      "post-training quantization, quantization-aware fine-tuning, or the float32 graph")
+    flags.DEFINE_integer("calibration_slots", 256, "representative slots, spread over the SINR range")
+    flags.DEFINE_integer("qat_steps", 300, "QAT: fine-tuning steps")
+    flags.DEFINE_integer("qat_batch_size", 16, "QAT: slots per step")
+    flags.DEFINE_float("qat_learning_rate", 1e-4, "QAT: Adam learning rate (constant)")
+    scenario_flags.define_flags()
+
+
+def main(argv):
+    del argv
+    preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
+    with cli.flag("model"):
+        workdir_lib.check_model_dir(FLAGS.model, scenario)
+    if not FLAGS.out or not FLAGS.out.endswith(".tflite"):
+        raise cli.FlagError("out", f"give the output file, ending in .tflite (got {FLAGS.out!r})")
+    try:
+        export_config = quantize_lib.ExportConfig(method=FLAGS.method, calibration_slots=FLAGS.calibration_slots,
+                                     qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
+                                     qat_learning_rate=FLAGS.qat_learning_rate)
+    except ValueError as error:
+        raise cli.FlagError(str(error).split()[0], str(error)) from None
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    meta = quantize_lib.export(FLAGS.model, preset.name, scenario, preset.evaluation.sinr_db, export_config, FLAGS.out)
+    quantization = (f"input scale {meta['input']['scale']:.4g} zero point {meta['input']['zero_point']}, "
+                    if meta["input"]["scale"] is not None else "")
+    print(f"Wrote {FLAGS.out} ({meta['size_bytes'] / 1e3:.0f} kB, {meta['method']}): {quantization}tensor types "
+          f"{meta['tensor_types']}", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)
