@@ -88,3 +88,43 @@ def test_llrs_are_log_p1_over_p0_and_finite(tiny):
     mask = batch.data_mask.numpy()[..., None] > 0
     agree = ((llr.numpy() > 0) == (batch.bits.numpy() > 0.5))[np.broadcast_to(mask, llr.shape)]
     assert agree.mean() > 0.99
+
+
+# ------------------------------------------------------------------- interference rejection
+
+def test_without_an_interferer_irc_is_the_white_noise_receiver(tiny):
+    """No interferer: the genie covariance is noise x I, so perfect_irc is perfect_lmmse exactly;
+    ls_irc's estimated covariance costs it little against ls_lmmse."""
+    scenario = dataclasses.replace(tiny, interferer=None)
+    batch = data.SlotGenerator(scenario, "test")(16, seed=3, sinr_db=12.0)
+    np.testing.assert_allclose(baselines.PerfectIrc(scenario)(batch).numpy(),
+                               baselines.PerfectLmmse(scenario)(batch).numpy(), rtol=1e-4, atol=1e-3)
+    ber = simulate_ber([baselines.LsIrc(scenario), baselines.LsLmmse(scenario)], scenario, 12.0, 150_000)
+    assert ber["ls_irc"] == pytest.approx(ber["ls_lmmse"], rel=0.25), ber
+
+
+def test_irc_rejects_a_strong_interferer_with_two_antennas(tiny):
+    """SNR 30 dB, one interferer at SIR 0-3 dB, 2 receive antennas: combining that treats the
+    interferer as white noise sees about SINR 0 dB; IRC nulls it (one interferer, two
+    antennas) and is far better, estimated (ls_irc) or given (perfect_irc)."""
+    assert tiny.num_rx == 2
+    scenario = dataclasses.replace(tiny, snr_db=(30.0, 30.0), interferer=dataclasses.replace(
+        tiny.interferer, sir_db=(0.0, 3.0)))
+    generator = data.SlotGenerator(scenario, "test")
+    receivers = [baselines.LsLmmse(scenario), baselines.PerfectLmmse(scenario), baselines.LsIrc(scenario),
+                 baselines.PerfectIrc(scenario)]
+    errors, bits = {r.name: 0 for r in receivers}, 0
+    for index in range(4):
+        batch = generator(32, seed=data.slot_seed("irc", index))  # the scenario's SNR and SIR draws
+        mask = batch.data_mask.numpy()[..., None] > 0
+        truth = batch.bits.numpy() > 0.5
+        for receiver in receivers:
+            errors[receiver.name] += int(np.sum(((receiver(batch).numpy() > 0) != truth) & mask))
+        bits += int(mask.sum()) * scenario.bits_per_symbol
+    ber = {name: e / bits for name, e in errors.items()}
+    assert ber["perfect_lmmse"] > 0.05, ber  # the interferer does hurt the white-noise receiver
+    assert ber["perfect_irc"] < 0.1 * ber["perfect_lmmse"], ber
+    # Estimated, the covariance also holds the LS estimate's error (the interferer's DMRS, as
+    # strong as the wanted one's, corrupts it): a clear but smaller gain (measured: 0.135 vs 0.253).
+    assert ber["ls_irc"] < 0.7 * ber["ls_lmmse"], ber
+    assert ber["perfect_irc"] <= ber["ls_irc"], ber

@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from deeprx import ber as ber_lib  # noqa: E402
+from edge import ber as ber_lib  # noqa: E402
 
 
 def ber_vs_sinr(rows, path, title):

@@ -18,7 +18,9 @@ import os
 from deeprx.core import config as config_lib
 from deeprx.core import workdir as workdir_lib
 
-CLASSICAL_NAMES = ("ls_lmmse", "perfect_lmmse")
+CLASSICAL_NAMES = ("ls_lmmse", "perfect_lmmse", "ls_irc", "perfect_irc")  # deeprx.simulation.baselines
+# The classical receivers beside which a training run's final evaluation puts its model.
+FINAL_EVAL_REFERENCES = ("ls_lmmse", "perfect_lmmse")
 MODEL_FILENAME = workdir_lib.MODEL_FILENAME
 
 

@@ -313,7 +313,7 @@ def kd_table(entries):
 
 
 def plots_lib():
-    from deeprx import plots  # matplotlib: only once there is something to draw
+    from deeprx.evaluation import plots  # matplotlib: only once there is something to draw
     return plots
 
 

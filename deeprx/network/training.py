@@ -309,5 +309,5 @@ class DistillationTrainer(Trainer):
 def evaluate_model(model, name, scenario, evaluation, out_dir, preset_name, log=print):
     """The bench on `model`, ls_lmmse and perfect_lmmse; writes out_dir; returns summary."""
     receivers = [receivers_lib.KerasReceiver(name, model, scenario)]
-    receivers += [receivers_lib.load(spec, scenario) for spec in receivers_lib.CLASSICAL_NAMES]
+    receivers += [receivers_lib.load(spec, scenario) for spec in receivers_lib.FINAL_EVAL_REFERENCES]
     return bench.run(receivers, preset_name, scenario, evaluation, out_dir, log=log)

@@ -1,11 +1,18 @@
-"""Classical receivers: LS + interpolation + LMMSE + max-log demapping, and the same
-with the true channel.
+"""Classical receivers: LS + interpolation + LMMSE + max-log demapping, and the same with the
+true channel; each with the interferer as white noise or rejected (IRC).
 
-Both take a `deeprx.simulation.data.Batch` and return LLRs [batch, 14, K, m] float32 in the
+All take a `deeprx.simulation.data.Batch` and return LLRs [batch, 14, K, m] float32 in the
 layout a neural receiver uses, with the convention LLR = log(P(b=1) / P(b=0))
 (positive means bit 1; Sionna's convention, and sigmoid(LLR) = P(b=1)).
-The noise variance they use is `batch.noise_var`: noise plus interference power, so
-the interferer is treated as white noise.
+  ls_lmmse, perfect_lmmse  the interferer as white noise: covariance `batch.noise_var` x I
+                           (noise plus interference power, handed to them);
+  ls_irc                   interference rejection combining as a base station does it: the
+                           interference-plus-noise covariance (N x N per RE) estimated from
+                           the residuals of the DMRS REs after the LS channel estimate,
+                           averaged over a window of pilots in frequency and over the DMRS
+                           symbols, held over the slot; then LMMSE with it;
+  perfect_irc              the genie: the true channels of both users and the noise power,
+                           covariance h_I h_I^H + noise x I per RE: the upper reference.
 """
 
 import numpy as np
@@ -48,18 +55,25 @@ class _LmmseReceiver:
     def channel_estimate(self, batch: data_lib.Batch) -> tf.Tensor:
         raise NotImplementedError
 
+    def covariance(self, batch: data_lib.Batch, h_hat: tf.Tensor) -> tf.Tensor:
+        """Interference-plus-noise covariance [B, 14, K, N, N]: white, noise_var x I."""
+        return _white(batch.noise_var, h_hat.shape[:3], self.scenario.num_rx)
+
     def __call__(self, batch: data_lib.Batch) -> tf.Tensor:
         return self._graph(batch)
 
     def _receive(self, batch):
         h_hat = self.channel_estimate(batch)                      # [B, 14, K, N]
-        num_rx = self.scenario.num_rx
-        no = tf.maximum(batch.noise_var, 1e-12)
-        s = tf.complex(no, 0.0)[:, None, None, None, None] * tf.eye(num_rx, dtype=tf.complex64)
-        s = tf.broadcast_to(s, [*h_hat.shape[:3], num_rx, num_rx])
+        s = self.covariance(batch, h_hat)
         x_hat, no_eff = lmmse_equalizer(batch.y, h_hat[..., None], s)  # [B, 14, K, 1]
         llr = self._demapper(x_hat, no_eff)                       # [B, 14, K, m]
         return llr
+
+
+def _white(power, grid_shape, num_rx):
+    """power [B] x I, broadcast to [B, 14, K, N, N]."""
+    s = tf.complex(tf.maximum(power, 1e-12), 0.0)[:, None, None, None, None] * tf.eye(num_rx, dtype=tf.complex64)
+    return tf.broadcast_to(s, [*grid_shape, num_rx, num_rx])
 
 
 class PerfectLmmse(_LmmseReceiver):
@@ -125,4 +139,48 @@ class LsLmmse(_LmmseReceiver):
         return tf.einsum("tl,bkln->btkn", self._time_weights, h_freq)
 
 
-CLASSICAL_RECEIVERS = {cls.name: cls for cls in (LsLmmse, PerfectLmmse)}
+class PerfectIrc(PerfectLmmse):
+    """perfect_irc: the true channel and the true interference-plus-noise covariance
+    h_I h_I^H + noise x I of each RE (the interferer's symbols have unit power): the bound
+    every receiver of the comparison is measured against."""
+    name = "perfect_irc"
+
+    def covariance(self, batch, h_hat):
+        h_i = batch.h_interference                                 # [B, 14, K, N]
+        outer = h_i[..., :, None] * tf.math.conj(h_i[..., None, :])
+        return outer + _white(batch.noise_power, h_hat.shape[:3], self.scenario.num_rx)
+
+
+class LsIrc(LsLmmse):
+    """ls_irc: ls_lmmse's channel estimate; the interference-plus-noise covariance from the
+    DMRS residuals e = y - h_hat x_p at the pilot REs (there the interferer sends its own
+    DMRS), e e^H averaged over the DMRS symbols and a sliding window of `window_pilots`
+    pilots in frequency (12 = two PRBs on the comb-2 DMRS), each subcarrier taking its
+    nearest pilot's, held over the slot's symbols; `loading` x its mean diagonal is added
+    (a few samples make a 2x2 estimate noisy); then IRC-LMMSE and max-log demapping."""
+    name = "ls_irc"
+
+    def __init__(self, scenario: config_lib.ScenarioConfig, window_pilots: int = 12, loading: float = 0.05):
+        super().__init__(scenario)
+        num_pilots = len(self._pilot_subcarriers)
+        half = window_pilots // 2
+        window = np.array([[1.0 if abs(p - q) <= half else 0.0 for q in range(num_pilots)]
+                           for p in range(num_pilots)], np.float32)
+        self._window = tf.constant(window / window.sum(axis=1, keepdims=True), tf.complex64)  # [P, P]
+        self._nearest_pilot = tf.constant(np.minimum(np.arange(scenario.grid_shape[1]) // 2, num_pilots - 1))
+        self._loading = loading
+
+    def covariance(self, batch, h_hat):
+        def at_pilots(grid):
+            return tf.gather(tf.gather(grid, self._pilot_symbols, axis=1), self._pilot_subcarriers, axis=2)
+        residual = at_pilots(batch.y) - at_pilots(h_hat) / self._inverse_pilots[None, :, :, None]  # [B, L, P, N]
+        outer = residual[..., :, None] * tf.math.conj(residual[..., None, :])                      # [B, L, P, N, N]
+        per_pilot = tf.einsum("pq,blqmn->bpmn", self._window, outer) / len(self._pilot_symbols)
+        num_rx = self.scenario.num_rx
+        diagonal = tf.math.real(tf.linalg.trace(per_pilot)) / num_rx                               # [B, P]
+        per_pilot += tf.complex(self._loading * diagonal, 0.0)[..., None, None] * tf.eye(num_rx, dtype=tf.complex64)
+        per_subcarrier = tf.gather(per_pilot, self._nearest_pilot, axis=1)                         # [B, K, N, N]
+        return tf.broadcast_to(per_subcarrier[:, None], [*h_hat.shape[:3], num_rx, num_rx])
+
+
+CLASSICAL_RECEIVERS = {cls.name: cls for cls in (LsLmmse, PerfectLmmse, LsIrc, PerfectIrc)}

@@ -45,6 +45,9 @@ class Batch(NamedTuple):
     y:         [batch, 14, K, N] complex64, received grid.
     h:         [batch, 14, K, N] complex64, true channel of the wanted user.
     noise_var: [batch] float32, noise plus interference power per RE and antenna.
+    h_interference: [batch, 14, K, N] complex64, the interferer's channel times its amplitude
+               (zeros without an interferer): what a genie receiver knows of it.
+    noise_power: [batch] float32, the thermal noise power alone per RE and antenna.
     """
     inputs: tf.Tensor
     bits: tf.Tensor
@@ -53,6 +56,8 @@ class Batch(NamedTuple):
     y: tf.Tensor
     h: tf.Tensor
     noise_var: tf.Tensor
+    h_interference: tf.Tensor
+    noise_power: tf.Tensor
 
 
 def slot_seed(*parts) -> int:
@@ -217,11 +222,12 @@ class SlotGenerator:
         sinr_db = -10.0 * tf.math.log(impairment) / tf.math.log(10.0)
 
         y = signal
+        h_interference = tf.zeros_like(h)
         if interferer is not None:
             _, x_i = self._grid(batch_size, self._interferer_pilots)
             h_i = self._channel(batch_size)
-            gain = tf.complex(tf.sqrt(interference_power), 0.0)[:, None, None, None]
-            y = y + gain * h_i * x_i[..., None]
+            h_interference = tf.complex(tf.sqrt(interference_power), 0.0)[:, None, None, None] * h_i
+            y = y + h_interference * x_i[..., None]
         shape = tf.shape(y)
         noise_std = tf.sqrt(noise_power / 2.0)[:, None, None, None]
         noise = tf.complex(rng.normal(shape) * noise_std, rng.normal(shape) * noise_std)
@@ -233,4 +239,4 @@ class SlotGenerator:
                             tf.math.real(raw_ls), tf.math.imag(raw_ls)], axis=-1)
         mask = tf.broadcast_to(self._data_mask, [batch_size, *self.scenario.grid_shape])
         return Batch(inputs=inputs, bits=bits, data_mask=mask, sinr_db=sinr_db, y=y, h=h,
-                     noise_var=impairment)
+                     noise_var=impairment, h_interference=h_interference, noise_power=noise_power)
