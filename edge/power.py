@@ -215,7 +215,7 @@ def four_step(source, workload, inferences, base_seconds=5.0, windows=5, sleep=t
         result.update(base_seconds=base_seconds, base_window_powers_w=[round(p, 6) for p in powers])
     else:
         base = 0.0
-        result["base"] = "none: a rated power is the active power"
+        result["base"] = "none: the source gives the active power (a rated power, or CPU time x power per core)"
     cpu = cpu_seconds()
     seconds, joules, value = source.measure(workload)
     cpu = cpu_seconds() - cpu
