@@ -19,7 +19,7 @@ frozen during the fine-tune). Beside X.tflite, X.json records
 what the device needs: input/output scale and zero point, grid, channel layout, modulation,
 FLOPs per slot, the source model, the method and the converter version. The exported graph
 writes each depthwise conv of depth multiplier > 1 as its input tiled (CONCATENATION) and a
-multiplier-1 depthwise conv, an exact rewrite that XNNPACK's int8 kernels run 20x faster
+multiplier-1 depthwise conv, an exact rewrite that XNNPACK's int8 kernels run 13x faster
 (deeprx.network.model.expanded, BUILD_NOTES.md).
 """
 
