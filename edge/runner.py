@@ -337,7 +337,7 @@ def run(args, log=print):
         % (timing["first_invoke_ms"], timing["count"], timing["mean_ms"], timing["p50_ms"], timing["p90_ms"],
            timing["p99_ms"], timing["inferences_per_s"], timing["cpu_ms_per_inference"], timing["busy_cores"]))
     if args.batches:
-        if is_compiled_for_edgetpu(args.model, read_model(args.model)) and args.batches != [1]:
+        if "Edge TPU" in backend and args.batches != [1]:  # load_interpreter already told which
             raise RunnerError("an Edge TPU model runs batch 1 only: drop --batches")
         result["throughput"] = throughput(model, args.batches, args.count, args.warmup)
         for row in result["throughput"]["by_batch"]:
