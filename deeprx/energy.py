@@ -84,7 +84,9 @@ def check_flags():
     """(preset, scenario, source, processors) or cli.FlagError, before any compute."""
     preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
     with cli.flag("model"):
-        workdir_lib.check_model_dir(FLAGS.model, scenario)
+        if not FLAGS.model:
+            raise ValueError("give a run directory of python -m deeprx.train")
+        workdir_lib.RunDir(FLAGS.model).check(scenario)
     if not FLAGS.out:
         raise cli.FlagError("out", "give the output directory")
     if FLAGS.tflite and not os.path.isfile(FLAGS.tflite):
@@ -116,8 +118,9 @@ def main(argv):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
-    model, model_config = workdir_lib.model_on_grid(FLAGS.model, scenario, batch_size=1)
-    settings = workdir_lib.read_settings(FLAGS.model)
+    run_dir = workdir_lib.RunDir(FLAGS.model)
+    model, model_config = run_dir.model_on_grid(scenario, batch_size=1)
+    settings = run_dir.settings
     start = time.time()
     log = print
     log(f"Energy of {FLAGS.model} on {preset.name} ({scenario.carrier.num_prb} PRB), source {source.label()}",
@@ -155,7 +158,7 @@ def main(argv):
         metric1_params = measure.metric1_defaults(host, FLAGS.cores, FLAGS.clock_hz, FLAGS.kappa, FLAGS.flops_per_clock)
     result = measure.report(model_config, scenario, measured, host, processors, layer_seconds, training, steps_total,
                     FLAGS.rate, FLAGS.lifetime_days, metric1_params)
-    result.update(model=os.path.abspath(workdir_lib.resolve(FLAGS.model)), preset=preset.name, grid_shape=list(scenario.grid_shape),
+    result.update(model=os.path.abspath(run_dir.path), preset=preset.name, grid_shape=list(scenario.grid_shape),
                   seconds=round(time.time() - start, 1), **bench.provenance())
     log("5/5 plots", flush=True)
     os.makedirs(FLAGS.out, exist_ok=True)

@@ -88,9 +88,10 @@ def main(argv):
     with cli.flag("predictor"):
         predictor = timing.load_predictor(FLAGS.predictor)
     with cli.flag("model"):
-        if not os.path.isfile(os.path.join(workdir_lib.resolve(FLAGS.model), "config.json")):
+        run_dir = workdir_lib.RunDir(FLAGS.model)
+        if not os.path.isfile(run_dir.file("config.json")):
             raise ValueError(f"no config.json in {FLAGS.model!r}: give a directory of python -m deeprx.train")
-        model_config = workdir_lib.model_config_of(workdir_lib.read_settings(FLAGS.model))
+        model_config = run_dir.model_config
     for backend in FLAGS.backends:
         if backend not in predictor.empty_call_s:
             raise cli.FlagError("backends", f"the predictor was not fitted for {backend}")

@@ -53,7 +53,9 @@ def main(argv):
     del argv
     preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
     with cli.flag("model"):
-        workdir_lib.check_model_dir(FLAGS.model, scenario)
+        if not FLAGS.model:
+            raise ValueError("give a run directory of python -m deeprx.train")
+        workdir_lib.RunDir(FLAGS.model).check(scenario)
     if not FLAGS.out or not FLAGS.out.endswith(".tflite"):
         raise cli.FlagError("out", f"give the output file, ending in .tflite (got {FLAGS.out!r})")
     try:

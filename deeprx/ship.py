@@ -19,7 +19,6 @@ import shutil
 from absl import flags
 
 from deeprx.core import cli
-from deeprx.core import jobs
 from deeprx.core import workdir as workdir_lib
 from deeprx.network import curves
 from edge import ber as ber_lib
@@ -90,7 +89,7 @@ def model_card(name, settings, trained, summary, rows):
 
 def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR):
     """Copies the run's files into models_dir/name and writes MODEL.md; returns the directory."""
-    if not jobs.finished_dir(run_dir):
+    if not workdir_lib.RunDir(run_dir).finished():
         raise ValueError(f"{run_dir!r} is not a finished run (model.keras, train.json and eval/summary.json)")
     dest = os.path.join(models_dir, name)
     os.makedirs(dest, exist_ok=True)

@@ -32,6 +32,7 @@ import sys
 from absl import flags
 
 from deeprx.core import cli
+from deeprx.core import kd_flags
 from deeprx.core import scenario_flags
 from deeprx.experiments import study_config
 from deeprx.experiments import study_layout
@@ -50,11 +51,7 @@ def define_flags():
     flags.DEFINE_enum("teacher_variant", "paper", ["paper", "edge"], "the teacher's model variant")
     flags.DEFINE_enum("student_variant", "edge", ["paper", "edge"],
                       "the students' variant (edge: equal dilations, as the Edge TPU compiler needs)")
-    flags.DEFINE_float("student_flops_ratio", 11 / 30, "student FLOPs per slot / teacher's (the paper's 11/30)")
-    flags.DEFINE_float("alpha", 5e5, "KD: weight of the student loss")
-    flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
-    flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
-    flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
+    kd_flags.define_flags()
     flags.DEFINE_integer("seed", 0, "training seed of every model")
     flags.DEFINE_string("energy_source", "cputime", "power source of the energy stage: cputime[:W], codecarbon, rapl, "
                                                    "nvml, meter:PATH or rated:WATTS")

@@ -122,7 +122,7 @@ def sweep_from_flags():
     base = sweep.model_config(sweep.base_width)
     for ratio in sweep.student_ratios:
         with cli.flag("student_ratios"):
-            model_lib.size_for_flops(base, scenario, ratio * sweep.teacher_flops(sweep.base_width))
+            model_lib.student_config(base, scenario, ratio, FLAGS.student_variant)
     return sweep
 
 

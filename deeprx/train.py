@@ -24,10 +24,10 @@ from absl import flags
 from deeprx.core import cli
 from deeprx.core import config as config_lib
 from deeprx.core import jobs
+from deeprx.core import kd_flags
 from deeprx.core import scenario_flags
 from deeprx.core import workdir as workdir_lib
 from deeprx.evaluation import bench
-from deeprx.evaluation import receivers as receivers_lib
 from deeprx.network import distribute as distribute_lib
 from deeprx.network import model as model_lib
 from edge import ber as ber_lib
@@ -74,11 +74,7 @@ def define_flags():
     flags.DEFINE_integer("eval_max_bits", None, "override the preset's bits per SINR point in the final evaluation")
     # Knowledge distillation (PAPER.md section 2).
     flags.DEFINE_string("teacher", None, "teacher run directory: distill a student from it")
-    flags.DEFINE_float("alpha", 5e5, "KD: weight of the student loss")
-    flags.DEFINE_float("temperature", 3.0, "KD: temperature T")
-    flags.DEFINE_string("kd_form", "paper", "KD: paper (alpha*L_student + L_KD) or hinton")
-    flags.DEFINE_string("kd_reduction", "sum", "KD: mean or sum of the KL over a slot's data bits")
-    flags.DEFINE_float("student_flops_ratio", 11 / 30, "KD: student FLOPs per slot / teacher's")
+    kd_flags.define_flags()
     flags.DEFINE_bool("train_teacher_if_missing", False, "KD: train the teacher first if --teacher has none")
     flags.DEFINE_enum("student_variant", None, ["paper", "edge"],
                       "KD: the student's variant (default: the teacher's); edge for an Edge TPU student")
@@ -125,11 +121,11 @@ def teacher_command(teacher_dir):
 
 def _read_teacher(teacher_dir, scenario):
     """The teacher's DeepRxConfig from its run settings; FlagError if its scenario differs."""
-    settings = workdir_lib.read_settings(teacher_dir)
-    if settings["scenario"] != config_lib.to_dict(scenario):
+    teacher = workdir_lib.RunDir(teacher_dir)
+    if teacher.settings["scenario"] != config_lib.to_dict(scenario):
         raise cli.FlagError("teacher", f"the teacher in {teacher_dir!r} was trained on another scenario "
                                        "(its config.json): teacher and student must agree on the grid and bits per RE")
-    return workdir_lib.model_config_of(settings)
+    return teacher.model_config
 
 
 def run_from_flags():
@@ -163,15 +159,11 @@ def run_from_flags():
         if train_config.aux_channel_weight:
             raise cli.FlagError("aux_channel_weight", "is for training from scratch, not with --teacher")
         try:
-            kd = config_lib.KDConfig(teacher=teacher_dir, alpha=FLAGS.alpha, temperature=FLAGS.temperature,
-                                     form=FLAGS.kd_form, reduction=FLAGS.kd_reduction,
-                                     student_flops_ratio=FLAGS.student_flops_ratio)
+            kd = kd_flags.kd_config(FLAGS, teacher_dir)
         except ValueError as error:
             raise cli.FlagError(str(error).split()[0], str(error)) from None
-        teacher_ready = all(os.path.isfile(os.path.join(teacher_dir, name))
-                            for name in (receivers_lib.MODEL_FILENAME, "config.json"))
         teacher_run = None
-        if teacher_ready:
+        if workdir_lib.RunDir(teacher_dir).has_model():
             teacher_config = _read_teacher(teacher_dir, scenario)
         elif FLAGS.train_teacher_if_missing:
             teacher_config = model_config
@@ -181,10 +173,9 @@ def run_from_flags():
         else:
             raise cli.FlagError("teacher", f"no trained teacher in {teacher_dir!r}; train it with: "
                                            f"{teacher_command(teacher_dir)} (or add --train_teacher_if_missing)")
-        budget = kd.student_flops_ratio * model_lib.flops_per_slot(teacher_config, scenario)
-        shape = dataclasses.replace(teacher_config, variant=FLAGS.student_variant or teacher_config.variant)
         with cli.flag("student_flops_ratio"):
-            student_config = model_lib.size_for_flops(shape, scenario, budget)
+            student_config = model_lib.student_config(teacher_config, scenario, kd.student_flops_ratio,
+                                                      FLAGS.student_variant)
         run = dataclasses.replace(run, model_config=student_config, kd=kd, teacher_run=teacher_run)
     with cli.flag("workdir"):
         workdir_lib.check_workdir(run.workdir, run.settings())
@@ -221,9 +212,8 @@ def train_and_evaluate(run, command):
     trainer_args = dict(scenario=run.scenario, train_config=run.train_config, workdir=run.workdir,
                         strategy=strategy, curve_sinr_db=run.evaluation.sinr_db, chief=chief)
     if run.kd:
-        teacher_dir = workdir_lib.resolve(run.kd.teacher)
         with strategy.scope():
-            teacher, _ = workdir_lib.model_on_grid(teacher_dir, train_scenario)
+            teacher, _ = workdir_lib.RunDir(run.kd.teacher).model_on_grid(train_scenario)
         print(f"distilling from {run.kd.teacher} ({teacher.count_params():,} parameters): alpha {run.kd.alpha:g}, "
               f"T {run.kd.temperature:g}, {run.kd.form} form, KL {run.kd.reduction} over data bits", flush=True)
         distiller = distiller_lib.Distiller(student=model, teacher=teacher)

@@ -14,7 +14,7 @@ from edge import ber
 
 @pytest.mark.parametrize("name", workdir.shipped_models())
 def test_shipped_model_beats_ls_lmmse_at_high_sinr(name, tmp_path):
-    settings = workdir.read_settings(workdir.resolve("pretrained:" + name))
+    settings = workdir.RunDir("pretrained:" + name).settings
     preset = config.get_preset(settings["preset"])
     top = max(preset.evaluation.sinr_db)
     out = str(tmp_path / "eval")

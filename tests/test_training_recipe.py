@@ -100,7 +100,7 @@ def test_levers_through_the_cli_narrow_grid_and_learning_curve(tmp_path):
                         "--train_num_prb=1", "--curve_every=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "on 1 PRB" in result.stdout and "channel_mse" in result.stdout
-    settings = workdir.read_settings(run_dir)["train"]
+    settings = workdir.RunDir(run_dir).settings["train"]
     assert settings["train_sinr_db"] == [-8.0, 24.0]  # the tiny grid -4..20 dB, +-4 dB
     assert (settings["optimizer"], settings["schedule"], settings["train_num_prb"]) == ("lamb", "flat_linear", 1)
     # Trained on 1 PRB, saved and evaluated on the scenario's 2 PRB, one output (no aux head).

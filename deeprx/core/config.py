@@ -343,6 +343,11 @@ class KDConfig:
             raise ValueError(f"student_flops_ratio must be positive, got {self.student_flops_ratio!r}")
 
 
+# The KD defaults (the paper's alpha = 5e5, T = 3, student at 11/30 of the teacher's FLOPs):
+# every CLI flag, the study and the Distiller take theirs from here.
+KD_DEFAULTS = KDConfig(teacher="")
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
     name: str

@@ -1,20 +1,105 @@
-"""Training runs as child processes: `python -m deeprx.train` runs of a sweep or an ablation,
-trained a few at a time with a log file each, skipped when finished, resumed when not.
+"""Child processes of the project's CLIs, and training runs as such children.
 
-Flag-free library code (deeprx.sweep and deeprx.ablation define the flags).
+`Job`/`run`: the one way a parent (sweep, ablation, study, benchmarks) runs `python -m
+MODULE ARGS`: its output appended to a log file after a `$ command` header, progress
+lines echoed if asked, the child killed with its parent (SIGKILL too), and on failure a
+JobError naming the command, the exit status, the log and its last lines.
+`Runner`: `python -m deeprx.train` runs of a sweep or an ablation, a few at a time,
+skipped when finished, resumed when not.
+
+Flag-free library code (the CLIs define the flags).
 """
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Optional, Tuple
 
 from deeprx.core import cli
+from deeprx.core import kd_flags
 from deeprx.core import scenario_flags
+from deeprx.core import workdir as workdir_lib
 from edge import ber as ber_lib
+
+# Child output kept in the log but not echoed: TensorFlow's start-up chatter.
+QUIET_PREFIXES = ("WARNING: All log messages", "I0000", "W0000", "E0000", "INFO: Created TensorFlow Lite")
+TAIL_LINES = 8
+
+
+class JobError(RuntimeError):
+    """A child CLI failed: the message names the command, its log and the log's last lines."""
+
+
+def command_line(args):
+    return "python -m " + " ".join(args)
+
+
+class Job:
+    """`python -m ARGS` started now, its output appended to `log_path`; echo(line) gets each
+    non-empty line that is not TensorFlow start-up chatter. Use as a context manager (or
+    call stop()) so that an error in the parent stops the child."""
+
+    def __init__(self, args, log_path, env=None, echo=None):
+        self.args, self.log_path, self.command = tuple(args), log_path, command_line(args)
+        self.tail = []
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        self._log = open(log_path, "a")
+        self._log.write(f"\n$ {self.command}\n")
+        self._log.flush()
+        self.process = subprocess.Popen([sys.executable, "-m", *self.args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1, env=env,
+                                        preexec_fn=cli.die_with_parent)
+        self._copier = threading.Thread(target=self._copy, args=(echo,), daemon=True)
+        self._copier.start()
+
+    def _copy(self, echo):
+        for line in self.process.stdout:
+            self._log.write(line)
+            self._log.flush()
+            self.tail = (self.tail + [line.rstrip()])[-TAIL_LINES:]
+            if echo and line.strip() and not line.startswith(QUIET_PREFIXES):
+                echo(line.rstrip())
+
+    def running(self):
+        return self.process.poll() is None or self._copier.is_alive()
+
+    def wait(self):
+        """Waits for the end; JobError if the child failed."""
+        self.process.wait()
+        self._copier.join()
+        self._log.close()
+        if self.process.returncode != 0:
+            raise JobError(f"`{self.command}` failed (exit status {self.process.returncode}); the end of "
+                           f"{self.log_path}:\n" + "\n".join(self.tail))
+
+    def stop(self):
+        """Stops a running child (SIGTERM, then SIGKILL after 30 s); the log is kept."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._copier.join()
+        self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if exc_info[0] is not None:
+            self.stop()
+
+
+def run(args, log_path, env=None, echo=None):
+    """Runs `python -m ARGS` to completion (see Job); returns its command line."""
+    with Job(args, log_path, env, echo) as job:
+        job.wait()
+    return job.command
 
 
 # The flags of python -m deeprx.train that a parent (a sweep, an ablation) passes on to its runs.
@@ -24,7 +109,7 @@ TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr
 TEACHER_FLAGS = (*scenario_flags.FLAG_NAMES, "model_variant",
                  "width_multiplier", "model_mflops", "depth_multiplier", *TRAIN_FLAGS, "eval", "eval_max_bits")
 STUDENT_FLAGS = tuple(name for name in TEACHER_FLAGS if name != "seed") + ("seed",)
-KD_FLAGS = ("teacher", "alpha", "temperature", "kd_form", "kd_reduction", "student_flops_ratio")
+KD_FLAGS = ("teacher", *kd_flags.FLAG_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,19 +123,8 @@ class TrainRun:
     width: Optional[float] = None  # a teacher's width multiplier
 
     @property
-    def receiver(self):
-        """Its name in its eval/ber.csv (deeprx.train names the model after its workdir)."""
-        return os.path.basename(os.path.normpath(self.workdir))
-
-
-def finished(run):
-    return finished_dir(run.workdir)
-
-
-def finished_dir(workdir):
-    """A run directory holding its model, train.json and evaluation."""
-    return all(os.path.isfile(os.path.join(workdir, *parts))
-               for parts in (("model.keras",), ("train.json",), ("eval", "summary.json")))
+    def dir(self):
+        return workdir_lib.RunDir(self.workdir)
 
 
 class Runner:
@@ -68,7 +142,7 @@ class Runner:
         """Trains every unfinished run of `runs` (independent of each other)."""
         todo = []
         for run in dict.fromkeys(runs):  # once each, in order
-            if finished(run):
+            if run.dir.finished():
                 self.log(f"  {label} {run.name}: finished earlier, skipped", flush=True)
             else:
                 todo.append(run)
@@ -83,38 +157,31 @@ class Runner:
                     run = todo.pop(0)
                     running.append((run, self._start(run, label, env), time.time()))
                 time.sleep(0.5)
-                for item in [item for item in running if item[1].poll() is not None]:
+                for item in [item for item in running if not item[1].running()]:
                     running.remove(item)
                     self._finish(*item, label)
         finally:
-            for _, process, _ in running:  # on an error or Ctrl-C: stop the others (they resume later)
-                process.terminate()
-                process.wait()
+            for _, job, _ in running:  # on an error or Ctrl-C: stop the others (they resume later)
+                job.stop()
 
     def _start(self, run, label, env):
-        command = " ".join(["python -m deeprx.train", *run.args])
         if not run.external:
-            self._claim(run, command)
+            self._claim(run, command_line(("deeprx.train", *run.args)))
         log_path = self._log_path(run)
         resuming = os.path.isdir(os.path.join(run.workdir, "checkpoints"))
         self.log(f"  {label} {run.name}: training ({'resuming, ' if resuming else ''}"
                  f"output in {log_path})", flush=True)
-        with open(log_path, "a") as log_file:
-            log_file.write(f"\n$ {command}\n")
-            log_file.flush()
-            return subprocess.Popen([sys.executable, "-m", "deeprx.train", *run.args], stdout=log_file,
-                                    stderr=subprocess.STDOUT, env=env, preexec_fn=cli.die_with_parent)
+        return Job(("deeprx.train", *run.args), log_path, env)
 
-    def _finish(self, run, process, start, label):
-        if process.returncode != 0:
-            with open(self._log_path(run)) as f:
-                tail = "".join(f.readlines()[-8:])
-            raise RuntimeError(f"{run.name} failed (exit status {process.returncode}); the end of "
-                               f"{self._log_path(run)}:\n{tail}\nFix the cause and rerun the same command: "
-                               "finished runs are kept.")
+    def _finish(self, run, job, start, label):
+        try:
+            job.wait()
+        except JobError as error:
+            raise JobError(f"{run.name} failed: {error}\nFix the cause and rerun the same command: "
+                           "finished runs are kept.") from None
         self.trained += 1
         self.log(f"  {label} {run.name}: done in {(time.time() - start) / 60:.1f} min, "
-                 f"Geometric Mean BER {result(run)['gm_ber']:.3f}", flush=True)
+                 f"Geometric Mean BER {run.dir.result()['gm_ber']:.3f}", flush=True)
 
     def _log_path(self, run):
         path = os.path.join(self.workdir, "logs", run.name + ".log")
@@ -134,18 +201,3 @@ class Runner:
         else:
             ber_lib.atomic_write(path, lambda f: f.write(command + "\n"))
 
-
-def result(run):
-    """The run's evaluation summary: gm_ber, sinr_at_ber_1e-2, sinr_at_ber_1e-3, plus
-    its parameters and FLOPs per slot."""
-    with open(os.path.join(run.workdir, "eval", "summary.json")) as f:
-        summary = json.load(f)[run.receiver]
-    with open(os.path.join(run.workdir, "train.json")) as f:
-        trained = json.load(f)
-    return {**summary, "parameters": trained["parameters"], "flops_per_slot": trained["flops_per_slot"]}
-
-
-def ber_rows(run, receivers=None):
-    """The run's ber.csv rows, of its own model or of `receivers`."""
-    rows = ber_lib.read_csv(os.path.join(run.workdir, "eval", "ber.csv"))
-    return [row for row in rows if row["receiver"] in (receivers or (run.receiver,))]

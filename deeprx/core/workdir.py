@@ -1,4 +1,5 @@
-"""Run directories: what a run's settings are, and whether a workdir can take them."""
+"""Run directories of python -m deeprx.train: `RunDir` (settings, the model on a grid,
+finished or not, its name), and whether a workdir can take a run's settings."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import os
 from deeprx import REPO_ROOT
 from deeprx.core import config as config_lib
 from deeprx.network import model as model_lib
+from edge import ber as ber_lib
 
 MODEL_FILENAME = "model.keras"
 
@@ -66,17 +68,80 @@ def _comparable(run_config):
     return {**run_config, "train": train}
 
 
-def read_settings(workdir):
-    """The run settings a training run (or pretrained:NAME) saved (its config.json)."""
-    with open(os.path.join(resolve(workdir), "config.json")) as f:
-        return json.load(f)
+class RunDir:
+    """A run directory of python -m deeprx.train, or a shipped model (`pretrained:NAME`):
+    what it holds and how to use its model. Reading is lazy: a RunDir of a run that has
+    not started yet is fine until its settings are asked for."""
 
+    def __init__(self, spec):
+        self.spec = spec
+        self.path = resolve(spec)
 
-def model_config_of(settings):
-    """The DeepRxConfig of saved run settings."""
-    model = settings["model"]
-    return model_lib.DeepRxConfig(**dict(model, widths=tuple(model["widths"]),
-                                         dilations=tuple(tuple(d) for d in model["dilations"])))
+    @property
+    def name(self):
+        """Its receiver name in ber.csv and summary.json (deeprx.train names the model after its workdir)."""
+        if self.spec.startswith(PRETRAINED_PREFIX):
+            return self.spec[len(PRETRAINED_PREFIX):]
+        return os.path.basename(os.path.normpath(self.path))
+
+    def file(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    def has_model(self):
+        return all(os.path.isfile(self.file(name)) for name in (MODEL_FILENAME, "config.json"))
+
+    def finished(self):
+        """Trained and evaluated: model.keras, train.json and eval/summary.json are there."""
+        return all(os.path.isfile(self.file(*parts))
+                   for parts in ((MODEL_FILENAME,), ("train.json",), ("eval", "summary.json")))
+
+    @property
+    def settings(self):
+        """The run settings it saved (config.json)."""
+        with open(self.file("config.json")) as f:
+            return json.load(f)
+
+    @property
+    def num_dmrs(self):
+        return self.settings["scenario"]["dmrs"]["num_symbols"]
+
+    @property
+    def model_config(self):
+        """Its DeepRxConfig."""
+        model = self.settings["model"]
+        return model_lib.DeepRxConfig(**dict(model, widths=tuple(model["widths"]),
+                                             dilations=tuple(tuple(d) for d in model["dilations"])))
+
+    def check(self, scenario):
+        """ValueError unless it holds a trained model (model.keras + config.json) that runs on
+        `scenario` (its training scenario but for the PRB count)."""
+        for name in (MODEL_FILENAME, "config.json"):
+            if not os.path.isfile(self.file(name)):
+                raise ValueError(f"no {name} in {self.path!r}: give a directory of python -m deeprx.train")
+        check_grid_change(self.settings["scenario"], scenario)
+
+    def model_on_grid(self, scenario, batch_size=None, name=None):
+        """(its trained model built on `scenario`'s grid with its weights, its DeepRxConfig): the
+        fully convolutional DeepRx runs on any PRB count of its training scenario (ValueError
+        for another scenario); `batch_size` fixes the batch (TFLite export)."""
+        import tf_keras as keras
+        check_grid_change(self.settings["scenario"], scenario)
+        trained = keras.models.load_model(self.file(MODEL_FILENAME), compile=False)
+        model_config = self.model_config
+        return model_lib.on_grid(trained, model_config, scenario, name=name, batch_size=batch_size), model_config
+
+    def result(self):
+        """Its evaluation summary (gm_ber, sinr_at_ber_1e-2, ...) with its parameters and FLOPs per slot."""
+        with open(self.file("eval", "summary.json")) as f:
+            summary = json.load(f)[self.name]
+        with open(self.file("train.json")) as f:
+            trained = json.load(f)
+        return {**summary, "parameters": trained["parameters"], "flops_per_slot": trained["flops_per_slot"]}
+
+    def ber_rows(self, receivers=None):
+        """Its eval/ber.csv rows, of its own model or of `receivers`."""
+        rows = ber_lib.read_csv(self.file("eval", "ber.csv"))
+        return [row for row in rows if row["receiver"] in (receivers or (self.name,))]
 
 
 def check_grid_change(trained_scenario, scenario):
@@ -90,28 +155,3 @@ def check_grid_change(trained_scenario, scenario):
         differ = sorted(k for k in trained if trained[k] != wanted[k])
         raise ValueError(f"the model was trained on another scenario ({', '.join(differ)} differ): use the preset "
                          "and overrides it was trained with (only the PRB count may change)")
-
-
-def check_model_dir(model_dir, scenario):
-    """ValueError unless `model_dir` (or pretrained:NAME) is a trained run (model.keras + config.json) that runs on
-    `scenario` (its training scenario but for the PRB count)."""
-    if not model_dir:
-        raise ValueError("give a run directory of python -m deeprx.train")
-    model_dir = resolve(model_dir)
-    for name in (MODEL_FILENAME, "config.json"):
-        if not os.path.isfile(os.path.join(model_dir, name)):
-            raise ValueError(f"no {name} in {model_dir!r}: give a directory of python -m deeprx.train")
-    check_grid_change(read_settings(model_dir)["scenario"], scenario)
-
-
-def model_on_grid(model_dir, scenario, batch_size=None, name=None):
-    """(the trained model of `model_dir` built on `scenario`'s grid with its weights, its
-    DeepRxConfig): the fully convolutional DeepRx runs on any PRB count of its training
-    scenario (ValueError for another scenario); `batch_size` fixes the batch (TFLite export)."""
-    import tf_keras as keras
-    model_dir = resolve(model_dir)
-    settings = read_settings(model_dir)
-    check_grid_change(settings["scenario"], scenario)
-    trained = keras.models.load_model(os.path.join(model_dir, MODEL_FILENAME), compile=False)
-    model_config = model_config_of(settings)
-    return model_lib.on_grid(trained, model_config, scenario, name=name, batch_size=batch_size), model_config

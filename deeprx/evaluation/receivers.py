@@ -45,9 +45,7 @@ def receiver_name(spec: str) -> str:
     """Name under which `spec` appears in ber.csv and summary.json."""
     if spec.endswith(".tflite"):
         return os.path.splitext(os.path.basename(spec))[0]
-    if spec.startswith(workdir_lib.PRETRAINED_PREFIX):
-        return spec[len(workdir_lib.PRETRAINED_PREFIX):]
-    return spec if spec in CLASSICAL_NAMES else os.path.basename(os.path.normpath(spec))
+    return spec if spec in CLASSICAL_NAMES else workdir_lib.RunDir(spec).name
 
 
 class KerasReceiver:
@@ -107,11 +105,11 @@ def load(spec: str, scenario: config_lib.ScenarioConfig):
         return baselines.CLASSICAL_RECEIVERS[spec](scenario)
     if spec.endswith(".tflite"):
         return TFLiteReceiver(receiver_name(spec), spec, scenario)
-    name, spec = receiver_name(spec), workdir_lib.resolve(spec)
-    if (os.path.isfile(os.path.join(spec, "config.json")) and
-            workdir_lib.read_settings(spec)["scenario"]["carrier"]["num_prb"] != scenario.carrier.num_prb):
-        model, _ = workdir_lib.model_on_grid(spec, scenario)  # fully convolutional: any PRB count
+    run_dir = workdir_lib.RunDir(spec)
+    if (os.path.isfile(run_dir.file("config.json")) and
+            run_dir.settings["scenario"]["carrier"]["num_prb"] != scenario.carrier.num_prb):
+        model, _ = run_dir.model_on_grid(scenario)  # fully convolutional: any PRB count
     else:
         import tf_keras as keras
-        model = keras.models.load_model(os.path.join(spec, MODEL_FILENAME), compile=False)
-    return KerasReceiver(name, model, scenario)
+        model = keras.models.load_model(run_dir.file(MODEL_FILENAME), compile=False)
+    return KerasReceiver(receiver_name(spec), model, scenario)

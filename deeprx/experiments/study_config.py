@@ -70,11 +70,11 @@ class StudyConfig:
     size: StudySize
     teacher_variant: str = "paper"
     student_variant: str = "edge"
-    student_flops_ratio: float = 11 / 30
-    alpha: float = 5e5
-    temperature: float = 3.0
-    kd_form: str = "paper"
-    kd_reduction: str = "sum"
+    student_flops_ratio: float = config_lib.KD_DEFAULTS.student_flops_ratio
+    alpha: float = config_lib.KD_DEFAULTS.alpha
+    temperature: float = config_lib.KD_DEFAULTS.temperature
+    kd_form: str = config_lib.KD_DEFAULTS.form
+    kd_reduction: str = config_lib.KD_DEFAULTS.reduction
     seed: int = 0
     energy_source: str = "cputime"
     threads: int = 2
@@ -100,8 +100,8 @@ class StudyConfig:
     @property
     def student_config(self):
         """The student both scratch and KD train (deeprx.train sizes a KD student the same way)."""
-        shape = dataclasses.replace(self.teacher_config, variant=self.student_variant)
-        return model_lib.size_for_flops(shape, self.scenario, self.student_flops_ratio * self.teacher_flops)
+        return model_lib.student_config(self.teacher_config, self.scenario, self.student_flops_ratio,
+                                        self.student_variant)
 
     def settings(self):
         """What must not change between runs in one workdir (DIR/study.json)."""

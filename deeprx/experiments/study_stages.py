@@ -12,18 +12,14 @@ DIR/logs/<stage>.log, progress lines echoed); a child dies with the study (SIGKI
 import dataclasses
 import os
 import shutil
-import subprocess
-import sys
 import time
 from typing import Callable, Tuple
 
-from deeprx.core import cli
+from deeprx.core import jobs
 from deeprx.experiments import study_layout
 from deeprx.experiments.study_layout import DONE, MODELS, done_record, edgetpu_path, int8_path, stage_dir
 from deeprx.network import model as model_lib
 from edge import ber as ber_lib
-# Child output kept in the log but not echoed: TensorFlow's start-up chatter.
-QUIET_PREFIXES = ("WARNING: All log messages", "I0000", "W0000", "E0000", "INFO: Created TensorFlow Lite")
 STARTED = "started.json"
 
 
@@ -56,33 +52,14 @@ class Context:
         return stage_dir(self.config, self.stage)
 
     def call(self, *args, echo=True):
-        """Runs `python -m ARGS` to completion; StageError (with the log's tail) if it fails."""
-        command = "python -m " + " ".join(args)
-        self.commands.append(command)
+        """Runs `python -m ARGS` to completion (log DIR/logs/<stage>.log, progress lines
+        echoed); StageError (with the log's tail) if it fails."""
+        self.commands.append(jobs.command_line(args))
         log_path = os.path.join(self.config.workdir, "logs", self.stage + ".log")
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        tail = []
-        with open(log_path, "a") as log_file:
-            log_file.write(f"\n$ {command}\n")
-            log_file.flush()
-            process = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                       preexec_fn=cli.die_with_parent)
-            try:
-                for line in process.stdout:
-                    log_file.write(line)
-                    tail = (tail + [line.rstrip()])[-8:]
-                    if echo and line.strip() and not line.startswith(QUIET_PREFIXES):
-                        self.log("      " + line.rstrip(), flush=True)
-                process.wait()
-            finally:
-                if process.poll() is None:  # Ctrl-C or an error here: stop the child too
-                    process.kill()
-                    process.wait()
-        if process.returncode != 0:
-            raise StageError(f"stage {self.stage}: `{command}` failed (exit status {process.returncode}); "
-                             f"the end of {log_path}:\n" + "\n".join(tail))
-        return command
+        try:
+            return jobs.run(args, log_path, echo=(lambda line: self.log("      " + line, flush=True)) if echo else None)
+        except jobs.JobError as error:
+            raise StageError(f"stage {self.stage}: {error}") from None
 
 
 # ------------------------------------------------------------------- training stages

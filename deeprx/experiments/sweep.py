@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 
 from deeprx.core import cli
 from deeprx.core import jobs
+from deeprx.core import workdir as workdir_lib
 from deeprx.network import model as model_lib
 from edge import ber as ber_lib
 
@@ -96,7 +97,7 @@ RESULT_COLUMNS = ("gm_ber", "sinr_at_ber_1e-2", "sinr_at_ber_1e-3")
 
 
 def _row(run, **fields):
-    res = jobs.result(run)
+    res = run.dir.result()
     return {**fields, "run": run.name, "mflops": round(res["flops_per_slot"] / 1e6, 3),
             "parameters": res["parameters"], **{key: res[key] for key in RESULT_COLUMNS}}
 
@@ -114,7 +115,7 @@ class Study:
         runs = [teacher_run(self.sweep, width, dmrs) for width, dmrs in widths_and_dmrs]
         self.runner.ensure(runs, label)
         for run, (width, _) in zip(runs, widths_and_dmrs):
-            expected, trained = self.sweep.teacher_flops(width), jobs.result(run)["flops_per_slot"]
+            expected, trained = self.sweep.teacher_flops(width), run.dir.result()["flops_per_slot"]
             if trained != expected:
                 raise RuntimeError(f"the teacher in {run.workdir} has {trained:,} FLOPs per slot, not the "
                                    f"{expected:,} of --width_multiplier={width}: give --teacher the run the flags "
@@ -169,13 +170,13 @@ class Study:
             runs += [teacher_run(sweep, sweep.base_width, dmrs) for dmrs in sweep.dmrs_counts]
         if 2 in steps:
             size_teachers = [teacher_run(sweep, width, sweep.base_dmrs) for width in sweep.teacher_widths]
-            runs += size_teachers + self._teacher_size_kd([t for t in size_teachers if jobs.finished(t)])
-        if 3 in steps and jobs.finished(base):
+            runs += size_teachers + self._teacher_size_kd([t for t in size_teachers if t.dir.finished()])
+        if 3 in steps and base.dir.finished():
             runs += self._alpha_T_kd(base)
         if 4 in steps and sweep.fig6_kd == "flags":  # step 4's KD settings are known now
             runs += [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, dmrs, seed)
                      for dmrs in sweep.dmrs_counts for teacher in [teacher_run(sweep, sweep.base_width, dmrs)]
-                     if jobs.finished(teacher) for seed in sweep.seeds]
+                     if teacher.dir.finished() for seed in sweep.seeds]
         if steps & {2, 3}:
             runs.append(self.scratch(sweep.base_dmrs, self.seed))
         if 4 in steps:
@@ -198,7 +199,7 @@ class Study:
                  for run, (axis, alpha, temperature) in zip(kd_runs, grid)]
         self._write("alpha_T.csv", rows, ("grid", "alpha", "temperature", "run", "mflops", "parameters",
                                           *RESULT_COLUMNS))
-        references = {"student from scratch": rows[0]["gm_ber"], "teacher": jobs.result(teacher)["gm_ber"]}
+        references = {"student from scratch": rows[0]["gm_ber"], "teacher": teacher.dir.result()["gm_ber"]}
         panels = [{"xlabel": f"alpha (T = {sweep.base_temperature:g})", "logx": True, "references": references,
                    "series": {"KD student": [(r["alpha"], r["gm_ber"]) for r in rows if r["grid"] == "alpha"]}},
                   {"xlabel": f"temperature T (alpha = {sweep.base_alpha:g})", "references": references,
@@ -223,12 +224,12 @@ class Study:
             for seed in sweep.seeds:
                 kd, scratch = pairs[dmrs, seed]
                 curves += [("kd_student", seed, kd), ("scratch_student", seed, scratch)]
-                summary_runs.append(_kd_entry(seed, dmrs, jobs.result(kd), jobs.result(scratch)))
+                summary_runs.append(_kd_entry(seed, dmrs, kd.dir.result(), scratch.dir.result()))
             first_kd = curves[1][2]  # every run is evaluated on the same slots: its baselines stand for all
             dmrs_rows = [{**row, "role": role, "seed": seed, "run": run.name}
-                         for role, seed, run in curves for row in jobs.ber_rows(run)]
+                         for role, seed, run in curves for row in run.dir.ber_rows()]
             dmrs_rows += [{**row, "role": row["receiver"], "seed": "", "run": first_kd.name}
-                          for row in jobs.ber_rows(first_kd, ("ls_lmmse", "perfect_lmmse"))]
+                          for row in first_kd.dir.ber_rows(("ls_lmmse", "perfect_lmmse"))]
             for row in dmrs_rows:
                 row["num_dmrs"] = dmrs
                 row["receiver"] = row["role"] + ("" if row["seed"] == "" else f" (seed {row['seed']})")
@@ -283,12 +284,12 @@ class Study:
         kd_runs = self._teacher_size_kd(teachers)
         scratch = self.scratch(sweep.base_dmrs, self.seed)
         self.runner.ensure([scratch, *kd_runs], "[2 teacher_size]")
-        rows = [_row(kd, teacher=teacher.name, teacher_mflops=round(jobs.result(teacher)["flops_per_slot"] / 1e6, 3),
-                     teacher_gm_ber=jobs.result(teacher)["gm_ber"]) for teacher, kd in zip(teachers, kd_runs)]
+        rows = [_row(kd, teacher=teacher.name, teacher_mflops=round(teacher.dir.result()["flops_per_slot"] / 1e6, 3),
+                     teacher_gm_ber=teacher.dir.result()["gm_ber"]) for teacher, kd in zip(teachers, kd_runs)]
         self._write("teacher_size.csv", rows, ("teacher", "teacher_mflops", "teacher_gm_ber", "run", "mflops",
                                                "parameters", *RESULT_COLUMNS))
         self._plot([{"xlabel": "teacher MFLOPs per slot", "logx": True,
-                     "references": {"student from scratch": jobs.result(scratch)["gm_ber"]},
+                     "references": {"student from scratch": scratch.dir.result()["gm_ber"]},
                      "series": {"KD student": [(r["teacher_mflops"], r["gm_ber"]) for r in rows],
                                 "teacher itself": [(r["teacher_mflops"], r["teacher_gm_ber"]) for r in rows]}}],
                    "teacher_size.png", f"Fig. 4: KD student ({rows[0]['mflops']:.0f} MFLOPs) by teacher size, "
@@ -361,7 +362,7 @@ def publish(workdir, dest, log=print):
     copied = [name for name in STEP_FILES if os.path.isfile(os.path.join(workdir, name))]
     runs_dir = os.path.join(workdir, "runs")
     runs = sorted(name for name in (os.listdir(runs_dir) if os.path.isdir(runs_dir) else ())
-                  if jobs.finished_dir(os.path.join(runs_dir, name)))
+                  if workdir_lib.RunDir(os.path.join(runs_dir, name)).finished())
     for name in copied:
         shutil.copyfile(os.path.join(workdir, name), os.path.join(_made(dest), name))
     for name in runs:

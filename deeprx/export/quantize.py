@@ -118,7 +118,8 @@ def fine_tune(model, scenario, export_config, log=print):
 def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=print):
     """Writes `out` (.tflite) and its .json; returns the metadata dict."""
     import tensorflow as tf
-    trained_scenario_dict = workdir_lib.read_settings(model_dir)["scenario"]
+    run_dir = workdir_lib.RunDir(model_dir)
+    trained_scenario_dict = run_dir.settings["scenario"]
     start = time.time()
     representative = []
     if export_config.method != "float":
@@ -127,7 +128,7 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
     # The export graph writes each depthwise conv of depth multiplier > 1 as a tiled input and
     # a multiplier-1 depthwise conv: the same function, 13x faster in int8 (model.expanded).
     if export_config.method == "qat":
-        model, model_config = workdir_lib.model_on_grid(model_dir, scenario, name="deeprx")
+        model, model_config = run_dir.model_on_grid(scenario, name="deeprx")
         model = qat_model(model_lib.expanded(model, model_config, scenario))
         log(f"QAT: fine-tuning {export_config.qat_steps} steps of {export_config.qat_batch_size} slots "
             f"at learning rate {export_config.qat_learning_rate:g}", flush=True)
@@ -136,7 +137,7 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
                                            expand_depthwise=True))
         batch1.set_weights(model.get_weights())
     else:
-        model, model_config = workdir_lib.model_on_grid(model_dir, scenario, name="deeprx")
+        model, model_config = run_dir.model_on_grid(scenario, name="deeprx")
         batch1 = model_lib.expanded(model, model_config, scenario, batch_size=1)
     tflite = int8.convert(batch1, None if export_config.method == "float" else representative)
     ber_lib.atomic_write(out, lambda f: f.write(tflite), binary=True)

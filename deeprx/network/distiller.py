@@ -26,8 +26,9 @@ class Distiller(keras.Model):
         self.teacher.trainable = False
 
     def compile(self, optimizer, metrics=None, student_loss_fn=losses.masked_bce,
-                distillation_loss_fn=losses.tempered_bernoulli_kl, alpha=5e5, temperature=3.0,
-                form="paper", kd_reduction="mean"):
+                distillation_loss_fn=losses.tempered_bernoulli_kl, alpha=config_lib.KD_DEFAULTS.alpha,
+                temperature=config_lib.KD_DEFAULTS.temperature, form=config_lib.KD_DEFAULTS.form,
+                kd_reduction=config_lib.KD_DEFAULTS.reduction):
         """Configures distillation.
 
         Args:

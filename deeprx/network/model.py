@@ -189,6 +189,13 @@ def size_for_flops(model_config: DeepRxConfig, scenario, target_flops: float) ->
     return min(candidates, key=lambda c: abs(flops_per_slot(c, scenario) - target_flops))
 
 
+def student_config(teacher_config: DeepRxConfig, scenario, flops_ratio: float, variant=None) -> DeepRxConfig:
+    """The KD student of `teacher_config`: its shape (or `variant`), sized to `flops_ratio` x
+    the teacher's FLOPs per slot. deeprx.train, the study and the sweep all size students here."""
+    shape = dataclasses.replace(teacher_config, variant=variant or teacher_config.variant)
+    return size_for_flops(shape, scenario, flops_ratio * flops_per_slot(teacher_config, scenario))
+
+
 def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: str = "deeprx",
           batch_size: Optional[int] = None, synchronized_bn: bool = False, expand_depthwise: bool = False):
     """The Keras (tf_keras) functional model of the plan: [B, 14, K, C] -> logits [B, 14, K, m]

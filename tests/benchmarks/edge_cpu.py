@@ -24,12 +24,14 @@ int8 cost at most 0.3 dB) and writes OUT/summary.json with everything behind the
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
+from deeprx.core import jobs  # noqa: E402
+
+LOG = os.path.join(REPO, "runs", "benchmarks", os.path.basename(__file__)[:-3] + ".log")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REFERENCE_INFERENCES_PER_S = 400.0
@@ -39,12 +41,10 @@ TARGETS = (("1e-2", 1e-2), ("1e-3", 1e-3))
 
 
 def run(*args):
-    command = [sys.executable, "-m", *args]
-    print("$ python -m " + " ".join(args), flush=True)
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(args)}\n{result.stderr[-2000:]}")
-    return "python -m " + " ".join(args)
+    """`python -m ARGS` from the repo root through the project's job runner (log:
+    runs/benchmarks/<this script>.log); JobError with the log's tail if it fails."""
+    print("$ " + jobs.command_line(args), flush=True)
+    return jobs.run(args, LOG)
 
 
 def read_json(path):
@@ -57,7 +57,7 @@ def scenario_of(model_dir, preset):
     from deeprx.core import config as config_lib
     from deeprx.core import workdir as workdir_lib
     scenario = config_lib.get_preset(preset).scenario
-    dmrs = workdir_lib.read_settings(model_dir)["scenario"]["dmrs"]["num_symbols"]
+    dmrs = workdir_lib.RunDir(model_dir).num_dmrs
     return dataclasses.replace(scenario, dmrs=dataclasses.replace(scenario.dmrs, num_symbols=dmrs))
 
 
@@ -69,7 +69,7 @@ def keras_timing(model_dir, scenario, count, threads):
     from edge import power as power_lib
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    model, _ = workdir_lib.model_on_grid(model_dir, scenario, batch_size=1)
+    model, _ = workdir_lib.RunDir(model_dir).model_on_grid(scenario, batch_size=1)
     call = tf.function(lambda x: model(x, training=False))
     x = tf.constant(np.random.RandomState(0).normal(size=(1, *scenario.grid_shape, scenario.num_input_channels)),
                     tf.float32)
@@ -101,6 +101,8 @@ def main():
     parser.add_argument("--slots_per_point", type=int, default=1000, help="BER: slots per SINR point")
     parser.add_argument("--out", default=os.path.join(REPO, "data", "results", "edge-cpu"))
     args = parser.parse_args()
+    args.out = os.path.abspath(args.out)
+    os.chdir(REPO)  # the commands name files relative to the repo root
     from deeprx.costs import power_sources
     from deeprx.evaluation import bench
     from deeprx.simulation import data as data_lib

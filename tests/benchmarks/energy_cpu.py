@@ -17,28 +17,24 @@ heldout.csv, kernels.csv) and OUT/summary.json; prints each figure against its r
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
+from deeprx.core import jobs  # noqa: E402
+from deeprx.core import workdir as workdir_lib  # noqa: E402
+
+LOG = os.path.join(REPO, "runs", "benchmarks", os.path.basename(__file__)[:-3] + ".log")
 
 REFERENCE_MAPE_PERCENT = 20.0
 
 
 def run(*args):
-    print("$ python -m " + " ".join(args), flush=True)
-    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(args)}\n{result.stderr[-2000:]}")
-    print("\n".join("  " + line for line in result.stdout.splitlines()[-14:]), flush=True)
-    return "python -m " + " ".join(args)
-
-
-def trained_dmrs(model_dir):
-    with open(os.path.join(model_dir, "config.json")) as f:
-        return json.load(f)["scenario"]["dmrs"]["num_symbols"]
+    """`python -m ARGS` from the repo root through the project's job runner (log:
+    runs/benchmarks/<this script>.log); JobError with the log's tail if it fails."""
+    print("$ " + jobs.command_line(args), flush=True)
+    return jobs.run(args, LOG, echo=lambda line: print("  " + line, flush=True))
 
 
 def main():
@@ -51,10 +47,12 @@ def main():
     parser.add_argument("--reuse_kernels", action="store_true",
                         help="keep OUT/kernels/ of an earlier run instead of fitting the predictor again")
     args = parser.parse_args()
+    args.out = os.path.abspath(args.out)
+    os.chdir(REPO)  # the commands name files relative to the repo root
     commands, summary = [], {"preset": args.preset, "source": args.source}
     with tempfile.TemporaryDirectory() as tmp:
         for role, model_dir in (("teacher", args.teacher), ("student", args.student)):
-            scenario = [f"--preset={args.preset}", f"--num_dmrs={trained_dmrs(model_dir)}"]
+            scenario = [f"--preset={args.preset}", f"--num_dmrs={workdir_lib.RunDir(model_dir).num_dmrs}"]
             tflite = os.path.join(tmp, f"{role}_int8.tflite")
             commands.append(run("deeprx.quantize", f"--model={model_dir}", *scenario, "--calibration_slots=64",
                                 f"--out={tflite}"))
