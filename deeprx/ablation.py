@@ -116,9 +116,10 @@ def plot(curve_rows, arm_rows, path, title):
 
 def main(argv):
     del argv
-    for name in ("arms", "workdir", "out"):
+    for name in ("arms", "workdir"):
         if not getattr(FLAGS, name):
             raise cli.FlagError(name, "is required")
+    cli.check_out_dir(FLAGS.out)
     if FLAGS.parallel < 1:
         raise cli.FlagError("parallel", f"must be >= 1, got {FLAGS.parallel}")
     with cli.flag("arms"):

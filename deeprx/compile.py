@@ -1,8 +1,8 @@
 """Edge TPU preflight, then compile with edgetpu_compiler where it is installed.
 
 Example usage:
-  python -m deeprx.compile edge_out/student_ptq.tflite
-  python -m deeprx.compile edge_out/student_ptq.tflite --require-compiler
+  python -m deeprx.compile --model=edge_out/student_int8.tflite
+  python -m deeprx.compile --model=edge_out/student_int8.tflite --require_compiler
 
 The preflight (deeprx/export/preflight.py) predicts from the flatbuffer which operators map and where
 the compiler would cut the graph; it is printed and written beside the model as
@@ -10,16 +10,18 @@ X.preflight.json. If `edgetpu_compiler` is on PATH, the model is compiled to
 X_edgetpu.tflite; the compiler's operation log is parsed into the same table and compared
 with the prediction (in the JSON). Without the compiler (it installs only from Coral's apt
 repository, on x86-64 Debian/Ubuntu: BUILD_NOTES.md) this says so and exits 0, or 1 with
---require-compiler.
+--require_compiler.
 """
 
-import argparse
 import os
 import re
 import shutil
 import subprocess
 import sys
 
+from absl import flags
+
+from deeprx.core import cli
 from deeprx.export import flatbuffer
 from deeprx.export import preflight as preflight_lib
 from edge import ber as ber_lib
@@ -75,24 +77,28 @@ def compile_model(path, out_dir):
     return os.path.join(out_dir, stem + "_edgetpu.tflite"), text
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m deeprx.compile", description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="int8 .tflite of python -m deeprx.quantize")
-    parser.add_argument("--require-compiler", action="store_true",
-                        help="exit 1 if edgetpu_compiler is not installed")
-    return parser.parse_args(argv)
+FLAGS = flags.FLAGS
 
 
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def define_flags():
+    """This command's flags (defined only when it runs, so that every module imports
+    together in one process)."""
+    flags.DEFINE_string("model", None, "int8 .tflite of python -m deeprx.quantize")
+    flags.DEFINE_bool("require_compiler", False, "exit 1 if edgetpu_compiler is not installed")
+
+
+def main(argv):
+    del argv
+    if not FLAGS.model or not os.path.isfile(FLAGS.model):
+        raise cli.FlagError("model", f"give an int8 .tflite of python -m deeprx.quantize (got {FLAGS.model!r})")
     try:
-        report = preflight_lib.preflight(args.model)
+        report = preflight_lib.preflight(FLAGS.model)
     except flatbuffer.FlatbufferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"Edge TPU preflight of {args.model} ({len(report['operators'])} operators)")
+    print(f"Edge TPU preflight of {FLAGS.model} ({len(report['operators'])} operators)")
     print("\n".join(preflight_lib.table_lines(report)))
-    stem = os.path.splitext(args.model)[0]
+    stem = os.path.splitext(FLAGS.model)[0]
     compiler = shutil.which(COMPILER)
     if compiler is None:
         report["compiler"] = None
@@ -100,7 +106,7 @@ def main(argv=None):
               "(package edgetpu-compiler) on an x86-64 Debian/Ubuntu host: BUILD_NOTES.md.")
     else:
         try:
-            compiled, log_text = compile_model(args.model, os.path.dirname(os.path.abspath(args.model)))
+            compiled, log_text = compile_model(FLAGS.model, os.path.dirname(os.path.abspath(FLAGS.model)))
         except RuntimeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
@@ -114,11 +120,11 @@ def main(argv=None):
     path = stem + ".preflight.json"
     ber_lib.write_json(path, report)
     print(f"Wrote {path}")
-    if compiler is None and args.require_compiler:
-        print(f"error: --require-compiler: {COMPILER} is not installed here", file=sys.stderr)
+    if compiler is None and FLAGS.require_compiler:
+        print(f"error: --require_compiler: {COMPILER} is not installed here", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, define_flags)

@@ -3,7 +3,7 @@
 Example usage:
   python -m deeprx.energy --model=runs/teacher-cpu --preset=cpu --out=runs/energy-teacher
   python -m deeprx.energy --model=runs/student --tflite=student_int8.tflite --preset=cpu --out=runs/energy-student
-  python -m deeprx.energy --model=DIR --runner_json=coral.json --out=DIR2   # a board's runner result
+  python -m deeprx.energy --model=DIR --runner_json=coral/runner.json --out=DIR2   # a board's runner result
 
 What it writes to OUT (energy.json holds every number; each figure names its source and
 whether it was measured or estimated):
@@ -13,9 +13,9 @@ whether it was measured or estimated):
     metric (1) with --kappa, --cores, --clock_hz, --flops_per_clock (defaults: this machine,
     kappa from its measured power, P = kappa N f^3); metric (2) (Lahmer) with a and b
     fitted on this machine's measured per-layer energy;
-  - measured energy by the paper's four steps (edge/power.py) with --source: inference of
+  - measured energy by the paper's four steps (edge/power.py) with --energy_source: inference of
     the float Keras model (batch 1), of the int8 --tflite on the CPU interpreter, the
-    energy in --runner_json (python -m edge.runner --energy=... on a board), and one
+    energy in --runner_json (python -m edge.runner --energy_source=... on a board), and one
     training step; per-layer energy = each layer's own latency in a graph (as
     deeprx/costs/kernel_timing.py times kernels) x the float run's relative power;
   - training vs inference: amortized training energy per inference, the break-even
@@ -23,7 +23,7 @@ whether it was measured or estimated):
   - plots: blocks.png and layers.png (paper Fig. 2), processors.png (Fig. 1: metric (0)
     against measurement), amortization.png (log-log, break-even marked).
 
-Power sources (--source): cputime (the default: the CPU time this process spent, user +
+Power sources (--energy_source): cputime (the default: the CPU time this process spent, user +
 system, x a power per busy core, CodeCarbon's TDP for this CPU / its cores unless given as
 cputime:W; an estimate of the model's energy that bills only the cores it kept busy),
 codecarbon (CodeCarbon in process mode: on a machine without RAPL, as these VMs, its CPU
@@ -58,9 +58,9 @@ def define_flags():
     together in one process)."""
     flags.DEFINE_string("model", None, "a run directory of python -m deeprx.train (model.keras + config.json)")
     flags.DEFINE_string("tflite", None, "the model's int8 .tflite (python -m deeprx.quantize): measured on the CPU interpreter")
-    flags.DEFINE_string("runner_json", None, "a result JSON of python -m edge.runner --energy=... (e.g. from a Coral board)")
+    flags.DEFINE_string("runner_json", None, "runner.json of python -m edge.runner --energy_source=... (e.g. from a Coral board)")
     flags.DEFINE_string("out", None, "output directory")
-    flags.DEFINE_string("source", "cputime", "power source: cputime[:W], codecarbon, rapl, nvml, meter:PATH or "
+    flags.DEFINE_string("energy_source", "cputime", "power source: cputime[:W], codecarbon, rapl, nvml, meter:PATH or "
                         "rated:WATTS")
     flags.DEFINE_integer("threads", 2, "threads of the float (TensorFlow) and int8 (interpreter) runs alike")
     flags.DEFINE_string("processors", costs.PROCESSORS_CSV, "processor table for metric (0)")
@@ -87,8 +87,7 @@ def check_flags():
         if not FLAGS.model:
             raise ValueError("give a run directory of python -m deeprx.train")
         workdir_lib.RunDir(FLAGS.model).check(scenario)
-    if not FLAGS.out:
-        raise cli.FlagError("out", "give the output directory")
+    cli.check_out_dir(FLAGS.out)
     if FLAGS.tflite and not os.path.isfile(FLAGS.tflite):
         raise cli.FlagError("tflite", f"no file at {FLAGS.tflite}")
     if FLAGS.runner_json:
@@ -106,9 +105,9 @@ def check_flags():
     with cli.flag("only_processors"):
         processors = [costs.find_processor(processors, name) for name in FLAGS.only_processors or ()] or processors
     try:
-        source = power_sources.parse_source(FLAGS.source)
+        source = power_sources.parse_source(FLAGS.energy_source)
     except power_lib.PowerError as error:
-        raise cli.FlagError("source", str(error)) from None
+        raise cli.FlagError("energy_source", str(error)) from None
     return preset, scenario, source, processors
 
 
@@ -152,7 +151,7 @@ def main(argv):
         log("4/5 each layer alone", flush=True)
         layer_seconds = measure.layer_latencies(model_config, scenario, FLAGS.layer_min_seconds, log)
     except power_lib.PowerError as error:
-        raise cli.FlagError("source", str(error)) from None
+        raise cli.FlagError("energy_source", str(error)) from None
     steps_total = FLAGS.training_steps_total or settings["train"]["steps"]
     with cli.flag("clock_hz"):
         metric1_params = measure.metric1_defaults(host, FLAGS.cores, FLAGS.clock_hz, FLAGS.kappa, FLAGS.flops_per_clock)

@@ -12,7 +12,6 @@ also see the same slots.
 """
 
 import dataclasses
-import os
 import sys
 import time
 
@@ -80,10 +79,7 @@ def main(argv):
     del argv
     preset_name, scenario, evaluation = settings_from_flags(FLAGS)
     specs = check_receivers(FLAGS.receivers)
-    if not FLAGS.out:
-        raise cli.FlagError("out", "an output directory is required")
-    if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
-        raise cli.FlagError("out", f"{FLAGS.out!r} exists and is not a directory")
+    cli.check_out_dir(FLAGS.out)
 
     with cli.flag("receivers"):
         receivers = [receivers_lib.load(spec, scenario) for spec in specs]

@@ -1,7 +1,7 @@
 """Exports fixed-seed test slots for the device-side runner (edge/runner.py).
 
 Example usage:
-  python -m deeprx.export_vectors --preset=demo --out=data/demo_vectors.npz
+  python -m deeprx.export_vectors --preset=demo --out=edge_out   # writes edge_out/vectors.npz
 
 For each SINR point of the preset's grid (or --sinr_db=LO:HI:STEP), --slots_per_point slots
 of the test channels, drawn with the evaluation seed. The .npz format is in data/README.md:
@@ -21,12 +21,13 @@ from deeprx.evaluation import bench
 from edge import ber as ber_lib
 
 FLAGS = flags.FLAGS
+VECTORS_FILENAME = "vectors.npz"
 
 
 def define_flags():
     """This command's flags (defined only when it runs, so that every module imports
     together in one process)."""
-    flags.DEFINE_string("out", None, "output .npz")
+    flags.DEFINE_string("out", None, f"output directory: writes {VECTORS_FILENAME} there")
     flags.DEFINE_integer("slots_per_point", 16, "slots per SINR point")
     flags.DEFINE_string("sinr_db", None, "SINR grid LO:HI:STEP in dB (default: the preset's)")
     flags.DEFINE_integer("seed", None, "slot seed (default: the preset's evaluation seed)")
@@ -60,8 +61,7 @@ def export(preset_name, scenario, sinr_db, slots_per_point, seed, out, log=print
 def main(argv):
     del argv
     preset, scenario = scenario_flags.scenario_from_flags(FLAGS)
-    if not FLAGS.out or not FLAGS.out.endswith(".npz"):
-        raise cli.FlagError("out", f"give the output file, ending in .npz (got {FLAGS.out!r})")
+    cli.check_out_dir(FLAGS.out)
     if FLAGS.slots_per_point < 1:
         raise cli.FlagError("slots_per_point", f"must be >= 1, got {FLAGS.slots_per_point}")
     sinr_db = preset.evaluation.sinr_db
@@ -69,8 +69,9 @@ def main(argv):
         with cli.flag("sinr_db"):
             sinr_db = config_lib.parse_sinr_grid(FLAGS.sinr_db)
     seed = preset.evaluation.seed if FLAGS.seed is None else FLAGS.seed
-    export(preset.name, scenario, sinr_db, FLAGS.slots_per_point, seed, FLAGS.out)
-    print(f"Wrote {FLAGS.out} ({os.path.getsize(FLAGS.out) / 1e6:.1f} MB)", flush=True)
+    path = os.path.join(FLAGS.out, VECTORS_FILENAME)
+    export(preset.name, scenario, sinr_db, FLAGS.slots_per_point, seed, path)
+    print(f"Wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)", flush=True)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,7 @@ def main(argv):
     if unknown or not FLAGS.backends:
         raise cli.FlagError("backends", f"choose from {', '.join(timing.BACKENDS)}, got {','.join(FLAGS.backends)}")
     if argv[1] == "fit":
-        if not FLAGS.out:
-            raise cli.FlagError("out", "give the directory to write the predictor to")
+        cli.check_out_dir(FLAGS.out)
         widths = {}
         for name in ("calibration_widths", "heldout_widths"):
             try:

@@ -1,9 +1,9 @@
 """Full-integer int8 TFLite export of a trained DeepRx (post-training or quantization-aware).
 
 Example usage:
-  python -m deeprx.quantize --model=runs/kd-student-cpu --preset=demo --out=edge_out/student_ptq.tflite
-  python -m deeprx.quantize --model=runs/kd-student-cpu --preset=demo --method=qat --out=edge_out/student_qat.tflite
-  python -m deeprx.quantize --model=runs/kd-student-cpu --preset=demo --method=float --out=edge_out/student_float.tflite
+  python -m deeprx.quantize --model=runs/student --preset=demo --out=edge_out                # edge_out/student_int8.tflite
+  python -m deeprx.quantize --model=runs/student --preset=demo --method=qat --out=edge_out   # student_int8_qat.tflite
+  python -m deeprx.quantize --model=runs/student --preset=demo --method=float --out=edge_out # student_float.tflite
 
 --method=float writes the same graph in float32 (no calibration), the reference a CPU
 comparison of int8 against float needs.
@@ -15,7 +15,8 @@ output are int8 (biases int32), calibrated on slots of the training channels spr
 whole SINR range. --method=qat first fine-tunes with fake quantization
 (tensorflow-model-optimization; the stand-alone BatchNormalization layers of the
 pre-activation blocks get an output-only quantize config, and keep their batch statistics
-frozen during the fine-tune). Beside X.tflite, X.json records
+frozen during the fine-tune). The file is OUT/<model name>_<int8|int8_qat|float>.tflite;
+beside X.tflite, X.json records
 what the device needs: input/output scale and zero point, grid, channel layout, modulation,
 FLOPs per slot, the source model, the method and the converter version. The exported graph
 writes each depthwise conv of depth multiplier > 1 as its input tiled (CONCATENATION) and a
@@ -39,7 +40,7 @@ def define_flags():
     """This command's flags (defined only when it runs, so that every module imports
     together in one process)."""
     flags.DEFINE_string("model", None, "trained run directory (model.keras + config.json)")
-    flags.DEFINE_string("out", None, "output .tflite (X.json is written beside it)")
+    flags.DEFINE_string("out", None, "output directory: OUT/<model name>_<int8|int8_qat|float>.tflite and its .json")
     flags.DEFINE_enum("method", "ptq", list(quantize_lib.METHODS),
                       "post-training quantization, quantization-aware fine-tuning, or the float32 graph")
     flags.DEFINE_integer("calibration_slots", 256, "representative slots, spread over the SINR range")
@@ -56,19 +57,19 @@ def main(argv):
         if not FLAGS.model:
             raise ValueError("give a run directory of python -m deeprx.train")
         workdir_lib.RunDir(FLAGS.model).check(scenario)
-    if not FLAGS.out or not FLAGS.out.endswith(".tflite"):
-        raise cli.FlagError("out", f"give the output file, ending in .tflite (got {FLAGS.out!r})")
+    cli.check_out_dir(FLAGS.out)
     try:
         export_config = quantize_lib.ExportConfig(method=FLAGS.method, calibration_slots=FLAGS.calibration_slots,
                                      qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
                                      qat_learning_rate=FLAGS.qat_learning_rate)
     except ValueError as error:
         raise cli.FlagError(str(error).split()[0], str(error)) from None
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    meta = quantize_lib.export(FLAGS.model, preset.name, scenario, preset.evaluation.sinr_db, export_config, FLAGS.out)
+    os.makedirs(FLAGS.out, exist_ok=True)
+    path = quantize_lib.output_path(FLAGS.out, FLAGS.model, FLAGS.method)
+    meta = quantize_lib.export(FLAGS.model, preset.name, scenario, preset.evaluation.sinr_db, export_config, path)
     quantization = (f"input scale {meta['input']['scale']:.4g} zero point {meta['input']['zero_point']}, "
                     if meta["input"]["scale"] is not None else "")
-    print(f"Wrote {FLAGS.out} ({meta['size_bytes'] / 1e3:.0f} kB, {meta['method']}): {quantization}tensor types "
+    print(f"Wrote {path} ({meta['size_bytes'] / 1e3:.0f} kB, {meta['method']}): {quantization}tensor types "
           f"{meta['tensor_types']}", flush=True)
 
 

@@ -2,8 +2,8 @@
 or keep an unfinished one's latest checkpoint in data/checkpoints/<name>/ for a new machine.
 
 Example usage:
-  python -m deeprx.ship --run=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs
-  python -m deeprx.ship --run=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs --checkpoint_only
+  python -m deeprx.ship --model=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs
+  python -m deeprx.ship --model=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs --checkpoint_only
   (on a new machine: cp -r data/checkpoints/teacher-cpu-1dmrs runs/ and rerun the run's command)
 
 Copies what rebuilds and documents the model (model.keras, config.json, train.json, its
@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 def define_flags():
     """This command's flags (defined only when it runs, so that every module imports
     together in one process)."""
-    flags.DEFINE_string("run", None, "a finished run directory of python -m deeprx.train (with its eval/)")
+    flags.DEFINE_string("model", None, "a finished run directory of python -m deeprx.train (with its eval/)")
     flags.DEFINE_string("name", None, "the shipped name: data/models/<name>, used as pretrained:<name>")
     flags.DEFINE_bool("checkpoint_only", False, "copy the run's latest checkpoint and settings to "
                       "data/checkpoints/<name> (a run in progress, to resume elsewhere) instead of shipping it")
@@ -133,19 +133,19 @@ def keep_checkpoint(run_dir, name, checkpoints_dir=CHECKPOINTS_DIR):
 
 def main(argv):
     del argv
-    for name in ("run", "name"):
+    for name in ("model", "name"):
         if not getattr(FLAGS, name):
             raise cli.FlagError(name, "is required")
     if os.sep in FLAGS.name or FLAGS.name.startswith("."):
         raise cli.FlagError("name", f"must be a plain directory name, got {FLAGS.name!r}")
-    with cli.flag("run"):
+    with cli.flag("model"):
         if FLAGS.checkpoint_only:
-            dest = keep_checkpoint(FLAGS.run, FLAGS.name)
-            print(f"Kept the latest checkpoint of {FLAGS.run} in {dest}: on a new machine, copy it to "
+            dest = keep_checkpoint(FLAGS.model, FLAGS.name)
+            print(f"Kept the latest checkpoint of {FLAGS.model} in {dest}: on a new machine, copy it to "
                   f"runs/{FLAGS.name} and rerun the run's deeprx.train command with --workdir=runs/{FLAGS.name}")
             return
-        dest = ship(FLAGS.run, FLAGS.name)
-    print(f"Shipped {FLAGS.run} as pretrained:{FLAGS.name} in {dest} (MODEL.md)")
+        dest = ship(FLAGS.model, FLAGS.name)
+    print(f"Shipped {FLAGS.model} as pretrained:{FLAGS.name} in {dest} (MODEL.md)")
 
 
 if __name__ == "__main__":

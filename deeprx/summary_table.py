@@ -3,7 +3,7 @@
 Example usage:
   python -m deeprx.summary_table data/results/baselines-cpu-1dmrs data/results/baselines-cpu-2dmrs
 
-The README's result tables are this command's output, pasted; a test checks they match.
+The results pages (python -m deeprx.results_pages) render evaluation folders with it.
 """
 
 import json

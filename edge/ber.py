@@ -3,7 +3,7 @@
 NumPy and the standard library only (Python 3.7 syntax), so that the device-side
 runner can write exactly the bench's ber.csv / summary.json format.
 
-Conventions (README "Evaluation"):
+Conventions (docs/bench.md "Evaluation"):
 - Geometric Mean BER (PAPER.md) = mean over the SINR grid of log10(max(BER, GM_BER_FLOOR)).
   A point with zero bit errors counts as GM_BER_FLOOR, the same whatever the number of bits
   simulated (with the old rule, 1 / bits, a longer run made a zero-error point better).

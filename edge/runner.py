@@ -1,8 +1,8 @@
 """Runs an int8 DeepRx .tflite on the device: latency, and BER on exported test vectors.
 
 Example usage (on a Coral Dev Board, or any host):
-  python3 -m edge.runner --model=student_int8_edgetpu.tflite --vectors=demo_vectors.npz --out=coral.json
-  python3 -m edge.runner --model=student_int8.tflite --count=1000 --threads=2 --out=cpu.json
+  python3 -m edge.runner --model=student_int8_edgetpu.tflite --vectors=vectors.npz --out=coral
+  python3 -m edge.runner --model=student_int8.tflite --count=1000 --threads=2 --out=cpu
 
 This file is what runs on the board: Python 3.7 syntax, NumPy and a TFLite interpreter only
 (never TensorFlow, Sionna or CodeCarbon). The interpreter is the first that imports, in this
@@ -17,12 +17,12 @@ system, every thread: busy cores above the work's threads mean threads spinning 
 (CPU interpreters only), reported apart from the batch-1 latency. With --vectors (python -m
 deeprx.export_vectors) the float inputs are quantized with the model's own input scale and
 zero point, every slot is run, and the bit decisions (LLR > 0, i.e. int8 output > its zero point) are counted on data
-REs into BER per SINR point: OUT's stem + "-ber.csv" and "-summary.json", in the bench's
-ber.csv / summary.json format (edge/ber.py).
+REs into BER per SINR point: OUT/ber.csv and OUT/summary.json, in the bench's format
+(edge/ber.py); OUT/runner.json holds the whole result.
 --kernels=reference runs TFLite's reference kernels: slower, but the same int8 results in
 every interpreter version (the optimized kernels of tflite-runtime 2.14 and LiteRT round
 differently: BUILD_NOTES.md), so BER on the vectors can be compared exactly across
-runtimes. --energy=SOURCE measures energy per inference by the paper's four steps around
+runtimes. --energy_source=SOURCE measures energy per inference by the paper's four steps around
 another --count invokes (edge/power.py: rapl, meter:PATH of an external meter's CSV,
 cputime:W the process's CPU time x W per busy core, or rated:WATTS, the only option for an
 Edge TPU on a Coral board; the last two are estimates); the JSON names the source.
@@ -45,6 +45,7 @@ BUNDLE = ("edge/__init__.py", "edge/runner.py", "edge/power.py", "edge/verify.py
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 CPU_BACKENDS = ("tflite_runtime", "ai_edge_litert")
 KERNELS = ("default", "reference")
+RESULT_FILENAME = "runner.json"  # in --out, beside ber.csv and summary.json
 
 
 class RunnerError(Exception):
@@ -295,17 +296,19 @@ def parse_args(argv):
                         help="CPU interpreter kernels: default (optimized, as deployed) or reference "
                              "(bit-identical int8 results across interpreter versions; slower)")
     parser.add_argument("--device", default=None, help="Edge TPU device (pycoral): ':0', 'usb', 'pci:0'")
-    parser.add_argument("--energy", default=None, metavar="SOURCE",
+    parser.add_argument("--energy_source", default=None, metavar="SOURCE",
                         help="energy per inference from SOURCE: rapl, meter:PATH (an external meter's CSV "
-                             "of timestamp,watts) or rated:WATTS (an estimate)")
-    parser.add_argument("--energy_base_s", type=float, default=5.0,
+                             "of timestamp,watts), cputime:W or rated:WATTS (estimates)")
+    parser.add_argument("--base_seconds", type=float, default=5.0,
                         help="seconds of quiet before the run, for the base power")
-    parser.add_argument("--out", help="result JSON (BER files are written beside it)")
+    parser.add_argument("--out", help="output directory: runner.json (and ber.csv, summary.json with --vectors)")
     args = parser.parse_args(argv)
     if args.count < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         parser.error("--count and --threads must be >= 1, --warmup >= 0")
-    if args.energy_base_s <= 0:
-        parser.error("--energy_base_s must be positive")
+    if args.base_seconds <= 0:
+        parser.error("--base_seconds must be positive")
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error("--out is the output directory, and %s is a file" % args.out)
     try:
         args.batches = [int(b) for b in args.batches.split(",")] if args.batches else []
     except ValueError:
@@ -316,12 +319,12 @@ def parse_args(argv):
 
 
 def run(args, log=print):
-    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)))
+    if args.out and not os.path.isdir(args.out):
+        os.makedirs(args.out)
     try:
-        source = power_lib.parse_source(args.energy) if args.energy else None
+        source = power_lib.parse_source(args.energy_source) if args.energy_source else None
     except power_lib.PowerError as error:
-        raise RunnerError("--energy: %s" % error)
+        raise RunnerError("--energy_source: %s" % error)
     interpreter, backend = load_interpreter(args.model, args.threads, args.device, args.kernels)
     model = Model(interpreter)
     log("%s on %s: input %s %s (scale %.4g, zero point %d)" % (os.path.basename(args.model), backend, model.input_shape,
@@ -343,8 +346,8 @@ def run(args, log=print):
         for row in result["throughput"]["by_batch"]:
             log("batch %4d: %.3f ms per invoke | %.1f slots/s | CPU time %.3f ms per slot"
                 % (row["batch"], row["ms_per_invoke"], row["slots_per_s"], row["cpu_ms_per_slot"]))
-    if args.energy:
-        result["energy"] = measure_energy(model, source, args.count, args.energy_base_s)
+    if source is not None:
+        result["energy"] = measure_energy(model, source, args.count, args.base_seconds)
         energy = result["energy"]
         log("energy per inference: %.4g mJ (%s; relative power %.3g W over %.2f s)"
             % (1e3 * energy["joules_per_inference"], energy["source"], energy["relative_power_w"],
@@ -361,12 +364,11 @@ def run(args, log=print):
         entry = result["summary"][name]
         log("Geometric Mean BER %.3f | SINR at BER 1e-2 %s dB" % (entry["gm_ber"], entry["sinr_at_ber_1e-2"]))
         if args.out:
-            stem = os.path.splitext(args.out)[0]
-            ber_lib.write_csv(stem + "-ber.csv", rows)
-            ber_lib.write_json(stem + "-summary.json", result["summary"])
+            ber_lib.write_csv(os.path.join(args.out, "ber.csv"), rows)
+            ber_lib.write_json(os.path.join(args.out, "summary.json"), result["summary"])
     if args.out:
-        ber_lib.write_json(args.out, result)
-        log("Wrote %s" % args.out)
+        ber_lib.write_json(os.path.join(args.out, RESULT_FILENAME), result)
+        log("Wrote %s" % os.path.join(args.out, RESULT_FILENAME))
     return result
 
 

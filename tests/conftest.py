@@ -28,10 +28,10 @@ def awgn_scenario(num_prb=4, modulation="16qam"):
         channel=dataclasses.replace(base.channel, family="awgn"))
 
 
-def run_module(module, *args, timeout=600):
-    """Runs `python -m module args...` from the repo root; returns CompletedProcess."""
+def run_module(module, *args, timeout=600, cwd=REPO):
+    """Runs `python -m module args...` from the repo root (or `cwd`); returns CompletedProcess."""
     env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, run_module
 from deeprx.export import flatbuffer
 from deeprx.export import preflight as preflight_lib
+from deeprx.export import quantize as quantize_lib
 from edge import runner
 
 SCENARIO = ("--channel=awgn", "--modulation=qpsk", "--sir_db=none")
@@ -33,15 +34,15 @@ def exported(tmp_path_factory):
     result = run_module("deeprx.train", "--flagfile=smoke.flags", *SCENARIO, "--model_variant=edge", "--steps=120",
                         "--noeval", f"--workdir={model_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
-    paths = {"model_dir": model_dir, "vectors": str(root / "tiny_vectors.npz")}
-    result = run_module("deeprx.export_vectors", "--preset=tiny", *SCENARIO, "--slots_per_point=4",
-                        f"--out={paths['vectors']}")
+    paths = {"model_dir": model_dir, "vectors": str(root / "vectors.npz")}
+    result = run_module("deeprx.export_vectors", "--preset=tiny", *SCENARIO, "--slots_per_point=4", f"--out={root}")
     assert result.returncode == 0, result.stderr[-3000:]
     for method in ("ptq", "qat", "float"):
-        paths[method] = str(root / f"student_{method}.tflite")
         result = run_module("deeprx.quantize", f"--model={model_dir}", "--preset=tiny", *SCENARIO, f"--method={method}",
-                            "--calibration_slots=32", "--qat_steps=5", "--qat_batch_size=4", f"--out={paths[method]}")
+                            "--calibration_slots=32", "--qat_steps=5", "--qat_batch_size=4", f"--out={root}")
         assert result.returncode == 0, result.stderr[-3000:]
+        paths[method] = str(root / f"student_{quantize_lib.FILE_SUFFIXES[method]}.tflite")
+        assert f"Wrote {paths[method]} " in result.stdout
     return paths
 
 
@@ -130,19 +131,19 @@ def test_preflight_maps_the_edge_variant_and_cuts_the_paper_variant(exported, tm
 def test_compile_without_the_compiler_gives_the_preflight(exported):
     if shutil.which("edgetpu_compiler"):
         pytest.skip("edgetpu_compiler is installed here: this test is for machines without it")
-    result = run_module("deeprx.compile", exported["ptq"])
+    result = run_module("deeprx.compile", f"--model={exported['ptq']}")
     assert result.returncode == 0, result.stderr
     assert "edgetpu_compiler is not on PATH: preflight only" in result.stdout
     assert "Every operator should map: no cut." in result.stdout
     with open(exported["ptq"].replace(".tflite", ".preflight.json")) as f:
         assert json.load(f)["compiler"] is None
-    strict = run_module("deeprx.compile", exported["ptq"], "--require-compiler")
-    assert strict.returncode == 1 and "--require-compiler" in strict.stderr
+    strict = run_module("deeprx.compile", f"--model={exported['ptq']}", "--require_compiler")
+    assert strict.returncode == 1 and "--require_compiler" in strict.stderr
 
 
 COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
-Input: student_ptq.tflite
-Output: student_ptq_edgetpu.tflite
+Input: student_int8.tflite
+Output: student_int8_edgetpu.tflite
 
 Operator                       Count      Status
 
@@ -206,13 +207,13 @@ def test_runner_in_a_tensorflow_free_venv_matches_the_host_evaluation(exported, 
     python = _venv_python(backend)
     no_tf = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, text=True)
     assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
-    out = str(tmp_path / "result.json")
+    out = tmp_path / "device"
     result = subprocess.run([python, "-m", "edge.runner", f"--model={exported['ptq']}", f"--kernels={kernels}",
                              f"--vectors={exported['vectors']}", "--count=20", "--warmup=2", f"--out={out}",
-                             "--energy=rated:2.5", "--energy_base_s=0.1", "--batches=1,3", "--threads=1"],
+                             "--energy_source=rated:2.5", "--base_seconds=0.1", "--batches=1,3", "--threads=1"],
                             cwd=_bundle(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    with open(out) as f:
+    with open(str(out / "runner.json")) as f:
         report = json.load(f)
     assert report["backend"].startswith(backend) and report["kernels"] == kernels and report["timing"]["count"] == 20
     assert 0 < report["timing"]["busy_cores"] < 1.5  # one interpreter thread: at most about one core busy
@@ -225,7 +226,7 @@ def test_runner_in_a_tensorflow_free_venv_matches_the_host_evaluation(exported, 
     assert energy["source"] == "rated power 2.5 W x measured time (estimated)" and energy["measured"] is False
     assert energy["inferences"] == 20 and energy["base_power_w"] == 0
     assert energy["joules_per_inference"] == pytest.approx(2.5 * energy["run_seconds"] / 20)
-    with open(str(tmp_path / "result-ber.csv")) as f:
+    with open(str(out / "ber.csv")) as f:
         device = [line.split(",") for line in f.read().splitlines()[1:]]
     host = _host_rows(exported["ptq"], exported["vectors"], kernels)
     assert [(float(d[1]), int(d[3]), int(d[4])) for d in device] == \
@@ -275,15 +276,15 @@ def test_runner_errors_are_one_line(exported, tmp_path):
     vectors["inputs"] = vectors["inputs"][:, :, :, :12]
     np.savez(wrong_grid, **vectors)
     assert "the model takes" in _runner_error(tmp_path, f"--model={exported['ptq']}", f"--vectors={wrong_grid}")
-    compiled = str(tmp_path / "student_ptq_edgetpu.tflite")
+    compiled = str(tmp_path / "student_int8_edgetpu.tflite")
     shutil.copy(exported["ptq"], compiled)
     assert "no Edge TPU was found" in _runner_error(tmp_path, f"--model={compiled}")
     assert "unknown power source 'joulemeter'" in _runner_error(tmp_path, f"--model={exported['ptq']}",
-                                                                "--energy=joulemeter")
+                                                                "--energy_source=joulemeter")
     malformed = tmp_path / "meter.csv"
     malformed.write_text("timestamp,watts\n1700000000,2.0\n1700000001,lots\n")
     assert "line 3: expected `timestamp,watts`" in _runner_error(tmp_path, f"--model={exported['ptq']}",
-                                                                 f"--energy=meter:{malformed}")
+                                                                 f"--energy_source=meter:{malformed}")
 
 
 def test_the_bench_evaluates_an_int8_tflite_beside_its_float_model(exported, tmp_path):
@@ -293,7 +294,7 @@ def test_the_bench_evaluates_an_int8_tflite_beside_its_float_model(exported, tmp
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
-    float_gm, int8_gm = summary["student"]["gm_ber"], summary["student_ptq"]["gm_ber"]
+    float_gm, int8_gm = summary["student"]["gm_ber"], summary["student_int8"]["gm_ber"]
     assert float_gm < -0.5 and abs(int8_gm - float_gm) < 0.25, (float_gm, int8_gm)
 
 

@@ -185,7 +185,7 @@ def test_energy_cli_measures_and_labels_every_figure(smoke_model, tmp_path):
     out = str(tmp_path / "energy")
     result = run_module("deeprx.energy", f"--model={smoke_model}", "--preset=tiny", f"--out={out}", "--count=20",
                         "--base_seconds=0.5", "--train_steps=1", "--peak_seconds=0.3", "--layer_min_seconds=0.01",
-                        "--source=rated:3", timeout=900)
+                        "--energy_source=rated:3", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "energy.json")) as f:
         report = json.load(f)
@@ -207,9 +207,9 @@ def test_energy_cli_measures_and_labels_every_figure(smoke_model, tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--only_processors=Pentium II"], "--only_processors: unknown processor 'Pentium II'"),
-    (["--source=meter:{tmp}/bad.csv"], "line 2: expected `timestamp,watts`"),
-    (["--source=meter:{tmp}/empty.csv"], "empty power trace"),
-    (["--source=nvml"], "--source: NVML is not available"),
+    (["--energy_source=meter:{tmp}/bad.csv"], "line 2: expected `timestamp,watts`"),
+    (["--energy_source=meter:{tmp}/empty.csv"], "empty power trace"),
+    (["--energy_source=nvml"], "--energy_source: NVML is not available"),
     (["--tflite={tmp}/none.tflite"], "--tflite: no file"),
 ])
 def test_energy_cli_bad_input_fails_in_one_line(smoke_model, tmp_path, args, needle):

@@ -1,29 +1,39 @@
-"""README result tables are those of the committed runs: deeprx.summary_table, the study report, the KD sweep."""
+"""Quoted results are the committed files': each results folder's README.md is what its files
+give (deeprx.results_pages), README's study table is the committed report's, the sweep's
+table is what its summary gives, and every relative link of the docs resolves."""
 
+import glob
 import os
+import re
+import shutil
 
 from conftest import REPO, run_module
-from deeprx import summary_table
+from deeprx import results_pages
 from deeprx.experiments import sweep as sweep_lib
 from edge import ber as ber_lib
 
-import pytest
-
-TABLES = {
-    "baselines": ["data/results/baselines-cpu-1dmrs", "data/results/baselines-cpu-2dmrs"],
-    "teacher": ["data/results/teacher-cpu"],
-}
+RESULTS = os.path.join(REPO, "data", "results")
 
 
-@pytest.mark.parametrize("table_name", sorted(TABLES))
-def test_readme_table_matches_committed_summaries(table_name):
-    runs = TABLES[table_name]
-    with open(os.path.join(REPO, "README.md")) as f:
-        readme = f.read()
-    for run in runs:
-        for name in ("ber.csv", "summary.json", "ber.png", "config.json"):
-            assert os.path.isfile(os.path.join(REPO, run, name)), (run, name)
-    assert summary_table.table([os.path.join(REPO, run) for run in runs]) in readme
+def test_every_results_page_is_what_its_files_give():
+    result = run_module("deeprx.results_pages", "--check", timeout=120)
+    assert result.returncode == 0, result.stderr
+    pages = glob.glob(os.path.join(RESULTS, "*", "README.md"))
+    assert len(pages) == len(results_pages.folders(RESULTS)) >= 8
+
+
+def test_a_changed_result_makes_its_page_stale_until_regenerated(tmp_path):
+    shutil.copytree(os.path.join(RESULTS, "baselines-cpu-1dmrs"), tmp_path / "baselines")
+    summary_path = tmp_path / "baselines" / "summary.json"
+    summary = ber_lib.read_json(str(summary_path))
+    summary["ls_lmmse"]["gm_ber"] = -3.25
+    ber_lib.write_json(str(summary_path), summary)
+    stale = run_module("deeprx.results_pages", f"--results={tmp_path}", "--check", timeout=120)
+    assert stale.returncode == 1 and "baselines/README.md" in stale.stderr
+    assert run_module("deeprx.results_pages", f"--results={tmp_path}", timeout=120).returncode == 0
+    page = (tmp_path / "baselines" / "README.md").read_text()
+    assert "| ls_lmmse | not reached | not reached | -3.250 |" in page and "Discussion:" in page  # NOTES.md kept
+    assert run_module("deeprx.results_pages", f"--results={tmp_path}", "--check", timeout=120).returncode == 0
 
 
 def test_summary_table_cli_rejects_a_directory_without_summary(tmp_path):
@@ -32,7 +42,7 @@ def test_summary_table_cli_rejects_a_directory_without_summary(tmp_path):
 
 
 def test_readme_study_table_is_the_committed_reports():
-    with open(os.path.join(REPO, "data/results/study-demo/report.md")) as f:
+    with open(os.path.join(RESULTS, "study-demo", "report.md")) as f:
         report = f.read()
     with open(os.path.join(REPO, "README.md")) as f:
         readme = f.read()
@@ -40,27 +50,22 @@ def test_readme_study_table_is_the_committed_reports():
     assert table.count("\n") >= 6 and table in readme
 
 
-def test_readme_kd_table_is_the_committed_sweeps():
-    published = os.path.join(REPO, "data/results/kd-cpu")
+def test_the_kd_table_is_what_the_sweep_summary_gives():
+    published = os.path.join(RESULTS, "kd-cpu")
     with open(os.path.join(published, "kd_summary.md")) as f:
         table = f.read().split("\n\n", 1)[1]
     summary = ber_lib.read_json(os.path.join(published, "kd_summary.json"))
-    assert table == sweep_lib.kd_table(summary["runs"])
-    with open(os.path.join(REPO, "README.md")) as f:
-        assert table in f.read()
+    assert table.strip() == sweep_lib.kd_table(summary["runs"]).strip()
 
 
-@pytest.mark.parametrize("step_csv, heading, column", [
-    ("alpha_T.csv", "**Step 3, alpha and T**", "gm_ber"),
-    ("student_size.csv", "**Step 1, student size**", "gm_ber"),
-    ("teacher_size.csv", "**Step 2, teacher size**", "gm_ber"),
-    ("teacher_size.csv", "**Step 2, teacher size**", "teacher_gm_ber"),
-])
-def test_readme_sweep_step_tables_quote_the_committed_csvs(step_csv, heading, column):
-    rows = ber_lib.read_csv(os.path.join(REPO, "data/results/kd-cpu", step_csv))
-    with open(os.path.join(REPO, "README.md")) as f:
-        section = f.read().split(heading, 1)[1].split("\n![", 1)[0]
-    table_rows = [line for line in section.splitlines() if line.startswith("| ")]
-    for row in rows:
-        value = f"{float(row[column]):.3f}"
-        assert any(f"| {value} |" in line for line in table_rows), (step_csv, row["run"], value)
+def test_every_relative_link_of_the_docs_resolves():
+    documents = [os.path.join(REPO, name) for name in ("README.md", "BUILD_NOTES.md")]
+    documents += glob.glob(os.path.join(REPO, "docs", "*.md")) + glob.glob(os.path.join(RESULTS, "*", "README.md"))
+    broken = []
+    for document in documents:
+        with open(document) as f:
+            text = f.read()
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" not in target and not os.path.exists(os.path.join(os.path.dirname(document), target)):
+                broken.append((os.path.relpath(document, REPO), target))
+    assert not broken

@@ -89,7 +89,7 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
     for path in ("report.md", "summary.json", "study.json", "report/pareto.png", "ber/ber.csv", "ber/ber.png",
                  "runner/vectors.npz", *(f"int8/{m}_int8.tflite" for m in MODELS),
                  *(f"edgetpu/{m}_int8.preflight.json" for m in MODELS),
-                 *(f"runner/{m}-ber.csv" for m in MODELS), *(f"energy/{m}/blocks.png" for m in MODELS)):
+                 *(f"runner/{m}/ber.csv" for m in MODELS), *(f"energy/{m}/blocks.png" for m in MODELS)):
         assert os.path.getsize(os.path.join(workdir, path)) > 0, path
 
     with open(os.path.join(workdir, "report.md")) as f:
@@ -100,7 +100,7 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
     ber = read("ber", "summary.json")
     summary = read("summary.json")
     for model, label in (("teacher", "teacher"), ("scratch", "student from scratch"), ("kd", "KD student")):
-        train, runner = read(model, "train.json"), read("runner", f"{model}.json")
+        train, runner = read(model, "train.json"), read("runner", model, "runner.json")
         measured = read("energy", model, "energy.json")["measured"]
         preflight = read("edgetpu", f"{model}_int8.preflight.json")
         cells = dict(zip(header[1:], rows[label]))

@@ -35,10 +35,49 @@ def flag(name):
         raise FlagError(name, str(error)) from None
 
 
+FLAGFILE = "--flagfile="
+
+
+def expand_flagfiles(args, including=None, seen=()):
+    """`args` with each --flagfile=PATH replaced by the flags in that file, recursively. A
+    PATH on the command line is relative to the working directory; a --flagfile= line inside
+    a flagfile is relative to the directory of the file that includes it, so flagfiles
+    nest from any working directory. Lines starting with # or // are comments (as absl's)."""
+    expanded = []
+    for arg in args:
+        if not arg.startswith(FLAGFILE):
+            expanded.append(arg)
+            continue
+        path = arg[len(FLAGFILE):]
+        if including is not None:
+            path = os.path.join(os.path.dirname(including), path)
+        where = " (included by %s; a nested flagfile is relative to the file that includes it)" % including \
+            if including else ""
+        if not os.path.isfile(path):
+            raise FlagError("flagfile", "no file %s%s" % (path, where))
+        if os.path.realpath(path) in seen:
+            raise FlagError("flagfile", "%s includes itself%s" % (path, where))
+        with open(path) as f:
+            lines = [line.strip() for line in f]
+        lines = [line for line in lines if line and not line.startswith(("#", "//"))]
+        expanded += expand_flagfiles(lines, path, seen + (os.path.realpath(path),))
+    return expanded
+
+
+def check_out_dir(value, flag_name="out"):
+    """FlagError unless `value` names an output directory (absent, to be created, or a
+    directory): --out is a directory in every command."""
+    if not value:
+        raise FlagError(flag_name, "give the output directory")
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise FlagError(flag_name, "%r exists and is not a directory (--%s is an output directory)"
+                        % (value, flag_name))
+
+
 def _parse(argv):
     try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
+        return flags.FLAGS(argv[:1] + expand_flagfiles(argv[1:]))
+    except (FlagError, flags.Error) as error:
         _fail(str(error))
 
 

@@ -368,7 +368,7 @@ PRESETS = {
         EvalConfig(sinr_db=parse_sinr_grid("-4:24:2"), batch_size=64,
                    target_bit_errors=300, max_bits=300_000)),
     "cpu": Preset(
-        "cpu", "the README results, hour-scale on 2 CPU cores: 8 PRB",
+        "cpu", "the committed results, hour-scale on 2 CPU cores: 8 PRB",
         ScenarioConfig(carrier=CarrierConfig(num_prb=8)),
         EvalConfig(sinr_db=parse_sinr_grid("-4:28:2"), batch_size=64,
                    target_bit_errors=1000, max_bits=10_000_000)),

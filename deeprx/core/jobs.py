@@ -132,7 +132,7 @@ class Runner:
 
     With parallel > 1 each process gets an equal share of the CPU cores as TensorFlow
     threads: on 2 cores, two 1-thread runs train about 1.4x faster in total than one
-    2-thread run (README "Knowledge distillation")."""
+    2-thread run (docs/distillation.md)."""
 
     def __init__(self, workdir, parallel=1, log=print):
         self.workdir, self.parallel, self.log = workdir, parallel, log

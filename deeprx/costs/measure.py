@@ -79,11 +79,11 @@ def measure_int8_inference(path, count, source, base_seconds, threads):
 
 
 def from_runner_json(path):
-    """The energy a board's runner measured (python -m edge.runner --energy=...)."""
+    """The energy a board's runner measured (python -m edge.runner --energy_source=...)."""
     with open(path) as f:
         result = json.load(f)
     if "energy" not in result:
-        raise ValueError(f"{path} has no energy: run python -m edge.runner with --energy=SOURCE")
+        raise ValueError(f"{path} has no energy: run python -m edge.runner with --energy_source=SOURCE")
     return {**result["energy"], "latency_ms": result["timing"]["mean_ms"], "precision": "int8",
             "runtime": result["backend"], "device": result.get("device"), "file": os.path.basename(path)}
 

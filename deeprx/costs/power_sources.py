@@ -1,7 +1,7 @@
 """The host's power sources for the paper's four-step energy method (edge/power.py holds
 the device-side ones: rapl, meter:PATH, rated:WATTS, cputime:W): CodeCarbon and NVML, which
 the Python 3.7 board never has, and cputime with its W from CodeCarbon's TDP table. No flags
-here: deeprx.energy and deeprx.study check --source with parse_source before any compute."""
+here: deeprx.energy and deeprx.study check --energy_source with parse_source before any compute."""
 
 import time
 

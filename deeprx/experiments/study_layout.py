@@ -16,6 +16,7 @@ def stage_dir(config, name):
 
 
 def int8_path(config, model):
+    """deeprx.quantize --out=DIR/int8 of the model in DIR/<model>."""
     return os.path.join(config.workdir, "int8", f"{model}_int8.tflite")
 
 

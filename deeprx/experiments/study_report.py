@@ -37,8 +37,8 @@ def collect(config):
     models, sources = {}, {}
     for model in stages.MODELS:
         train = ber_lib.read_json(_path(config, model, "train.json"))
-        runner = ber_lib.read_json(_path(config, "runner", f"{model}.json"))
-        runner_ber = ber_lib.read_json(_path(config, "runner", f"{model}-summary.json"))
+        runner = ber_lib.read_json(_path(config, "runner", model, "runner.json"))
+        runner_ber = ber_lib.read_json(_path(config, "runner", model, "summary.json"))
         preflight = ber_lib.read_json(stages.edgetpu_path(config, model).replace(".tflite", ".preflight.json"))
         measured = ber_lib.read_json(_path(config, "energy", model, "energy.json"))["measured"]
         int8_name = f"{model}_int8"
@@ -60,7 +60,7 @@ def collect(config):
             "edgetpu_mapped": f"{preflight['mapped']}/{len(preflight['operators'])}",
             "edgetpu_cut_at": preflight["cut_at"], "edgetpu_compiled": preflight["compiler"] is not None}
         sources[model] = {"train": f"{model}/train.json", "ber": "ber/summary.json",
-                          "runner": f"runner/{model}.json", "runner_ber": f"runner/{model}-summary.json",
+                          "runner": f"runner/{model}/runner.json", "runner_ber": f"runner/{model}/summary.json",
                           "edgetpu": f"edgetpu/{model}_int8.preflight.json", "energy": f"energy/{model}/energy.json"}
     kd, scratch = models["kd"], models["scratch"]
     return {

@@ -122,7 +122,7 @@ def run_int8(context):
     config = context.config
     for model in MODELS:
         context.call("deeprx.quantize", f"--model={stage_dir(config, model)}", *config.scenario_args,
-                     f"--calibration_slots={config.size.calibration_slots}", f"--out={int8_path(config, model)}")
+                     f"--calibration_slots={config.size.calibration_slots}", f"--out={context.dir}")
 
 
 def run_ber(context):
@@ -152,13 +152,13 @@ def runner_model(config, model):
 def run_runner(context):
     """Test vectors, then edge.runner on each int8 model: latency and BER from the vectors."""
     config = context.config
-    vectors = os.path.join(context.dir, "vectors.npz")
+    vectors = os.path.join(context.dir, "vectors.npz")  # deeprx.export_vectors' file name
     context.call("deeprx.export_vectors", *config.scenario_args, f"--slots_per_point={config.size.vector_slots}",
-                 f"--out={vectors}")
+                 f"--out={context.dir}")
     for model in MODELS:
         context.call("edge.runner", f"--model={runner_model(config, model)}", f"--vectors={vectors}",
                      f"--count={config.size.runner_count}", f"--threads={config.threads}",
-                     f"--out={os.path.join(context.dir, f'{model}.json')}", echo=False)
+                     f"--out={os.path.join(context.dir, model)}", echo=False)
 
 
 def run_energy(context):
@@ -167,7 +167,7 @@ def run_energy(context):
     size = config.size
     for model in MODELS:
         context.call("deeprx.energy", f"--model={stage_dir(config, model)}", *config.scenario_args,
-                     f"--tflite={int8_path(config, model)}", f"--source={config.energy_source}",
+                     f"--tflite={int8_path(config, model)}", f"--energy_source={config.energy_source}",
                      f"--threads={config.threads}",
                      f"--count={size.energy_count}", f"--base_seconds={size.energy_base_seconds}",
                      f"--peak_seconds={size.energy_peak_seconds}", f"--train_steps={size.energy_train_steps}",

@@ -303,7 +303,7 @@ def _kd_entry(seed, dmrs, kd, scratch):
 
 
 def kd_table(entries):
-    """kd_summary.json's runs as a markdown table (kd_summary.md, README), per DMRS count and seed."""
+    """kd_summary.json's runs as a markdown table (kd_summary.md), per DMRS count and seed."""
     lines = ["| DMRS symbols | seed | Geometric Mean BER, KD | from scratch | KD - scratch (< 0: KD better) "
              "| SINR gain at BER 1e-2 (> 0: KD better) | at BER 1e-3 |", "|---|---|---|---|---|---|---|"]
     for e in sorted(entries, key=lambda e: (e["num_dmrs"], e["seed"])):

@@ -115,6 +115,16 @@ def fine_tune(model, scenario, export_config, log=print):
         return training.Trainer(model, scenario, train_config, workdir, log=log).fit()
 
 
+# The file a method writes, after the model's name: student_int8.tflite (PTQ, the default),
+# student_int8_qat.tflite, student_float.tflite.
+FILE_SUFFIXES = {"ptq": "int8", "qat": "int8_qat", "float": "float"}
+
+
+def output_path(out_dir, model_spec, method):
+    """Where `python -m deeprx.quantize --model=MODEL_SPEC --method=METHOD --out=OUT_DIR` writes."""
+    return os.path.join(out_dir, f"{workdir_lib.RunDir(model_spec).name}_{FILE_SUFFIXES[method]}.tflite")
+
+
 def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=print):
     """Writes `out` (.tflite) and its .json; returns the metadata dict."""
     import tensorflow as tf

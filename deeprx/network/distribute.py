@@ -26,7 +26,7 @@ def check(name):
             cluster = json.loads(os.environ.get("TF_CONFIG", ""))["cluster"]
         except (ValueError, KeyError, TypeError):
             raise ValueError("multiworker needs the TF_CONFIG environment variable (JSON with 'cluster' and "
-                             "'task'), see README 'Training on GPUs'") from None
+                             "'task'), see docs/deeprx.md 'Several devices'") from None
         if not cluster.get("worker"):
             raise ValueError("TF_CONFIG's cluster lists no worker")
 

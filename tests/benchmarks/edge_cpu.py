@@ -105,6 +105,7 @@ def main():
     os.chdir(REPO)  # the commands name files relative to the repo root
     from deeprx.costs import power_sources
     from deeprx.evaluation import bench
+    from deeprx.export import quantize as quantize_lib
     from deeprx.simulation import data as data_lib
     from edge import ber as ber_lib
     os.makedirs(args.out, exist_ok=True)
@@ -125,22 +126,22 @@ def main():
                      "energy_mj_per_inference": energy.watts * keras["cpu_ms_per_inference"]})
         files = {}
         for method in methods:
-            path = files[method] = os.path.join(out, f"{role}_{method}.tflite")
+            path = files[method] = quantize_lib.output_path(out, model_dir, method)
             qat = [f"--qat_steps={args.qat_steps}"] if method == "qat" else []
             commands.append(run("deeprx.quantize", f"--model={model_dir}", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
-                                f"--method={method}", *qat, f"--out={path}"))
+                                f"--method={method}", *qat, f"--out={out}"))
             if method != "float":
-                commands.append(run("deeprx.compile", path))
+                commands.append(run("deeprx.compile", f"--model={path}"))
                 preflight = read_json(path.replace(".tflite", ".preflight.json"))
                 summary[f"{role}_{method}_preflight"] = {
                     "variant": read_json(path.replace(".tflite", ".json"))["model_config"]["variant"],
                     "operators": len(preflight["operators"]), "mapped": preflight["mapped"], "cpu": preflight["cpu"],
                     "cut_at": preflight["cut_at"]}
-            runner_json = os.path.join(out, f"runner_{role}_{method}.json")
+            runner_dir = os.path.join(out, f"runner_{role}_{method}")
             commands.append(run("edge.runner", f"--model={path}", f"--threads={args.threads}", f"--count={args.count}",
-                                f"--batches={args.batches}", f"--energy=cputime:{energy.watts:g}",
-                                "--energy_base_s=0.1", f"--out={runner_json}"))
-            report = read_json(runner_json)
+                                f"--batches={args.batches}", f"--energy_source=cputime:{energy.watts:g}",
+                                "--base_seconds=0.1", f"--out={runner_dir}"))
+            report = read_json(os.path.join(runner_dir, "runner.json"))
             timing, throughput = report["timing"], report["throughput"]
             rows.append({"model": role, "format": {"float": "float TFLite", "ptq": "int8 TFLite (PTQ)",
                                                    "qat": "int8 TFLite (QAT)"}[method],
@@ -178,7 +179,7 @@ def main():
     teacher_keras = row_of("teacher", "float Keras")
     summary.update({
         "int8_student_inferences_per_s": student_int8["inferences_per_s"],
-        "int8_student_p99_ms": read_json(os.path.join(out, "runner_student_ptq.json"))["timing"]["p99_ms"],
+        "int8_student_p99_ms": read_json(os.path.join(out, "runner_student_ptq", "runner.json"))["timing"]["p99_ms"],
         "int8_student_throughput_slots_per_s": student_int8["throughput_slots_per_s"],
         "int8_student_best_batch": student_int8["best_batch"],
         "float_student_keras_inferences_per_s": round(student_keras["inferences_per_s"], 2),

@@ -7,7 +7,7 @@ On the --preset grid (default cpu), through the project's own CLIs (their comman
 printed and recorded in OUT/summary.json):
   1. int8 export of the teacher and of the student (python -m deeprx.quantize, PTQ; 64
      calibration slots: the calibration changes the int8 values, not the energy);
-  2. python -m deeprx.energy on each, float and int8, with --source (default codecarbon);
+  2. python -m deeprx.energy on each, float and int8, with --energy_source (default codecarbon);
   3. python -m deeprx.kernels fit: the kernel-level predictor and its held-out latency MAPE.
 --reuse_kernels keeps OUT/kernels/ of an earlier run. Writes OUT/teacher/ and OUT/student/ (energy.json and plots), OUT/kernels/ (fit.json,
 heldout.csv, kernels.csv) and OUT/summary.json; prints each figure against its reference
@@ -24,6 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 from deeprx.core import jobs  # noqa: E402
 from deeprx.core import workdir as workdir_lib  # noqa: E402
+from deeprx.export import quantize as quantize_lib  # noqa: E402
 
 LOG = os.path.join(REPO, "runs", "benchmarks", os.path.basename(__file__)[:-3] + ".log")
 
@@ -42,23 +43,23 @@ def main():
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--student", required=True)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--source", default="codecarbon")
+    parser.add_argument("--energy_source", default="codecarbon")
     parser.add_argument("--out", default=os.path.join(REPO, "data", "results", "energy-cpu"))
     parser.add_argument("--reuse_kernels", action="store_true",
                         help="keep OUT/kernels/ of an earlier run instead of fitting the predictor again")
     args = parser.parse_args()
     args.out = os.path.abspath(args.out)
     os.chdir(REPO)  # the commands name files relative to the repo root
-    commands, summary = [], {"preset": args.preset, "source": args.source}
+    commands, summary = [], {"preset": args.preset, "energy_source": args.energy_source}
     with tempfile.TemporaryDirectory() as tmp:
         for role, model_dir in (("teacher", args.teacher), ("student", args.student)):
             scenario = [f"--preset={args.preset}", f"--num_dmrs={workdir_lib.RunDir(model_dir).num_dmrs}"]
-            tflite = os.path.join(tmp, f"{role}_int8.tflite")
+            tflite = quantize_lib.output_path(os.path.join(tmp, role), model_dir, "ptq")
             commands.append(run("deeprx.quantize", f"--model={model_dir}", *scenario, "--calibration_slots=64",
-                                f"--out={tflite}"))
+                                f"--out={os.path.join(tmp, role)}"))
             out = os.path.join(args.out, role)
             commands.append(run("deeprx.energy", f"--model={model_dir}", f"--tflite={tflite}", *scenario,
-                                f"--source={args.source}", f"--out={out}"))
+                                f"--energy_source={args.energy_source}", f"--out={out}"))
             with open(os.path.join(out, "energy.json")) as f:
                 summary[role] = json.load(f)
     kernels_out = os.path.join(args.out, "kernels")

@@ -1,8 +1,8 @@
 """Benchmark (run on demand): where the time of one .tflite goes, op by op, on one runtime.
 
 Example usage (from the repository root, with nothing else running):
-  python tests/benchmarks/tflite_ops.py --model=edge_out/student_ptq.tflite
-  python tests/benchmarks/tflite_ops.py --model=edge_out/student_ptq.tflite --python=.venv-edge-tflite-runtime/bin/python
+  python tests/benchmarks/tflite_ops.py --model=edge_out/student_int8.tflite
+  python tests/benchmarks/tflite_ops.py --model=edge_out/student_int8.tflite --python=.venv-edge-tflite-runtime/bin/python
 
 Prints, for the model on the runtime of --python (LiteRT in .venv-edge-litert by default;
 tflite-runtime 2.14 in .venv-edge-tflite-runtime is the Coral board's family):
