@@ -1,11 +1,16 @@
-"""BER vs SINR of any set of receivers on the same slots.
+"""BER (and, with --coded, BLER) vs SINR of any set of receivers on the same slots.
 
 Example usage:
-  python -m deeprx.evaluate --preset=demo --receivers=ls_lmmse,perfect_lmmse --out=runs/eval-demo
+  python -m deeprx.evaluate --preset=demo --out=runs/eval-demo      # the four classical receivers
+  python -m deeprx.evaluate --preset=cpu --coded --receivers=pretrained:teacher-cpu-1dmrs,ls_irc --out=runs/coded
 
-Writes OUT/ber.csv (receiver,sinr_db,ber,bit_errors,bits), OUT/summary.json
-({receiver: {gm_ber, sinr_at_ber_1e-2, sinr_at_ber_1e-3, sinr_db}}), OUT/ber.png and
-OUT/config.json (the resolved scenario and evaluation settings, timings).
+Writes OUT/ber.csv (receiver, sinr_db, ber, bit_errors, bits, slots, 95% interval; with
+--coded blocks, block_errors, bler), OUT/summary.json ({receiver: {gm_ber, sinr_at_ber_1e-2,
+sinr_at_ber_1e-3, llr_overconfidence, with --coded sinr_at_bler_1e-1 and _1e-2}}),
+OUT/calibration.csv (each receiver's bits by |LLR| bin against the empirical LLR of its
+decisions: deeprx.evaluation.calibration), OUT/ber.png and OUT/config.json (the resolved
+scenario, evaluation and code settings, timings). --coded sends one 5G LDPC transport block
+per slot (deeprx.simulation.coding) and decodes every receiver's LLRs unchanged.
 Every receiver sees exactly the same slots: the slots of SINR point i, batch j are
 drawn with seed slot_seed("eval", seed, i, j), so separate runs with the same preset
 also see the same slots.
@@ -29,8 +34,11 @@ FLAGS = flags.FLAGS
 def define_flags():
     """This command's flags (defined only when it runs, so that every module imports
     together in one process)."""
-    flags.DEFINE_string("receivers", "ls_lmmse,perfect_lmmse",
-                        "comma-separated classical receiver names and/or model directories")
+    flags.DEFINE_string("receivers", ",".join(receivers_lib.CLASSICAL_NAMES),
+                        "comma-separated: classical receivers (ls_lmmse, perfect_lmmse, ls_irc, perfect_irc), "
+                        "run directories, pretrained:NAME, .tflite files")
+    flags.DEFINE_bool("coded", False, "one 5G LDPC transport block per slot: BLER beside BER")
+    flags.DEFINE_float("coderate", None, "override: the code rate of --coded (the preset's: 0.5)")
     flags.DEFINE_string("out", None, "output directory")
     flags.DEFINE_string("channel_set", None, "override: train or test channel models")
     flags.DEFINE_string("sinr_db", None, "override: SINR grid LO:HI:STEP in dB")
@@ -53,7 +61,8 @@ def settings_from_flags(flag_values):
         with cli.flag("sinr_db"):
             evaluation = replace(evaluation, sinr_db=config_lib.parse_sinr_grid(flag_values.sinr_db))
     for flag_name, field in (("channel_set", "channel_set"), ("target_errors", "target_bit_errors"),
-                             ("max_bits", "max_bits"), ("batch_size", "batch_size"), ("seed", "seed")):
+                             ("max_bits", "max_bits"), ("batch_size", "batch_size"), ("seed", "seed"),
+                             ("coded", "coded"), ("coderate", "coderate")):
         value = getattr(flag_values, flag_name)
         if value is not None:
             with cli.flag(flag_name):
@@ -87,7 +96,8 @@ def main(argv):
     record = {"receivers": specs, "command": " ".join(["python -m deeprx.evaluate"] + sys.argv[1:])}
     summary = bench.run(receivers, preset_name, scenario, evaluation, FLAGS.out, record=record)
     print("\n".join(bench.summary_lines(summary)))
-    print(f"Wrote {FLAGS.out}/ber.csv, summary.json, ber.png, config.json in {time.time() - start:.0f} s")
+    print(f"Wrote {FLAGS.out}/ber.csv, summary.json, calibration.csv, ber.png, config.json "
+          f"in {time.time() - start:.0f} s")
 
 
 if __name__ == "__main__":

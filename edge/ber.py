@@ -16,6 +16,8 @@ Conventions (docs/bench.md "Evaluation"):
   curve ends at or above T: X its lowest BER from its last point below T on, or over the
   whole grid), "below T from the first point", or "too few errors" when the last point at
   or above T has fewer than MIN_BIT_ERRORS errors (it cannot be told from noise).
+- Coded evaluations add BLER (blocks, block_errors, bler columns; blank when uncoded) and
+  sinr_at_bler_T for T in TARGET_BLERS by the same crossing rule (MIN_BLOCK_ERRORS).
 """
 
 import csv
@@ -24,10 +26,13 @@ import math
 import os
 import tempfile
 
-CSV_HEADER = ("receiver", "sinr_db", "ber", "bit_errors", "bits", "slots", "ber_ci_low", "ber_ci_high")
+CSV_HEADER = ("receiver", "sinr_db", "ber", "bit_errors", "bits", "slots", "ber_ci_low", "ber_ci_high",
+              "blocks", "block_errors", "bler")
 TARGET_BERS = (1e-2, 1e-3)
+TARGET_BLERS = (1e-1, 1e-2)
 GM_BER_FLOOR = 1e-6
 MIN_BIT_ERRORS = 100
+MIN_BLOCK_ERRORS = 10
 
 
 def floored_ber(bit_errors, bits):
@@ -53,9 +58,9 @@ def slot_interval(slot_errors, bits_per_slot):
     return max(mean - half, 0.0), max(mean + half, 3.0 / total_bits if mean == 0 else 0.0)
 
 
-def target_crossing(points, target):
+def target_crossing(points, target, min_errors=MIN_BIT_ERRORS):
     """(SINR at which the curve goes below `target` and stays below, or None; a note when None).
-    points: (sinr_db, bit_errors, bits) tuples. Rules in the module docstring."""
+    points: (sinr_db, errors, trials) tuples (bits, or blocks). Rules in the module docstring."""
     points = sorted(points)
     bers = [e / float(n) for _, e, n in points]
     above = [i for i, b in enumerate(bers) if b >= target]
@@ -66,7 +71,7 @@ def target_crossing(points, target):
         below = [i for i, b in enumerate(bers) if b < target]
         start = below[-1] if below else 0
         return None, "floor at %.2e" % min(bers[start:])
-    if points[last][1] < MIN_BIT_ERRORS:
+    if points[last][1] < min_errors:
         return None, "too few errors (%d) at %g dB to place the crossing" % (points[last][1], points[last][0])
     (sinr0, e0, n0), (sinr1, e1, n1) = points[last], points[last + 1]
     log0, log1, log_target = math.log10(floored_ber(e0, n0)), math.log10(floored_ber(e1, n1)), math.log10(target)
@@ -93,6 +98,14 @@ def summarize(rows):
                 entry["note_" + target_key(target).rsplit("_", 1)[1]] = note
         entry["sinr_db"] = [p[0] for p in sorted(points)]
         summary[receiver] = entry
+    for receiver, entry in summary.items():
+        blocks = [(float(r["sinr_db"]), int(r["block_errors"]), int(r["blocks"])) for r in rows
+                  if r["receiver"] == receiver and str(r.get("blocks", "")) not in ("", "0")]
+        for target in TARGET_BLERS if blocks else ():
+            key = "bler_1e%d" % int(round(math.log10(target)))
+            entry["sinr_at_" + key], note = target_crossing(blocks, target, MIN_BLOCK_ERRORS)
+            if note:
+                entry["note_" + key] = note
     return summary
 
 
@@ -102,11 +115,14 @@ def target_key(target):
     return "sinr_at_ber_1e%d" % exponent
 
 
-def make_row(receiver, sinr_db, bit_errors, bits, slot_errors=None):
+def make_row(receiver, sinr_db, bit_errors, bits, slot_errors=None, block_errors=None, blocks=None):
     """A ber.csv row; with `slot_errors` (the errors of each slot, equal bits per slot) also
-    the slot count and the 95% confidence interval."""
+    the slot count and the 95% confidence interval; with `blocks`, the BLER."""
     row = {"receiver": receiver, "sinr_db": sinr_db, "ber": bit_errors / float(bits) if bits else float("nan"),
-           "bit_errors": int(bit_errors), "bits": int(bits), "slots": "", "ber_ci_low": "", "ber_ci_high": ""}
+           "bit_errors": int(bit_errors), "bits": int(bits), "slots": "", "ber_ci_low": "", "ber_ci_high": "",
+           "blocks": "", "block_errors": "", "bler": ""}
+    if blocks:
+        row.update(blocks=int(blocks), block_errors=int(block_errors), bler="%.4e" % (block_errors / float(blocks)))
     if slot_errors:
         low, high = slot_interval(slot_errors, bits // len(slot_errors))
         row.update(slots=len(slot_errors), ber_ci_low="%.3e" % low, ber_ci_high="%.3e" % high)

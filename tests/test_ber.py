@@ -71,3 +71,18 @@ def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
     with pytest.raises(RuntimeError):
         ber.atomic_write(path, explode)
     assert os.listdir(tmp_path) == []
+
+
+def test_bler_columns_give_sinr_at_bler_with_their_own_error_minimum():
+    rows = [ber.make_row("rx", 0.0, 500, 10_000, block_errors=64, blocks=64),
+            ber.make_row("rx", 4.0, 200, 10_000, block_errors=32, blocks=64),
+            ber.make_row("rx", 8.0, 20, 10_000, block_errors=0, blocks=64),
+            ber.make_row("plain", 0.0, 500, 10_000), ber.make_row("plain", 8.0, 20, 10_000)]
+    assert rows[1]["bler"] == "5.0000e-01" and rows[3]["blocks"] == "" and rows[3]["bler"] == ""
+    summary = ber.summarize(rows)
+    # 0.5 at 4 dB, then zero errors (the 1e-6 floor) at 8 dB: log-interpolated crossing of 1e-1.
+    assert summary["rx"]["sinr_at_bler_1e-1"] == pytest.approx(4 + 4 * math.log10(5) / 5.69897, abs=1e-3)
+    assert "sinr_at_bler_1e-1" not in summary["plain"]  # uncoded rows: BER only, as before
+    few = [ber.make_row("rx", 0.0, 500, 10_000, block_errors=5, blocks=8),
+           ber.make_row("rx", 8.0, 20, 10_000, block_errors=0, blocks=8)]
+    assert ber.summarize(few)["rx"]["note_bler_1e-1"].startswith("too few errors (5)")

@@ -96,7 +96,7 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
         report = f.read()
     header, rows = _table(report)
     assert header[0] == "model" and set(rows) == {"teacher", "student from scratch", "KD student", "ls_lmmse",
-                                                  "perfect_lmmse"}
+                                                  "perfect_lmmse", "ls_irc", "perfect_irc"}
     ber = read("ber", "summary.json")
     summary = read("summary.json")
     for model, label in (("teacher", "teacher"), ("scratch", "student from scratch"), ("kd", "KD student")):
@@ -118,7 +118,7 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
             assert "rated" in summary["models"][model][f"{kind}_energy_source"]
         assert cells["Edge TPU ops mapped"] == f"{preflight['mapped']}/{len(preflight['operators'])}"
         assert summary["models"][model]["gm_ber"] == ber[model]["gm_ber"]
-    for name in ("ls_lmmse", "perfect_lmmse"):
+    for name in ("ls_lmmse", "perfect_lmmse", "ls_irc", "perfect_irc"):
         assert _close(dict(zip(header[1:], rows[name]))["GM BER"], ber[name]["gm_ber"], 3)
     # The students share one architecture; only the edge variant maps whole onto the Edge TPU.
     assert summary["models"]["kd"]["parameters"] == summary["models"]["scratch"]["parameters"]

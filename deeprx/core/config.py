@@ -210,8 +210,12 @@ class EvalConfig:
     target_bit_errors: int = 500
     max_bits: int = 1_000_000
     seed: int = 1
+    coded: bool = False     # one 5G LDPC transport block per slot at `coderate`: BLER beside BER
+    coderate: float = 0.5
 
     def __post_init__(self):
+        if not 0.0 < self.coderate < 1.0:
+            raise ValueError(f"coderate must be in (0, 1), got {self.coderate!r}")
         if not self.sinr_db:
             raise ValueError("sinr_db must hold at least one SINR point")
         if list(self.sinr_db) != sorted(set(self.sinr_db)):

@@ -12,27 +12,33 @@ from edge import ber as ber_lib  # noqa: E402
 
 
 def ber_vs_sinr(rows, path, title):
-    """Log-scale BER vs SINR, one curve per receiver; zero-error points are drawn at
-    the 1/bits floor with a hollow marker."""
-    figure, axes = plt.subplots(figsize=(6.4, 4.6))
+    """Log-scale BER vs SINR, one curve per receiver (and a BLER panel beside it for a coded
+    evaluation); zero-error points are drawn at the 1/trials floor with a hollow marker."""
+    coded = any(str(row.get("blocks", "")) not in ("", "0") for row in rows)
+    panels = [("bit_errors", "bits", "BER (of the coded bits)" if coded else "uncoded BER", ber_lib.TARGET_BERS)]
+    if coded:
+        panels.append(("block_errors", "blocks", "BLER (5G LDPC, one transport block per slot)",
+                       ber_lib.TARGET_BLERS))
+    figure, all_axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), squeeze=False)
     receivers = list(dict.fromkeys(row["receiver"] for row in rows))
-    for receiver in receivers:
-        points = sorted((float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"]))
-                        for r in rows if r["receiver"] == receiver)
-        sinr = [p[0] for p in points]
-        ber = [max(e, 1) / float(n) for _, e, n in points]  # zero errors drawn at 1 / bits
-        line, = axes.semilogy(sinr, ber, marker="o", label=receiver)
-        zero = [(s, b) for (s, b, (_, e, _n)) in zip(sinr, ber, points) if e == 0]
-        if zero:
-            axes.semilogy(*zip(*zero), linestyle="none", marker="o", markerfacecolor="white",
-                          color=line.get_color())
-    for target in ber_lib.TARGET_BERS:
-        axes.axhline(target, color="gray", linewidth=0.6, linestyle=":")
-    axes.set_xlabel("SINR [dB] (per RE and receive antenna)")
-    axes.set_ylabel("uncoded BER")
-    axes.set_title(title, fontsize=10)
-    axes.grid(True, which="both", linewidth=0.3)
-    axes.legend()
+    for axes, (errors_key, trials_key, ylabel, targets) in zip(all_axes[0], panels):
+        for receiver in receivers:
+            points = sorted((float(r["sinr_db"]), int(r[errors_key]), int(r[trials_key]))
+                            for r in rows if r["receiver"] == receiver)
+            sinr = [p[0] for p in points]
+            rate = [max(e, 1) / float(n) for _, e, n in points]  # zero errors drawn at 1 / trials
+            line, = axes.semilogy(sinr, rate, marker="o", label=receiver)
+            zero = [(s, b) for (s, b, (_, e, _n)) in zip(sinr, rate, points) if e == 0]
+            if zero:
+                axes.semilogy(*zip(*zero), linestyle="none", marker="o", markerfacecolor="white",
+                              color=line.get_color())
+        for target in targets:
+            axes.axhline(target, color="gray", linewidth=0.6, linestyle=":")
+        axes.set_xlabel("SINR [dB] (per RE and receive antenna)")
+        axes.set_ylabel(ylabel)
+        axes.grid(True, which="both", linewidth=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     save(figure, path)
 

@@ -4,6 +4,7 @@ from the JSON files the earlier stages wrote (each number's file is named in sum
 import os
 
 from deeprx.evaluation import bench
+from deeprx.evaluation import receivers as receivers_lib
 from deeprx.experiments import study_layout as stages
 from edge import ber as ber_lib
 
@@ -67,7 +68,7 @@ def collect(config):
         "preset": config.preset_name, "scenario": config.scenario_args,
         "models": models,
         "classical": {name: {"gm_ber": ber[name]["gm_ber"], "sinr_at_ber_1e-2": ber[name]["sinr_at_ber_1e-2"]}
-                      for name in ("ls_lmmse", "perfect_lmmse")},
+                      for name in receivers_lib.CLASSICAL_NAMES if name in ber},
         "kd_vs_scratch": {"gm_ber_kd": kd["gm_ber"], "gm_ber_scratch": scratch["gm_ber"],
                           "gm_ber_difference": round(kd["gm_ber"] - scratch["gm_ber"], 4),
                           **ber_lib.sinr_gains(ber["kd"], ber["scratch"])},
@@ -100,7 +101,7 @@ def pareto_plot(summary, path, title):
     front = pareto_front(points)
     axes.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=0.8,
               label="Pareto front", zorder=2)
-    for (name, entry), style in zip(summary["classical"].items(), ("--", ":")):
+    for (name, entry), style in zip(summary["classical"].items(), ("--", ":", "-.", (0, (1, 3)))):
         axes.axhline(entry["gm_ber"], color="gray", linestyle=style, linewidth=1.0, label=f"{name} (no energy measured)")
     axes.set_xscale("log")
     axes.set_xlabel("energy per inference [mJ] (" + summary["models"]["kd"]["int8_energy_source"] + ")", fontsize=8)

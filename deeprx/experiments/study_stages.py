@@ -16,6 +16,7 @@ import time
 from typing import Callable, Tuple
 
 from deeprx.core import jobs
+from deeprx.evaluation import receivers as receivers_lib
 from deeprx.experiments import study_layout
 from deeprx.experiments.study_layout import DONE, MODELS, done_record, edgetpu_path, int8_path, stage_dir
 from deeprx.network import model as model_lib
@@ -128,7 +129,7 @@ def run_int8(context):
 def run_ber(context):
     """BER vs SINR of the classical receivers and every model, float and int8, on the same slots."""
     config = context.config
-    receivers = ["ls_lmmse", "perfect_lmmse", *(stage_dir(config, m) for m in MODELS),
+    receivers = [*receivers_lib.CLASSICAL_NAMES, *(stage_dir(config, m) for m in MODELS),
                  *(int8_path(config, m) for m in MODELS)]
     context.call("deeprx.evaluate", *config.scenario_args, f"--receivers={','.join(receivers)}",
                  f"--max_bits={config.size.eval_max_bits}", f"--out={context.dir}")

@@ -154,6 +154,9 @@ class SlotGenerator:
     Args:
       scenario: the ScenarioConfig.
       channel_set: "train" or "test" (the disjoint channel model sets).
+      coderate: None for uncoded random bits; a code rate for one 5G LDPC transport block
+        per slot (deeprx.simulation.coding.SlotCode, then `generator.code`). The channels,
+        noise and interferer of a seed are the same either way.
 
     Call args:
       batch_size: Python int.
@@ -165,9 +168,13 @@ class SlotGenerator:
         takes exactly that share; noise fills the rest.
     """
 
-    def __init__(self, scenario: config_lib.ScenarioConfig, channel_set: str = "train"):
+    def __init__(self, scenario: config_lib.ScenarioConfig, channel_set: str = "train", coderate=None):
         self.scenario = scenario
         self.channel_set = channel_set
+        self.code = None
+        if coderate is not None:
+            from deeprx.simulation import coding
+            self.code = coding.SlotCode(scenario, coderate, data_mask(scenario))
         bits_per_symbol = scenario.bits_per_symbol
         self._mapper = Mapper("qam", bits_per_symbol)
         self._pilots = tf.constant(pilot_grid(scenario))
@@ -184,12 +191,15 @@ class SlotGenerator:
             sinr_db = tf.broadcast_to(tf.cast(sinr_db, tf.float32), [batch_size])
         return self._graph(batch_size, seed, sinr_db)
 
-    def _grid(self, batch_size, pilots):
-        """Random data on data REs, `pilots` on DMRS REs: bits [B,14,K,m], grid [B,14,K]."""
+    def _grid(self, batch_size, pilots, code_seed=None):
+        """Random data on data REs (a transport block of self.code with `code_seed`),
+        `pilots` on DMRS REs: bits [B,14,K,m], grid [B,14,K]."""
         num_symbols, num_subcarriers = self.scenario.grid_shape
         m = self.scenario.bits_per_symbol
         bits = sionna_config.tf_rng.uniform([batch_size, num_symbols, num_subcarriers, m], 0, 2, tf.int32)
         bits = tf.cast(bits, tf.float32) * self._data_mask[:, :, None]
+        if code_seed is not None:  # drawn above all the same, so the rest of the slot does not change
+            bits = self.code.encode(batch_size, code_seed)
         symbols = self._mapper(tf.reshape(bits, [batch_size, num_symbols, num_subcarriers * m]))
         grid = tf.where(self._data_mask > 0, symbols, pilots)
         return bits, grid
@@ -201,7 +211,7 @@ class SlotGenerator:
         rng = sionna_config.tf_rng
         interferer = self.scenario.interferer
 
-        bits, x = self._grid(batch_size, self._pilots)
+        bits, x = self._grid(batch_size, self._pilots, None if self.code is None else seed)
         h = self._channel(batch_size)
         signal = h * x[..., None]
 
