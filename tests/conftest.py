@@ -19,6 +19,16 @@ def tiny():
     return config.get_preset("tiny").scenario
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The one smoke.flags training run (6 steps, then its final evaluation) of a test session,
+    shared by every test that needs a trained model: {"workdir", "stdout"}."""
+    workdir = str(tmp_path_factory.mktemp("smoke") / "smoke")
+    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={workdir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"workdir": workdir, "stdout": result.stdout}
+
+
 def awgn_scenario(num_prb=4, modulation="16qam"):
     """One Rx antenna, flat unit channel, no interferer: the textbook AWGN link."""
     base = config.get_preset("tiny").scenario

@@ -166,14 +166,6 @@ def test_meter_csv_is_integrated_and_bad_traces_fail(tmp_path):
 
 # ------------------------------------------------------------------------ the CLIs
 
-@pytest.fixture(scope="module")
-def smoke_model(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("energy") / "smoke")
-    result = run_module("deeprx.train", "--flagfile=smoke.flags", "--noeval", f"--workdir={workdir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
-
-
 def _labelled(node, path=""):
     """Every dict in `node` holding an energy figure, with its path."""
     if isinstance(node, dict):
@@ -186,9 +178,9 @@ def _labelled(node, path=""):
             yield from _labelled(value, f"{path}[{index}]")
 
 
-def test_energy_cli_measures_and_labels_every_figure(smoke_model, tmp_path):
+def test_energy_cli_measures_and_labels_every_figure(smoke_run, tmp_path):
     out = str(tmp_path / "energy")
-    result = run_module("deeprx.energy", f"--model={smoke_model}", "--preset=tiny", f"--out={out}", "--count=20",
+    result = run_module("deeprx.energy", f"--model={smoke_run['workdir']}", "--preset=tiny", f"--out={out}", "--count=20",
                         "--base_seconds=0.5", "--train_steps=1", "--peak_seconds=0.3", "--layer_min_seconds=0.01",
                         "--energy_source=rated:3", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -217,11 +209,11 @@ def test_energy_cli_measures_and_labels_every_figure(smoke_model, tmp_path):
     (["--energy_source=nvml"], "--energy_source: NVML is not available"),
     (["--tflite={tmp}/none.tflite"], "--tflite: no file"),
 ])
-def test_energy_cli_bad_input_fails_in_one_line(smoke_model, tmp_path, args, needle):
+def test_energy_cli_bad_input_fails_in_one_line(smoke_run, tmp_path, args, needle):
     (tmp_path / "bad.csv").write_text("timestamp,watts\n1700000000,much\n")
     (tmp_path / "empty.csv").write_text("timestamp,watts\n")
     args = [a.format(tmp=tmp_path) for a in args]
-    result = run_module("deeprx.energy", f"--model={smoke_model}", "--preset=tiny", f"--out={tmp_path}/o", *args,
+    result = run_module("deeprx.energy", f"--model={smoke_run['workdir']}", "--preset=tiny", f"--out={tmp_path}/o", *args,
                         timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
@@ -233,7 +225,7 @@ def test_energy_cli_missing_model_fails_in_one_line(tmp_path):
     assert result.returncode == 2 and len(lines) == 1 and "--model: no model.keras" in lines[0], result.stderr
 
 
-def test_kernel_predictor_fits_predicts_and_reports_heldout_error(smoke_model, tmp_path):
+def test_kernel_predictor_fits_predicts_and_reports_heldout_error(smoke_run, tmp_path):
     out = str(tmp_path / "kernels")
     fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--grid=tiny", "--calibration_widths=0.15,0.3",
                      "--heldout_widths=0.2",
@@ -255,7 +247,7 @@ def test_kernel_predictor_fits_predicts_and_reports_heldout_error(smoke_model, t
                                                                   abs=2e-4)
             assert float(row["predicted_ms"]) == pytest.approx(scale * kernel_sum + offset, rel=1e-3, abs=1e-3)
     predicted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
-                           f"--model={smoke_model}", "--relative_power_w=2", timeout=120)
+                           f"--model={smoke_run['workdir']}", "--relative_power_w=2", timeout=120)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     lines = [line for line in predicted.stdout.splitlines() if "predicted" in line]
     assert len(lines) == 2 and all(" ms per inference, " in line and "mJ at 2 W" in line for line in lines)

@@ -22,11 +22,14 @@ def classical_run(tmp_path_factory):
 
 def test_writes_csv_summary_plot_and_config(classical_run):
     out, result = classical_run
-    assert sorted(os.listdir(out)) == ["ber.csv", "ber.png", "config.json", "summary.json"]
+    assert sorted(os.listdir(out)) == ["ber.csv", "ber.png", "calibration.csv", "config.json", "summary.json"]
     rows = ber.read_csv(os.path.join(out, "ber.csv"))
-    assert list(rows[0]) == ["receiver", "sinr_db", "ber", "bit_errors", "bits", "slots", "ber_ci_low", "ber_ci_high"]
+    assert list(rows[0]) == ["receiver", "sinr_db", "ber", "bit_errors", "bits", "slots", "ber_ci_low", "ber_ci_high",
+                             "blocks", "block_errors", "bler"]
+    assert all(r["blocks"] == r["bler"] == "" for r in rows)  # uncoded: no blocks
+    # The default receivers: the four classical ones.
     assert [(r["receiver"], float(r["sinr_db"])) for r in rows] == [
-        (name, s) for s in (0.0, 8.0, 16.0) for name in ("ls_lmmse", "perfect_lmmse")]
+        (name, s) for s in (0.0, 8.0, 16.0) for name in ("ls_lmmse", "perfect_lmmse", "ls_irc", "perfect_irc")]
     for row in rows:
         assert int(row["bits"]) >= 5000
         assert float(row["ber"]) == pytest.approx(int(row["bit_errors"]) / int(row["bits"]), rel=1e-5)
@@ -40,7 +43,12 @@ def test_summary_equals_what_the_csv_implies(classical_run):
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     rows = ber.read_csv(os.path.join(out, "ber.csv"))
-    assert set(summary) == {"ls_lmmse", "perfect_lmmse"}
+    assert set(summary) == {"ls_lmmse", "perfect_lmmse", "ls_irc", "perfect_irc"}
+    calibration = ber.read_csv(os.path.join(out, "calibration.csv"))
+    for name, entry in summary.items():  # every data bit of every point is in one |LLR| bin
+        assert sum(int(r["bits"]) for r in calibration if r["receiver"] == name) == \
+            sum(int(r["bits"]) for r in rows if r["receiver"] == name)
+        assert "llr_overconfidence" in entry
     for name, entry in summary.items():
         points = [(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"])) for r in rows
                   if r["receiver"] == name]

@@ -266,8 +266,9 @@ def test_multiworker_on_two_local_processes_trains_and_resumes(tmp_path):
 def test_ablation_trains_each_arm_and_draws_their_curves(tmp_path):
     arms = tmp_path / "arms"
     arms.mkdir()
-    (arms / "a-base.flags").write_text("--flagfile=smoke.flags\n--curve_every=3\n")
-    (arms / "b-sinr.flags").write_text("# one lever\n--flagfile=smoke.flags\n--curve_every=3\n--sinr_sampling=sinr\n")
+    smoke = os.path.relpath(os.path.join(REPO, "smoke.flags"), arms)  # relative to the arm file, as nested flagfiles are
+    (arms / "a-base.flags").write_text(f"--flagfile={smoke}\n--curve_every=3\n")
+    (arms / "b-sinr.flags").write_text(f"# one lever\n--flagfile={smoke}\n--curve_every=3\n--sinr_sampling=sinr\n")
     out, work = tmp_path / "out", tmp_path / "work"
     result = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -283,6 +284,6 @@ def test_ablation_trains_each_arm_and_draws_their_curves(tmp_path):
     # A rerun trains nothing (both arms finished); an arm without a curve is refused up front.
     again = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 2
-    (arms / "c-bad.flags").write_text("--flagfile=smoke.flags\n")
+    (arms / "c-bad.flags").write_text(f"--flagfile={smoke}\n")
     bad = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
     assert bad.returncode == 2 and "--arms: arm" in bad.stderr and "sets no --curve_every" in bad.stderr

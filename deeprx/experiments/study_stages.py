@@ -141,7 +141,7 @@ def run_edgetpu(context):
     for model in MODELS:
         path = edgetpu_path(config, model)
         shutil.copyfile(int8_path(config, model), path)
-        context.call("deeprx.compile", path)
+        context.call("deeprx.compile", f"--model={path}")
 
 
 def runner_model(config, model):
