@@ -78,6 +78,20 @@ def _image(folder, stem):
 def _evaluation(folder):
     run_config = _read_json(os.path.join(folder, "config.json"))
     lines = ["## BER vs SINR (`deeprx.evaluate`)", "", summary_table.table([folder]), ""]
+    summary = _read_json(os.path.join(folder, "summary.json"))
+    if any("sinr_at_bler_1e-1" in entry or "llr_overconfidence" in entry for entry in summary.values()):
+        def at(entry, key):
+            value = entry.get("sinr_at_" + key)
+            return f"{value:.2f}" if value is not None else entry.get("note_" + key, "-")
+        rows = [{"receiver": name, "SINR at BLER 1e-1 [dB]": at(entry, "bler_1e-1"),
+                 "SINR at BLER 1e-2 [dB]": at(entry, "bler_1e-2"),
+                 "LLR overconfidence": entry.get("llr_overconfidence")} for name, entry in summary.items()]
+        code = run_config.get("code") or {}
+        lines += ["## BLER and LLR calibration" + (f" (5G LDPC, {code['tb_size']}-bit transport block per slot, "
+                                                    f"rate {code['coderate']})" if code else ""), "",
+                  markdown_table(list(rows[0]), rows), "",
+                  "LLR overconfidence: mean |LLR| minus the empirical LLR of the decisions, bits-weighted over "
+                  "the |LLR| bins of calibration.csv with at least 10 errors (0: calibrated, > 0: overconfident).", ""]
     lines += _image(folder, "ber")
     lines += [f"- command: `{run_config['command']}`" if run_config.get("command")
               else "- command: not recorded in config.json (see NOTES.md)"]
