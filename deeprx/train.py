@@ -220,7 +220,11 @@ def train_and_evaluate(run, command):
         trainer = training.DistillationTrainer(distiller, run.kd, **trainer_args)
     else:
         trainer = training.Trainer(model, **trainer_args)
-    timing = trainer.fit()
+    try:
+        timing = trainer.fit()
+    except training.TrainingCollapsed as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
     # Saved on the scenario's grid with plain layers, however it trained.
     model = model_lib.on_grid(model, run.model_config, run.scenario, name="deeprx")
     if not chief:

@@ -1,6 +1,7 @@
 """The training recipe's levers: LAMB, SINR sampling, the auxiliary channel loss, a narrower
 training grid, learning curves, tf.distribute, saved-settings compatibility."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -287,3 +288,30 @@ def test_ablation_trains_each_arm_and_draws_their_curves(tmp_path):
     (arms / "c-bad.flags").write_text(f"--flagfile={smoke}\n")
     bad = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
     assert bad.returncode == 2 and "--arms: arm" in bad.stderr and "sets no --curve_every" in bad.stderr
+
+
+def test_collapse_rules():
+    ok = [tf.Variable([1.0, 2.0])]
+    assert training.collapse_problem(0.30, 0.25, ok) is None
+    assert training.collapse_problem(0.69, None, ok) is None  # an untrained start is not a collapse
+    assert "ln 2" in training.collapse_problem(0.6932, 0.28, ok)
+    assert "nan" in training.collapse_problem(float("nan"), 0.28, ok)
+    assert "moving_variance" in training.collapse_problem(
+        0.3, 0.28, ok + [tf.Variable([1.0, np.inf], name="bn/moving_variance")])
+
+
+def test_a_collapsed_run_stops_before_saving_and_names_the_last_checkpoint(tiny, tmp_path):
+    trainer = _trainer(tiny, tmp_path, steps=4, batch_size=8, checkpoint_every=2, log_every=2)
+    kernel = trainer.model.get_layer("head_conv").kernel  # the output conv
+    train_step, calls = trainer._train_step, []
+
+    def step_then_break_after_two(seed):
+        calls.append(seed)
+        if len(calls) == 3:  # every logit NaN from the third step on
+            kernel.assign(tf.fill(kernel.shape, np.nan))
+        return train_step(seed)
+
+    trainer._train_step = step_then_break_after_two
+    with pytest.raises(training.TrainingCollapsed, match=r"step 4: the loss is nan.*ckpt-2"):
+        trainer.fit()
+    assert tf.train.latest_checkpoint(trainer.checkpoint_dir).endswith("ckpt-2")

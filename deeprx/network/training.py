@@ -79,6 +79,30 @@ def save_model(model, path):
     os.replace(tmp, path)
 
 
+class TrainingCollapsed(RuntimeError):
+    """Training reached a state it cannot leave: a non-finite loss or variable, or the
+    loss back at ln 2 (every logit zero) after it had learnt."""
+
+
+LN2 = math.log(2.0)
+
+
+def collapse_problem(loss, best_loss, variables):
+    """What is wrong with a run whose averaged loss is `loss` (its best so far `best_loss`) and
+    whose variables (weights and batch-norm statistics) are `variables`; None if nothing.
+    The LAMB teachers of data/results/teacher-runs-collapse/ went this way: batch-norm moving
+    variances grew to inf over thousands of steps and the loss settled at ln 2."""
+    if loss is not None and not math.isfinite(loss):
+        return f"the loss is {loss}"
+    for variable in variables:
+        if not bool(tf.reduce_all(tf.math.is_finite(variable))):
+            return f"variable {variable.name} holds non-finite values"
+    if loss is not None and best_loss is not None and abs(loss - LN2) < 0.005 and best_loss < LN2 - 0.05:
+        return (f"the loss is {loss:.4f}, ln 2 (every logit zero: the network outputs nothing), "
+                f"after it had reached {best_loss:.4f}")
+    return None
+
+
 def channel_target(h):
     """The auxiliary loss's target: the true channel [B, 14, K, N] complex as [B, 14, K, 2N] real."""
     return tf.concat([tf.math.real(h), tf.math.imag(h)], axis=-1)
@@ -213,6 +237,18 @@ class Trainer:
                 status.assert_existing_objects_matched()
         return int(self.step.numpy())
 
+    def _check_health(self, step, loss, best_loss):
+        """Raises TrainingCollapsed, before the checkpoint at `step` is written, if the run has
+        collapsed, naming the last good checkpoint."""
+        variables = self.model.variables + (self.aux_head.variables if self.aux_head is not None else [])
+        problem = collapse_problem(loss, best_loss, variables)
+        if problem:
+            last_good = tf.train.latest_checkpoint(self.checkpoint_dir)
+            raise TrainingCollapsed(
+                f"training collapsed at step {step}: {problem}. Not saved; the last checkpoint written is "
+                f"{last_good or 'none'}. Resume with a lower learning rate (--learning_rate) or another "
+                f"optimizer, or copy the run and resume it from that checkpoint.")
+
     def fit(self):
         """Trains from the restored step to config.steps; returns timing figures."""
         config = self.config
@@ -225,7 +261,7 @@ class Trainer:
         writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tb")) if self.chief
                   else tf.summary.create_noop_writer())
         start = last_time = time.time()
-        last_step, sums, scalars = start_step, {}, {}
+        last_step, sums, scalars, best_loss = start_step, {}, {}, None
         timed_from = time.time()
         for step in range(start_step, config.steps):
             seed = tf.constant(data_lib.slot_seed("train", config.seed, step), tf.int64)
@@ -256,6 +292,9 @@ class Trainer:
                     tf.summary.scalar("slots_seen", done * config.batch_size)
             curve_point = self.curve is not None and (done % config.curve_every == 0 or done == config.steps)
             if checkpoint or curve_point:
+                self._check_health(done, scalars.get("loss"), best_loss)
+                if scalars.get("loss") is not None:
+                    best_loss = min(best_loss if best_loss is not None else math.inf, scalars["loss"])
                 paused = time.time()
                 self.train_seconds.assign_add(paused - timed_from)
                 if checkpoint:
