@@ -1,7 +1,6 @@
 """The training recipe's levers: LAMB, SINR sampling, the auxiliary channel loss, a narrower
 training grid, learning curves, tf.distribute, saved-settings compatibility."""
 
-import dataclasses
 import json
 import os
 import subprocess
