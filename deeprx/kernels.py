@@ -1,43 +1,47 @@
-"""Kernel-level latency and energy predictors (DeepEn2023, PAPER.md section 4).
+"""Kernel-level latency and energy predictor (DeepEn2023, nn-Meter; PAPER.md section 4).
 
 Example usage:
   python -m deeprx.kernels fit --preset=cpu --out=runs/kernels-cpu
   python -m deeprx.kernels predict --predictor=runs/kernels-cpu --model=runs/teacher-cpu --preset=cpu
+  python -m deeprx.kernels predict --predictor=runs/kernels-cpu --model=edge_out/deeprx_int8.tflite
 
-`fit` times single kernels on this machine over a grid of shapes, for each backend (float
-TensorFlow, batch 1, in a tf.function; int8 on the CPU interpreter, LiteRT, one thread per
-core), fits one scikit-learn regressor per kernel type and backend, then predicts whole
-DeepRx variants as the sum of their kernels and compares with the measured model: the mean absolute percentage
-error (MAPE) on variants never used in fitting (the kernels are fitted on isolated layers,
-never on a DeepRx). A runtime runs kernels inside a model faster or slower than alone, so
-the kernel sum is calibrated per backend (model = scale x sum + offset) on DeepRx variants
-of other widths (--calibration_widths) than the held-out ones. Writes OUT/kernels.csv (every timing), OUT/heldout.csv, OUT/fit.json
-and OUT/predictor.joblib.
+Three backends: keras_float (float TensorFlow, batch 1, in a tf.function, at the process's
+threads), tflite_float and tflite_int8 (the CPU interpreter, LiteRT with XNNPACK, at each of
+--threads). A model is the operators its runtime executes: a Keras model's layers, a
+.tflite's operators after the converter's fusions (deeprx/costs/op_features.py). An
+operator's features: its type, kernel size, dilation, channels in/out, spatial size, depth
+multiplier, data type (the backend) and threads, with the FLOPs, activation and weight bytes
+they imply. Its latency and CPU time are predicted by one gradient-boosted tree ensemble
+(scikit-learn) per backend, fitted on log2 seconds, as nn-Meter fits random forests per kernel.
 
-Kernel types: conv3x3, pointwise (1x1 conv), depthwise (dilated 3x3), bn_relu (BN, which
-inference runs as mul + add, and the ReLU after it: TFLite fuses that ReLU into the add, so
-DeepRx's pre-activation BN -> ReLU pairs are one kernel, as DeepEn2023's conv+bn+relu
-kernels are), add. Features: FLOPs, activation bytes, weight bytes (deeprx/costs/estimates.py); the
-regressor is a non-negative linear model (latency = overhead + per-FLOP + per-byte terms), which,
-unlike a forest, extrapolates to layers larger than the grid. A kernel's own latency is, in
-float, what 4 more runs of it in the same tf.function add, / 4 (a call's overhead, about
-0.5 ms here, drops out, as it does inside a model), and in int8 its invoke minus an empty
-invoke; without calibration a model's prediction is the sum of its kernels plus one empty call.
+`fit` samples --fit_layers one-layer models over that space (14 x 24..264 grids, 4..320
+channels, dilations up to 4 x 8, depth multiplier 1 or 2), converts each per backend, times
+every operator alone (a .tflite's operators cut out one per model; a Keras model's layers
+one per model, in a graph: what 4 more runs add, / 4) and fits. It then predicts and measures
+whole models it never saw, in three families: (a) DeepRx paper and edge variants at
+--heldout_widths, (b) width 0.5 on --heldout_prbs grids, (c) plain ResNets of 3x3 convs; a
+prediction is the operators' sum plus one empty call, with no calibration to whole models.
+Writes OUT/kernels.csv (every operator timing), OUT/heldout.csv, OUT/heldout_summary.json
+({family: {backend: {mape, within_10pct, models, predictions}}}), OUT/fit.json,
+OUT/heldout.png and OUT/predictor.joblib.
 
-Energy: a kernel's energy is its latency x the relative power of its backend at full load
-(python -m deeprx.energy measures that with its power source); `predict --relative_power_w`
-turns predicted latency into energy. Energy score of a model on a device:
-  score = 100 x E_reference / E_model  (energy per inference, same device and precision),
-so a model that needs half the reference's energy per inference scores 200.
+Energy: --energy_source=cputime[:W] (the only one a per-operator prediction can be checked
+against here: no meter, no RAPL) turns CPU seconds into joules, predicted from the operators'
+CPU times and measured as the whole model's process CPU time. Energy score of a model on a
+device: score = 100 x E_reference / E_model (energy per inference, same device and precision).
 """
 
 import os
+import sys
 
 from absl import flags
 
 from deeprx.core import cli
 from deeprx.core import scenario_flags
-from deeprx.costs import kernel_timing as timing
+from deeprx.costs import kernel_predictor as predictor_lib
+from deeprx.costs import plots
+from deeprx.costs import power_sources
+from deeprx.network import model as model_lib
 
 FLAGS = flags.FLAGS
 
@@ -47,57 +51,90 @@ def define_flags():
     together in one process)."""
     flags.DEFINE_string("out", None, "fit: the predictor directory to write")
     flags.DEFINE_string("predictor", None, "predict: a directory of `fit`")
-    flags.DEFINE_string("model", None, "predict: a run directory of python -m deeprx.train")
-    flags.DEFINE_list("backends", ["float", "int8"], "float (TensorFlow) and/or int8 (CPU interpreter)")
-    flags.DEFINE_enum("grid", "full", ["full", "tiny"], "kernel shapes to time: full, or tiny (tests)")
-    flags.DEFINE_list("calibration_widths", ["0.25", "0.75"],
-                      "width multipliers of the DeepRx variants (paper and edge) that calibrate the kernel sum "
-                      "to whole models; empty: no calibration")
-    flags.DEFINE_list("heldout_widths", ["0.2", "0.35", "0.5"],
-                      "width multipliers of the held-out DeepRx variants (each in the paper and edge variants)")
-    flags.DEFINE_float("min_seconds", 0.3, "timing: repeat each kernel for at least this long")
-    flags.DEFINE_float("relative_power_w", None, "predict: relative power of the backend at load, for energy")
+    flags.DEFINE_string("model", None, "predict: a run directory of python -m deeprx.train, or a .tflite")
+    flags.DEFINE_list("backends", list(predictor_lib.BACKENDS), "backends to fit or predict")
+    flags.DEFINE_list("threads", ["1", "2"], "TFLite interpreter threads to time and predict")
+    flags.DEFINE_integer("fit_layers", 240, "fit: one-layer models sampled")
+    flags.DEFINE_list("heldout_widths", ["0.3", "0.6", "0.9"], "fit: width multipliers of held-out family (a)")
+    flags.DEFINE_list("heldout_prbs", ["4", "16"], "fit: PRB counts of held-out family (b), DeepRx width 0.5")
+    flags.DEFINE_list("heldout_resnets", ["16x2", "32x3", "64x3", "96x4"],
+                      "fit: plain ResNets of held-out family (c), CHANNELSxBLOCKS")
+    flags.DEFINE_float("min_seconds", 0.2, "timing: repeat each operator or model for at least this long")
+    flags.DEFINE_string("energy_source", "cputime", "fit: cputime[:W per busy core], or none")
     scenario_flags.define_flags()
+
+
+def _numbers(name, kind):
+    with cli.flag(name):
+        try:
+            return [kind(v) for v in getattr(FLAGS, name)]
+        except ValueError:
+            raise ValueError(f"expected {kind.__name__}s, got {','.join(getattr(FLAGS, name))}") from None
 
 
 def main(argv):
     _, scenario = scenario_flags.scenario_from_flags(FLAGS)
-    unknown = sorted(set(FLAGS.backends) - set(timing.BACKENDS))
+    unknown = sorted(set(FLAGS.backends) - set(predictor_lib.BACKENDS))
     if unknown or not FLAGS.backends:
-        raise cli.FlagError("backends", f"choose from {', '.join(timing.BACKENDS)}, got {','.join(FLAGS.backends)}")
+        raise cli.FlagError("backends", f"choose from {','.join(predictor_lib.BACKENDS)}, got {','.join(FLAGS.backends)}")
+    threads = _numbers("threads", int)
     if argv[1] == "fit":
         cli.check_out_dir(FLAGS.out)
-        widths = {}
-        for name in ("calibration_widths", "heldout_widths"):
-            try:
-                widths[name] = [float(w) for w in getattr(FLAGS, name) or ()]
-            except ValueError:
-                raise cli.FlagError(name, f"expected numbers, got {','.join(getattr(FLAGS, name))}") from None
-        if not widths["heldout_widths"]:
-            raise cli.FlagError("heldout_widths", "at least one held-out width is needed")
-        with cli.flag("heldout_widths"):
-            result = timing.fit(scenario, FLAGS.backends, FLAGS.grid, widths["calibration_widths"],
-                                widths["heldout_widths"], FLAGS.min_seconds, FLAGS.out)
-        print(f"Wrote {FLAGS.out}: held-out latency MAPE " + ", ".join(
-            f"{b} {m:.1f}%" for b, m in result["latency_mape_heldout"].items()), flush=True)
+        resnets = []
+        with cli.flag("heldout_resnets"):
+            for spec in FLAGS.heldout_resnets:
+                channels, _, blocks = spec.partition("x")
+                if not (channels.isdigit() and blocks.isdigit()):
+                    raise ValueError(f"expected CHANNELSxBLOCKS such as 32x3, got {spec!r}")
+                resnets.append((int(channels), int(blocks)))
+        source = None
+        if FLAGS.energy_source != "none":
+            with cli.flag("energy_source"):
+                if not FLAGS.energy_source.startswith("cputime"):
+                    raise ValueError("a per-operator energy prediction is checked against cputime[:W] only")
+                source = power_sources.parse_source(FLAGS.energy_source)
+        families = predictor_lib.heldout_families(scenario, _numbers("heldout_widths", float),
+                                                  _numbers("heldout_prbs", int), resnets)
+        result = predictor_lib.fit(scenario, FLAGS.backends, threads, predictor_lib.fit_space(FLAGS.fit_layers),
+                                   families, FLAGS.min_seconds, FLAGS.out, source,
+                                   command=" ".join(["python -m deeprx.kernels"] + sys.argv[1:]))
+        plots.heldout_plot(FLAGS.out)
+        print(f"Wrote {FLAGS.out}: held-out latency MAPE / within +-10%:", flush=True)
+        for family, backends in result["heldout_latency"].items():
+            print(f"  {family}: " + ", ".join(f"{b} {v['mape']:.1f}% / {100 * v['within_10pct']:.0f}%"
+                                              for b, v in backends.items()), flush=True)
         return
     if not FLAGS.predictor or not FLAGS.model:
         raise cli.FlagError("predictor" if not FLAGS.predictor else "model", "predict needs --predictor and --model")
-    from deeprx.core import workdir as workdir_lib
     with cli.flag("predictor"):
-        predictor = timing.load_predictor(FLAGS.predictor)
+        predictor = predictor_lib.load_predictor(FLAGS.predictor)
     with cli.flag("model"):
-        run_dir = workdir_lib.RunDir(FLAGS.model)
-        if not os.path.isfile(run_dir.file("config.json")):
-            raise ValueError(f"no config.json in {FLAGS.model!r}: give a directory of python -m deeprx.train")
-        model_config = run_dir.model_config
-    for backend in FLAGS.backends:
-        if backend not in predictor.empty_call_s:
-            raise cli.FlagError("backends", f"the predictor was not fitted for {backend}")
-        seconds = predictor.model_seconds(model_config, scenario, backend)
-        energy = ("" if FLAGS.relative_power_w is None else
-                  f", {1e3 * seconds * FLAGS.relative_power_w:.4g} mJ at {FLAGS.relative_power_w:g} W relative power")
-        print(f"{FLAGS.model} {backend}: predicted {1e3 * seconds:.3f} ms per inference{energy}", flush=True)
+        models = _models_to_predict(FLAGS.model, scenario)
+    for backend, rows in models:
+        for n in ([t for (b, t) in predictor.empty_call if b == backend] if backend == "keras_float" else threads):
+            if (backend, n) not in predictor.empty_call:
+                raise cli.FlagError("threads", f"the predictor was not fitted for {backend} at {n} thread(s)")
+            wall, cpu = predictor.model_seconds(rows, backend, n)
+            print(f"{FLAGS.model} {backend} {n} thread(s): predicted {1e3 * wall:.3f} ms per inference, "
+                  f"{1e3 * cpu:.3f} ms CPU time ({len(rows)} operators)", flush=True)
+
+
+def _models_to_predict(path, scenario):
+    """[(backend, operator rows)]: a .tflite's own backend, or a run directory on --backends."""
+    import tempfile
+    from deeprx.costs import op_features
+    if path.endswith(".tflite"):
+        rows = op_features.tflite_ops(path)
+        return [("tflite_int8" if rows and rows[0]["dtype"] == "int8" else "tflite_float", rows)]
+    from deeprx.core import workdir as workdir_lib
+    run_dir = workdir_lib.RunDir(path)
+    if not os.path.isfile(run_dir.file("config.json")):
+        raise ValueError(f"no config.json in {path!r}: give a directory of python -m deeprx.train or a .tflite")
+    model_config = run_dir.model_config
+    keras_model = model_lib.build(model_config, scenario, batch_size=1)
+    export_model = model_lib.expanded(keras_model, model_config, scenario, batch_size=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        return [(b, predictor_lib.backend_rows(keras_model, export_model, b, tmp)[0]) for b in FLAGS.backends]
 
 
 if __name__ == "__main__":

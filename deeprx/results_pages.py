@@ -112,11 +112,33 @@ def _tables(folder):
     return lines
 
 
+def _two_level(value):
+    """A {a: {b: {leaf: scalar}}} mapping as table rows [{"": a, " ": b, leaf...}], or None."""
+    if not isinstance(value, dict) or not value:
+        return None
+    rows = []
+    for outer, inner in value.items():
+        if not isinstance(inner, dict) or not all(isinstance(v, dict) for v in inner.values()):
+            return None
+        for name, leaves in inner.items():
+            if not all(isinstance(v, (int, float, str)) for v in leaves.values()):
+                return None
+            rows.append({"": outer, " ": name, **leaves})
+    return rows
+
+
 def _record(folder, path):
     record = _read_json(path)
     scalars = [{"figure": key, "value": value} for key, value in record.items()
                if isinstance(value, (int, float, str)) and key not in ("command", "date", "machine")]
-    lines = [f"## {os.path.basename(path)}", "", markdown_table(["figure", "value"], scalars), ""]
+    lines = [f"## {os.path.basename(path)}", ""]
+    if scalars:
+        lines += [markdown_table(["figure", "value"], scalars), ""]
+    nested = {None: record} if _two_level(record) else {k: v for k, v in record.items() if _two_level(v)}
+    for key, value in nested.items():
+        rows = _two_level(value)
+        header = list(dict.fromkeys(k for row in rows for k in row))
+        lines += ([] if key is None else [f"### {key}", ""]) + [markdown_table(header, rows), ""]
     rows = record.get("side_by_side")
     if rows:
         header = list(dict.fromkeys(key for row in rows for key in row))
@@ -160,7 +182,10 @@ def page(folder):
 
 
 def folders(results):
-    return sorted(path for path in glob.glob(os.path.join(results, "*")) if os.path.isdir(path))
+    """Every results folder, and every folder below one that has its own NOTES.md."""
+    top = [path for path in glob.glob(os.path.join(results, "*")) if os.path.isdir(path)]
+    nested = [os.path.dirname(path) for path in glob.glob(os.path.join(results, "*", "**", NOTES), recursive=True)]
+    return sorted(set(top + nested))
 
 
 def main(argv):

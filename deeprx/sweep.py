@@ -36,6 +36,7 @@ from absl import flags
 from deeprx import train as train_lib
 from deeprx.core import cli
 from deeprx.core import config as config_lib
+from deeprx.core import kd_config
 from deeprx.core import jobs
 from deeprx.core import scenario_flags
 from deeprx.experiments import sweep as sweep_lib
@@ -47,12 +48,12 @@ FLAGS = flags.FLAGS
 def define_flags():
     """This command's flags (defined only when it runs, so that every module imports
     together in one process)."""
-    flags.DEFINE_list("seeds", ["0", "1"], "training seeds of the step-4 students (steps 1-3 use the first)")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "training seeds of the step-4 students (steps 1-3 use the first)")
     flags.DEFINE_integer("student_steps", 1000, "training steps of every student (teachers: --steps)")
     flags.DEFINE_list("student_ratios", ["0.15", "0.25", "0.6"],
                       "step 1: student FLOPs / base teacher's (the base student is added)")
     flags.DEFINE_list("teacher_widths", ["0.35"], "step 2: teacher width multipliers (the base teacher is added)")
-    flags.DEFINE_list("alphas", ["0.1", "5e4", "5e5", "1e6"], "step 3: alpha grid, at --temperature")
+    flags.DEFINE_list("alphas", ["0.1", "0.5", "0.9", "0.98", "0.999"], "step 3: alpha grid, at --temperature")
     flags.DEFINE_list("temperatures", ["1", "2", "3", "4", "5"], "step 3: T grid, at --alpha")
     flags.DEFINE_list("dmrs_counts", ["1", "2"], "step 4: DMRS symbols per slot")
     flags.DEFINE_enum("fig6_kd", "best", ["best", "flags"],
@@ -115,7 +116,7 @@ def sweep_from_flags():
     for alpha in sweep.alphas + (sweep.base_alpha,):
         for temperature in sweep.temperatures + (sweep.base_temperature,):
             with cli.flag("alphas" if alpha in sweep.alphas else "alpha"):
-                config_lib.check_kd_settings(alpha, temperature, FLAGS.kd_form, FLAGS.kd_reduction)
+                kd_config.check_kd_settings(alpha, temperature, FLAGS.kd_form, FLAGS.kd_reduction)
     for width in sweep.teacher_widths:
         with cli.flag("teacher_widths"):
             sweep.model_config(width)

@@ -92,7 +92,7 @@ class Run:
     model_config: object
     train_config: object
     evaluation: object
-    kd: object = None            # config.KDConfig when distilling
+    kd: object = None            # a kd_config.KDConfig when distilling
     teacher_run: object = None   # the teacher's Run when it must be trained first
 
     def settings(self):
@@ -215,8 +215,10 @@ def train_and_evaluate(run, command):
         with strategy.scope():
             teacher, _ = workdir_lib.RunDir(run.kd.teacher).model_on_grid(train_scenario)
         print(f"distilling from {run.kd.teacher} ({teacher.count_params():,} parameters): alpha {run.kd.alpha:g}, "
-              f"T {run.kd.temperature:g}, {run.kd.form} form, KL {run.kd.reduction} over data bits", flush=True)
-        distiller = distiller_lib.Distiller(student=model, teacher=teacher)
+              f"T {run.kd.temperature:g}, {run.kd.form} form, KL {run.kd.reduction} over data bits"
+              + (f", feature hint weight {run.kd.feature_weight:g}" if run.kd.feature_weight else ""), flush=True)
+        distiller = distiller_lib.Distiller(student=model, teacher=teacher,
+                                            feature_layer="head_relu" if run.kd.feature_weight else None)
         trainer = training.DistillationTrainer(distiller, run.kd, **trainer_args)
     else:
         trainer = training.Trainer(model, **trainer_args)

@@ -3,6 +3,7 @@ import pytest
 import tf_keras as keras
 
 from deeprx.core import config
+from deeprx.core import kd_config
 
 from deeprx.simulation import data
 
@@ -115,5 +116,53 @@ def test_bad_kd_settings(kwargs, needle):
     settings = dict(alpha=5e5, temperature=3.0, form="paper", kd_reduction="mean", **{})
     settings.update(kwargs)
     with pytest.raises(ValueError, match=needle):
-        config.check_kd_settings(settings["alpha"], settings["temperature"], settings["form"],
+        kd_config.check_kd_settings(settings["alpha"], settings["temperature"], settings["form"],
                                     settings["kd_reduction"])
+
+
+def test_feature_hint_trains_the_student_toward_the_teachers_features(tiny, tmp_path):
+    import tensorflow as tf
+    from deeprx.network import training
+    teacher = model.build(model.DeepRxConfig(width_multiplier=0.25), tiny)
+    student = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny)
+    with pytest.raises(ValueError, match="feature_layer"):
+        distiller.Distiller(student=student, teacher=teacher).compile(keras.optimizers.Adam(), feature_weight=1.0)
+    # Logits off (alpha 0, a KL that cannot move them at T huge): only the hint teaches.
+    kd = kd_config.KDConfig(teacher="", alpha=0.0, temperature=1e6, form="paper", reduction="mean", feature_weight=1.0)
+    d = distiller.Distiller(student=student, teacher=teacher, feature_layer="head_relu")
+    assert d.adapter.kernel.shape[-2:] == (student.get_layer("head_relu").output.shape[-1],
+                                           teacher.get_layer("head_relu").output.shape[-1])
+    train_config = config.TrainConfig(steps=30, batch_size=4, learning_rate=1e-2, warmup_steps=1,
+                                      checkpoint_every=30, log_every=30)
+    trainer = training.DistillationTrainer(d, kd, tiny, train_config, str(tmp_path), log=lambda *a, **k: None)
+    batch = data.SlotGenerator(tiny)(4, seed=99)
+
+    def hint_loss():
+        _, s = d._student_features(batch.inputs, training=False)
+        _, t = d._teacher_features(batch.inputs, training=False)
+        return float(d.feature_loss(s, t))
+    before = hint_loss()
+    timing = trainer.fit()
+    assert hint_loss() < 0.8 * before, (before, hint_loss())
+    assert 0.9 < timing["final_feature_share"] <= 1.0
+    # The adapter is in the checkpoint: it resumes with the student.
+    saved = dict(tf.train.list_variables(tf.train.latest_checkpoint(trainer.checkpoint_dir)))
+    assert any(name.startswith("feature_adapter/") for name in saved), sorted(saved)[:10]
+
+
+def test_paper_alpha_maps_onto_the_hinton_form(pair, logits):
+    """The paper's loss (alpha L_student + KL summed over a slot's N data bits) is the hinton
+    form's (KL averaged) at kd_alpha_from_paper, times a constant: the same gradient direction."""
+    teacher_logits, student_logits, mask = logits
+    bits = (teacher_logits > 0).astype(np.float32)
+    n = int(mask[0].sum()) * teacher_logits.shape[-1]  # data bits per slot
+    student_loss = float(losses.masked_bce(bits, student_logits, mask))
+    d = distiller.Distiller(student=pair[1], teacher=pair[0])
+    totals = []
+    for form, reduction, alpha in (("paper", "sum", 5e5), ("hinton", "mean", kd_config.kd_alpha_from_paper(5e5, 3.0, n))):
+        d.compile(keras.optimizers.Adam(), alpha=alpha, temperature=3.0, form=form, kd_reduction=reduction)
+        kl = float(losses.tempered_bernoulli_kl(teacher_logits, student_logits, 3.0, mask, reduction))
+        totals.append((float(d.combine(student_loss, kl)), alpha))
+    (paper, alpha_p), (hinton, alpha_h) = totals
+    assert paper / hinton == pytest.approx(alpha_p / alpha_h, rel=1e-4)
+    assert kd_config.KD_DEFAULTS.form == "hinton" and kd_config.KD_DEFAULTS.reduction == "mean"

@@ -1,7 +1,6 @@
 """Energy: per-layer costs, the metrics, the four-step method and its power sources, the
 energy CLI end to end, the kernel-level predictor, and one-line errors for bad input."""
 
-import csv
 import json
 import os
 import time
@@ -223,33 +222,3 @@ def test_energy_cli_missing_model_fails_in_one_line(tmp_path):
     result = run_module("deeprx.energy", f"--model={tmp_path}/nothing", f"--out={tmp_path}/o", timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "--model: no model.keras" in lines[0], result.stderr
-
-
-def test_kernel_predictor_fits_predicts_and_reports_heldout_error(smoke_run, tmp_path):
-    out = str(tmp_path / "kernels")
-    fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--grid=tiny", "--calibration_widths=0.15,0.3",
-                     "--heldout_widths=0.2",
-                     "--min_seconds=0.01", f"--out={out}", timeout=900)
-    assert fit.returncode == 0, fit.stderr[-3000:]
-    with open(os.path.join(out, "fit.json")) as f:
-        result = json.load(f)
-    with open(os.path.join(out, "heldout.csv")) as f:
-        heldout = list(csv.DictReader(f))
-    assert len(heldout) == 4  # paper and edge variant, float and int8
-    for backend in ("float", "int8"):
-        rows = [r for r in heldout if r["backend"] == backend]
-        errors = [abs(float(r["predicted_ms"]) - float(r["measured_ms"])) / float(r["measured_ms"]) for r in rows]
-        assert result["latency_mape_heldout"][backend] == pytest.approx(100 * sum(errors) / len(errors), abs=0.01)
-        scale, offset = result["calibration"][backend]["scale"], result["calibration"][backend]["offset_ms"]
-        for row in rows:  # the calibrated prediction is the calibration line through the kernel sum
-            kernel_sum = float(row["kernel_sum_ms"])
-            assert float(row["uncalibrated_ms"]) == pytest.approx(kernel_sum + result["empty_call_us"][backend] / 1e3,
-                                                                  abs=2e-4)
-            assert float(row["predicted_ms"]) == pytest.approx(scale * kernel_sum + offset, rel=1e-3, abs=1e-3)
-    predicted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
-                           f"--model={smoke_run['workdir']}", "--relative_power_w=2", timeout=120)
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    lines = [line for line in predicted.stdout.splitlines() if "predicted" in line]
-    assert len(lines) == 2 and all(" ms per inference, " in line and "mJ at 2 W" in line for line in lines)
-    no_command = run_module("deeprx.kernels", "--preset=tiny", timeout=60)
-    assert no_command.returncode == 2 and "give a command first: fit|predict" in no_command.stderr

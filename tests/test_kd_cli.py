@@ -38,7 +38,7 @@ def test_kd_flags_train_the_missing_teacher_then_the_student(kd_run):
     assert 0 < trained["final_kd_share"] < 1 and 0 < trained["final_kd_grad_share"] < 1
     with open(os.path.join(student, "config.json")) as f:
         kd = json.load(f)["kd"]
-    assert (kd["alpha"], kd["temperature"], kd["form"]) == (5e5, 3.0, "paper")
+    assert (kd["alpha"], kd["temperature"], kd["form"], kd["reduction"]) == (0.5, 3.0, "hinton", "mean")
 
 
 def test_kd_rerun_resumes_and_reuses_the_teacher(kd_run):

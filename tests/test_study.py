@@ -159,4 +159,4 @@ def test_a_workdir_of_other_settings_is_refused(study):
     result = run_module("deeprx.study", *ARGS, f"--workdir={study['workdir']}", "--alpha=0.1", timeout=120)
     assert result.returncode == 2 and "holds a study with other settings (alpha differ" in result.stderr
     with open(os.path.join(study["workdir"], "study.json")) as f:
-        assert json.load(f)["settings"]["alpha"] == 5e5
+        assert json.load(f)["settings"]["alpha"] == 0.5

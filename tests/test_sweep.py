@@ -12,14 +12,15 @@ import time
 import pytest
 
 from conftest import REPO, processes_naming, run_module
+from deeprx.experiments import kd_curves
 from deeprx.experiments import sweep as sweep_lib
 
 # sweep-tiny.flags with the smallest grids that still cover every step and both DMRS counts
 # (one seed: 10 runs; the seed axis is the same loop as the DMRS axis of step 4).
-TINY = ["--flagfile=sweep-tiny.flags", "--alphas=0.1,5e5", "--temperatures=3", "--seeds=0", "--parallel=2"]
+TINY = ["--flagfile=sweep-tiny.flags", "--alphas=0.1,0.9", "--temperatures=3", "--seeds=0", "--parallel=2"]
 STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
               "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png", "kd_summary.json",
-              "kd_summary.md")
+              "kd_summary.md", "kd_curves.csv", "kd_curves_dmrs1.png", "kd_curves_dmrs2.png")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,9 @@ def test_tiny_sweep_writes_every_step(tiny_sweep):
         summary = json.load(f)
     assert sorted((r["seed"], r["num_dmrs"]) for r in summary["runs"]) == [(0, 1), (0, 2)]
     with open(os.path.join(workdir, "kd_summary.md")) as f:
-        table = f.read().split("\n\n", 1)[1]
+        text = f.read()
+    table, budgets_text = text.split("\n\n", 1)[1].split("\nOver training budgets", 1)
+    assert kd_curves.markdown(summary["budgets"]) in budgets_text
     assert table == sweep_lib.kd_table(summary["runs"]) and table in result.stdout
     rows = [line.split(" | ") for line in table.splitlines()[2:]]
     assert [(row[0], row[1]) for row in rows] == [("| 1", "0"), ("| 2", "0")]
@@ -52,6 +55,13 @@ def test_tiny_sweep_writes_every_step(tiny_sweep):
     for entry in summary["runs"]:
         assert set(entry) == {"seed", "num_dmrs", "gm_ber_kd", "gm_ber_scratch", "gain_db_at_1e-2", "gain_db_at_1e-3"}
         assert -10 < entry["gm_ber_kd"] < 0 and -10 < entry["gm_ber_scratch"] < 0
+    # Learning curves every 2 of the 4 student steps: KD vs scratch at both budgets, per DMRS count.
+    budgets = _table(workdir, "kd_curves.csv")
+    assert [(r["num_dmrs"], r["step"], r["seeds"]) for r in budgets] == [
+        ("1", "2", "1"), ("1", "4", "1"), ("2", "2", "1"), ("2", "4", "1")]
+    for row, budget in zip(budgets, summary["budgets"]):
+        assert float(row["gm_ber_diff_mean"]) == budget["gm_ber_diff_mean"]
+        assert budget["gm_ber_diff_ci_low"] is None and budget["gm_ber_diff_n"] == 1  # one seed: no interval
     # Step 4 distills with the best (alpha, T) of step 3.
     alpha_t = _table(workdir, "alpha_T.csv")
     best = min((r for r in alpha_t if r["grid"] != "none (scratch)"), key=lambda r: float(r["gm_ber"]))
@@ -138,7 +148,7 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
     assert len(_table(workdir, "teacher_size.csv")) == 2
     with open(os.path.join(workdir, "kd_summary.json")) as f:
         summary = json.load(f)
-    assert (summary["alpha"], summary["temperature"], summary["chosen_by"]) == (5e5, 3.0, "--alpha and --temperature")
+    assert (summary["alpha"], summary["temperature"], summary["chosen_by"]) == (0.5, 3.0, "--alpha and --temperature")
     assert len(summary["runs"]) == 2 and not os.path.exists(os.path.join(workdir, "alpha_T.csv"))
 
 
@@ -150,7 +160,7 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
     ("--dmrs_counts=3", "--dmrs_counts: every value must be 1 or 2"),
     ("--student_ratios=1e-6", "--student_ratios: a FLOP budget"),
     ("--model_mflops=5", "--model_mflops"),
-    ("--kd_form=hinton", "--alphas: alpha must be in [0, 1] for the hinton form"),
+    ("--alphas=0.1,5", "--alphas: alpha must be in [0, 1] for the hinton form"),
 ])
 def test_bad_sweep_flags_fail_before_compute(tmp_path, flag, needle):
     result = run_module("deeprx.sweep", "--flagfile=sweep-tiny.flags", f"--workdir={tmp_path}/kd", flag, timeout=60)

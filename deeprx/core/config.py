@@ -309,47 +309,6 @@ class TrainConfig:
             raise ValueError(f"curve_every must be a non-negative integer, got {self.curve_every!r}")
 
 
-KD_FORMS = ("paper", "hinton")
-KD_REDUCTIONS = ("mean", "sum")
-
-
-def check_kd_settings(alpha, temperature, form, reduction):
-    """Raises ValueError naming the bad setting (alpha, temperature, kd_form, kd_reduction)."""
-    if form not in KD_FORMS:
-        raise ValueError(f"kd_form must be one of {', '.join(KD_FORMS)}, got {form!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature!r}")
-    if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-    if form == "hinton" and alpha > 1:
-        raise ValueError(f"alpha must be in [0, 1] for the hinton form, got {alpha!r}")
-    if reduction not in KD_REDUCTIONS:
-        raise ValueError(f"kd_reduction must be one of {', '.join(KD_REDUCTIONS)}, got {reduction!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class KDConfig:
-    """Knowledge distillation of a student from the teacher in directory `teacher`.
-
-    The student's FLOPs per slot are `student_flops_ratio` x the teacher's (the paper's
-    11/30). Loss forms and reductions: deeprx.network.distiller and deeprx.network.losses.
-    """
-    teacher: str
-    alpha: float = 5e5
-    temperature: float = 3.0
-    form: str = "paper"
-    reduction: str = "sum"
-    student_flops_ratio: float = 11 / 30
-
-    def __post_init__(self):
-        check_kd_settings(self.alpha, self.temperature, self.form, self.reduction)
-        if not self.student_flops_ratio > 0:
-            raise ValueError(f"student_flops_ratio must be positive, got {self.student_flops_ratio!r}")
-
-
-# The KD defaults (the paper's alpha = 5e5, T = 3, student at 11/30 of the teacher's FLOPs):
-# every CLI flag, the study and the Distiller take theirs from here.
-KD_DEFAULTS = KDConfig(teacher="")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 
 from deeprx import REPO_ROOT
 from deeprx.core import config as config_lib
+from deeprx.core import kd_config
 from deeprx.network import model as model_lib
 from edge import ber as ber_lib
 
@@ -65,6 +66,8 @@ def _comparable(run_config):
     # Settings added since a run was saved take their defaults, which are the earlier behaviour.
     train = {**config_lib.to_dict(config_lib.TrainConfig()), **run_config["train"]}
     train = {k: v for k, v in train.items() if k not in RESUMABLE_CHANGES}
+    if run_config.get("kd"):
+        run_config = {**run_config, "kd": {**config_lib.to_dict(kd_config.KD_DEFAULTS), **run_config["kd"]}}
     return {**run_config, "train": train}
 
 

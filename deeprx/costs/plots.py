@@ -122,3 +122,42 @@ def all_plots(result, out):
     layers(result, os.path.join(out, "layers.png"))
     processors(result, os.path.join(out, "processors.png"))
     amortization(result, os.path.join(out, "amortization.png"))
+
+
+def heldout_plot(out):
+    """OUT/heldout.png of python -m deeprx.kernels fit: predicted against measured latency of
+    every held-out model, one panel per backend, marker per family, +-10% band."""
+    import csv
+    import json
+    with open(os.path.join(out, "heldout.csv")) as f:
+        rows = list(csv.DictReader(f))
+    with open(os.path.join(out, "fit.json")) as f:
+        fit = json.load(f)
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    markers = dict(zip(families, "os^Dv"))
+    figure, axes = plt.subplots(1, len(backends), figsize=(4.2 * len(backends), 4.4), squeeze=False)
+    for ax, backend in zip(axes[0], backends):
+        mine = [r for r in rows if r["backend"] == backend]
+        values = [float(r[k]) for r in mine for k in ("measured_wall_ms", "predicted_wall_ms")]
+        line = np.geomspace(min(values) * 0.8, max(values) * 1.25, 10)
+        ax.fill_between(line, line * 0.9, line * 1.1, color="0.85", label="+-10%")
+        ax.plot(line, line, color="0.5", lw=0.8)
+        for family in families:
+            for threads, color in (("1", "tab:blue"), ("2", "tab:red")):
+                points = [r for r in mine if r["family"] == family and r["threads"] == threads]
+                if points:
+                    summary = fit["heldout_latency"][family][backend]
+                    ax.scatter([float(r["measured_wall_ms"]) for r in points],
+                               [float(r["predicted_wall_ms"]) for r in points], marker=markers[family], s=22,
+                               color=color, label=f"{family}, {threads} thr (MAPE {summary['mape']:.0f}%)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("measured latency [ms]", fontsize=8)
+        ax.set_ylabel("predicted: operator sum + empty call [ms]", fontsize=8)
+        ax.set_title(backend, fontsize=9)
+        ax.legend(fontsize=5.5, loc="upper left")
+    figure.suptitle("Kernel-level predictor on held-out models (no whole-model calibration)", fontsize=10)
+    _footnote(figure, [f"{fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
+                       f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}"])
+    _save(figure, os.path.join(out, "heldout.png"))

@@ -75,3 +75,35 @@ def gm_ber_panels(panels, path, title):
     figure.suptitle(textwrap.fill(title, width=int(13 * 5.2 * len(panels))), fontsize=10)
     figure.tight_layout()
     save(figure, path)
+
+
+def kd_curves(pairs, budgets, path, title):
+    """KD against scratch over training: left, Geometric Mean BER of every seed's KD (solid)
+    and scratch (dashed) student against slots seen; right, the paired difference's mean
+    with its 95% interval across seeds (kd_curves.budget_rows)."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for index, (seed, (kd_rows, scratch_rows)) in enumerate(sorted(pairs.items())):
+        color = f"C{index}"
+        for rows, style, role in ((kd_rows, "-", "KD"), (scratch_rows, "--", "scratch")):
+            left.plot([int(r["slots_seen"]) for r in rows], [float(r["gm_ber"]) for r in rows], style, marker=".",
+                      color=color, label=f"{role}, seed {seed}")
+    left.set_xlabel("training slots seen")
+    left.set_ylabel("Geometric Mean BER (log10, lower is better)")
+    left.legend(fontsize=7)
+    slots = [row["slots_seen"] for row in budgets]
+    mean = [row["gm_ber_diff_mean"] for row in budgets]
+    right.axhline(0.0, color="gray", linewidth=0.8)
+    right.plot(slots, mean, marker="o", color="k", label="mean over seeds")
+    ranged = [(s, row["gm_ber_diff_ci_low"], row["gm_ber_diff_ci_high"]) for s, row in zip(slots, budgets)
+              if row["gm_ber_diff_ci_low"] is not None]
+    if ranged:
+        right.fill_between([r[0] for r in ranged], [r[1] for r in ranged], [r[2] for r in ranged], alpha=0.25,
+                           color="k", label="95% interval (t, across seeds)")
+    right.set_xlabel("training slots seen")
+    right.set_ylabel("GM BER, KD - scratch (< 0: KD better)")
+    right.legend(fontsize=7)
+    for axes in (left, right):
+        axes.grid(True, linewidth=0.3)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    save(figure, path)

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Tuple
 
 from deeprx.core import config as config_lib
+from deeprx.core import kd_config
 from deeprx.network import model as model_lib
 
 
@@ -70,17 +71,17 @@ class StudyConfig:
     size: StudySize
     teacher_variant: str = "paper"
     student_variant: str = "edge"
-    student_flops_ratio: float = config_lib.KD_DEFAULTS.student_flops_ratio
-    alpha: float = config_lib.KD_DEFAULTS.alpha
-    temperature: float = config_lib.KD_DEFAULTS.temperature
-    kd_form: str = config_lib.KD_DEFAULTS.form
-    kd_reduction: str = config_lib.KD_DEFAULTS.reduction
+    student_flops_ratio: float = kd_config.KD_DEFAULTS.student_flops_ratio
+    alpha: float = kd_config.KD_DEFAULTS.alpha
+    temperature: float = kd_config.KD_DEFAULTS.temperature
+    kd_form: str = kd_config.KD_DEFAULTS.form
+    kd_reduction: str = kd_config.KD_DEFAULTS.reduction
     seed: int = 0
     energy_source: str = "cputime"
     threads: int = 2
 
     def __post_init__(self):
-        config_lib.check_kd_settings(self.alpha, self.temperature, self.kd_form, self.kd_reduction)
+        kd_config.check_kd_settings(self.alpha, self.temperature, self.kd_form, self.kd_reduction)
         if not self.student_flops_ratio > 0:
             raise ValueError(f"student_flops_ratio must be positive, got {self.student_flops_ratio!r}")
         if self.threads < 1:

@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 from deeprx.core import cli
 from deeprx.core import jobs
 from deeprx.core import workdir as workdir_lib
+from deeprx.experiments import kd_curves
 from deeprx.network import model as model_lib
 from edge import ber as ber_lib
 
@@ -241,15 +242,18 @@ class Study:
             self.log(f"Wrote {path}", flush=True)
         self._write("ber_vs_sinr.csv", rows, ("num_dmrs", "role", "seed", "run", "receiver", "sinr_db", "ber",
                                               "bit_errors", "bits"))
+        budgets = kd_curves.write_budgets(sweep, pairs, alpha, temperature, self.log)
         path = os.path.join(sweep.workdir, "kd_summary.json")
         summary = {"alpha": alpha, "temperature": temperature, "chosen_by": chosen_by,
                    "student_mflops": round(sweep.base_student_flops / 1e6, 3),
                    "teacher_mflops": round(self.base_teacher_flops / 1e6, 3),
-                   "student_steps": sweep.student_steps, "runs": summary_runs}
+                   "student_steps": sweep.student_steps, "runs": summary_runs, "budgets": budgets}
         ber_lib.write_json(path, summary)
         text = (f"KD vs scratch students ({summary['student_mflops']:g} MFLOPs per slot, {sweep.student_steps} "
                 f"steps), teacher {summary['teacher_mflops']:g} MFLOPs; alpha {alpha:g}, T {temperature:g} "
-                f"({chosen_by}).\n\n{kd_table(summary_runs)}")
+                f"({chosen_by}).\n\n{kd_table(summary_runs)}"
+                + (f"\nOver training budgets (paired by seed; mean [95% t interval] across seeds):\n\n"
+                   f"{kd_curves.markdown(budgets)}" if budgets else ""))
         ber_lib.atomic_write(os.path.join(sweep.workdir, "kd_summary.md"), lambda f: f.write(text))
         self.log(f"Wrote {path} and kd_summary.md", flush=True)
         return summary_runs

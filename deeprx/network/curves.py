@@ -11,7 +11,6 @@ as its GM_BER_FLOOR).
 
 import os
 
-from deeprx.simulation import data as data_lib
 from edge import ber as ber_lib
 
 CURVE_SLOTS_PER_POINT = 32
@@ -30,6 +29,7 @@ class LearningCurve:
     def __init__(self, model, scenario, sinr_db, workdir, slots_per_point=CURVE_SLOTS_PER_POINT, batch_size=32):
         import tensorflow as tf
         import tf_keras as keras
+        from deeprx.simulation import data as data_lib
         self.path = os.path.join(workdir, CURVE_FILENAME)
         self.sinr_db = tuple(sinr_db)
         self.columns = FIXED_COLUMNS + tuple(ber_column(s) for s in self.sinr_db)

@@ -145,10 +145,7 @@ class Trainer:
                 features = model.get_layer("head_relu").output
                 self._with_features = keras.Model(model.inputs, [model.output, features])
                 self.aux_head.build(features.shape)
-        trackables = dict(model=model, optimizer=self.optimizer, step=self.step, train_seconds=self.train_seconds)
-        if self.aux_head is not None:
-            trackables["aux_head"] = self.aux_head
-        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.checkpoint = tf.train.Checkpoint(**self._trackables())
         self.checkpoint_dir = os.path.join(workdir, "checkpoints")
         # Every worker saves and evaluates (reading synchronized variables is collective);
         # the workers but the chief write to a scratch directory and log nothing.
@@ -166,6 +163,13 @@ class Trainer:
             self.curve = curves.LearningCurve(model, scenario, curve_sinr_db, written)
         self._update = tf.function(self._apply, jit_compile=train_config.xla)
         self._train_step = tf.function(self._distributed_step)
+
+    def _trackables(self):
+        """What a checkpoint holds."""
+        trackables = dict(model=self.model, optimizer=self.optimizer, step=self.step, train_seconds=self.train_seconds)
+        if self.aux_head is not None:
+            trackables["aux_head"] = self.aux_head
+        return trackables
 
     @property
     def trainable_variables(self):
@@ -327,16 +331,24 @@ class DistillationTrainer(Trainer):
         if train_config.aux_channel_weight:
             raise ValueError("aux_channel_weight is for training from scratch: a distilled student learns "
                              "from the teacher's LLRs")
-        super().__init__(distiller.student, scenario, train_config, workdir, **kwargs)
         self.distiller = distiller
+        super().__init__(distiller.student, scenario, train_config, workdir, **kwargs)
         self._gradient_shares = None
         distiller.compile(self.optimizer, alpha=kd_config.alpha, temperature=kd_config.temperature,
-                          form=kd_config.form, kd_reduction=kd_config.reduction)
+                          form=kd_config.form, kd_reduction=kd_config.reduction,
+                          feature_weight=kd_config.feature_weight)
+
+    def _trackables(self):
+        trackables = super()._trackables()
+        if self.distiller.adapter is not None:  # the hint's adapter trains with the student
+            trackables["feature_adapter"] = self.distiller.adapter
+        return trackables
 
     def _apply(self, inputs, bits, data_mask, channel=None):
         out = self.distiller.train_step((inputs, bits, data_mask))
         return {"loss": out["student_loss"], "distillation_loss": out["distillation_loss"],
-                "total_loss": out["loss"], "kd_share": out["kd_share"]}
+                "total_loss": out["loss"], "kd_share": out["kd_share"],
+                **{k: out[k] for k in ("feature_loss", "feature_share") if k in out}}
 
     def diagnostics(self, seed):
         """The KD term's share of the gradient norm on the slots of `seed` (at log steps)."""

@@ -19,7 +19,6 @@ deployment and the float model of the same graph.
 """
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -33,28 +32,15 @@ REFERENCE_INFERENCES_PER_S = 400.0
 
 def split(model_path, out_dir):
     """One single-op .tflite per operator of `model_path`, and info.json describing them."""
-    import numpy as np
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    model = flatbuffer_utils.read_model(model_path)
-    graph = model.subgraphs[0]
-    constants = {i for i, t in enumerate(graph.tensors) if model.buffers[t.buffer].data is not None}
-    info = []
-    for index, op in enumerate(graph.operators):
-        one = copy.deepcopy(model)
-        subgraph = one.subgraphs[0]
-        subgraph.operators = [subgraph.operators[index]]
-        subgraph.inputs = np.array([i for i in op.inputs if i >= 0 and i not in constants], dtype=np.int32)
-        subgraph.outputs = np.array(list(op.outputs), dtype=np.int32)
-        with open(os.path.join(out_dir, f"{index:03d}.tflite"), "wb") as f:
-            f.write(flatbuffer_utils.convert_object_to_bytearray(one))
-        options = op.builtinOptions
-        info.append({"index": index, "op": names[model.operatorCodes[op.opcodeIndex].builtinCode],
-                     "output_shape": [int(d) for d in graph.tensors[op.outputs[0]].shape],
-                     "dilation": getattr(options, "dilationHFactor", None) and
-                     [int(options.dilationHFactor), int(options.dilationWFactor)],
-                     "depth_multiplier": getattr(options, "depthMultiplier", None)})
+    sys.path.insert(0, REPO)
+    from deeprx.costs import kernel_timing
+    from deeprx.costs import op_features
+    paths = kernel_timing.split_ops(model_path, out_dir)
+    info = [{"index": index, "path": path, "op": row["op"],
+             "output_shape": [1, row["height"], row["width"], row["channels_out"]],
+             "dilation": [row["dilation_h"], row["dilation_w"]] if "CONV" in row["op"] else None,
+             "depth_multiplier": row["depth_multiplier"] if row["op"] == "DEPTHWISE_CONV_2D" else None}
+            for index, (path, row) in enumerate(zip(paths, op_features.tflite_ops(model_path)))]
     with open(os.path.join(out_dir, "info.json"), "w") as f:
         json.dump(info, f)
     return info
@@ -119,7 +105,7 @@ def child(model_path, ops_dir, threads, min_seconds):
     with open(os.path.join(ops_dir, "info.json")) as f:
         info = json.load(f)
     for entry in info:
-        path = os.path.join(ops_dir, f"{entry['index']:03d}.tflite")
+        path = entry["path"]
         entry["delegated"] = entry["index"] in taken
         entry["us"] = 1e6 * _seconds_per_invoke(_load(module, path, threads, entry["delegated"]), min_seconds)
     print(json.dumps({"runtime": f"{runtime} {getattr(module, '__version__', '')}".strip(), "whole": whole,

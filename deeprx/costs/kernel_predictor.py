@@ -1,0 +1,358 @@
+"""The kernel-level latency and energy predictor (DeepEn2023, nn-Meter): the library of
+python -m deeprx.kernels, whose docstring describes the method.
+
+Fit: synthetic one-layer models sampled over a space of operator shapes (`fit_space`), each
+converted per backend; every operator is timed alone (TFLite: cut out as a one-op model) and
+becomes a row. Held out: whole models the fit never saw, in families (`heldout_families`),
+predicted as the sum of their operators plus one empty call, and measured."""
+
+import dataclasses
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from deeprx.costs import op_features
+from deeprx.costs import kernel_timing as timing
+from deeprx.evaluation import bench
+from deeprx.network import model as model_lib
+from edge import ber as ber_lib
+
+BACKENDS = ("keras_float", "tflite_float", "tflite_int8")
+TFLITE_DTYPES = {"tflite_float": "float32", "tflite_int8": "int8"}
+REGRESSOR = ("sklearn GradientBoostingRegressor (600 trees of depth 5) on log2 seconds, one per backend and "
+             "quantity")
+# nn-Meter (Zhang et al., MobiSys 2021) on unseen models: share within +-10%.
+NN_METER_WITHIN_10PCT = {"mobile CPU": 0.9909, "mobile GPU": 0.9901, "VPU": 0.8361}
+DILATIONS = ((1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (2, 4), (3, 6), (4, 8))
+
+
+@dataclasses.dataclass(frozen=True)
+class FitLayer:
+    """One sampled layer: kind (conv, depthwise, bn, bn_relu, relu, add, concat) on a 14 x width
+    grid."""
+    kind: str
+    width: int
+    channels_in: int
+    channels_out: int
+    kernel: int = 1
+    dilation: tuple = (1, 1)
+
+    @property
+    def spec(self):
+        """A short, exact description (kernels.csv's `spec`: a resumed fit re-times a layer
+        whose spec differs)."""
+        return (f"{self.kind} w{self.width} {self.channels_in}->{self.channels_out} k{self.kernel} "
+                f"d{self.dilation[0]}x{self.dilation[1]}")
+
+    def keras_model(self, height=14):
+        import tf_keras as keras
+        from tf_keras import layers
+        shape = (height, self.width, self.channels_in)
+        inputs = [keras.Input(shape=shape, batch_size=1) for _ in range(2 if self.kind in ("add", "concat") else 1)]
+        x = inputs[0]
+        if self.kind == "conv":
+            x = layers.Conv2D(self.channels_out, self.kernel, padding="same", dilation_rate=self.dilation)(x)
+        elif self.kind == "depthwise":
+            x = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=self.channels_out // self.channels_in,
+                                       dilation_rate=self.dilation)(x)
+        elif self.kind in ("bn", "bn_relu"):
+            bn = layers.BatchNormalization()
+            x = bn(x)
+            # Random statistics: a BN of the identity's would convert to nothing.
+            rng = np.random.RandomState(self.channels_in)
+            bn.set_weights([rng.uniform(0.5, 2, self.channels_in), rng.normal(size=self.channels_in),
+                            rng.normal(size=self.channels_in), rng.uniform(0.5, 2, self.channels_in)])
+            if self.kind == "bn_relu":
+                x = layers.ReLU()(x)
+        elif self.kind == "relu":
+            x = layers.ReLU()(x)
+        elif self.kind == "add":
+            x = layers.Add()(inputs)
+        elif self.kind == "concat":
+            x = layers.Concatenate()(inputs)
+        else:
+            raise ValueError(f"unknown layer kind {self.kind!r}")
+        return keras.Model(inputs if len(inputs) > 1 else inputs[0], x)
+
+
+def _channels(rng, low=4, high=320):
+    return int(max(low, 4 * round(math.exp(rng.uniform(math.log(low), math.log(high))) / 4)))
+
+
+def fit_space(count, seed=0, widths=(24, 264), high=320):
+    """`count` layers sampled (seeded) over kinds, grid widths (multiples of 12 in `widths`),
+    channel counts (log-uniform, 4..high), kernel sizes, dilations and depth multipliers."""
+    rng = np.random.RandomState(seed)
+    kinds = ("conv1x1", "conv3x3", "depthwise", "depthwise", "bn", "bn_relu", "relu", "add", "concat")
+    weights = np.array([4, 3, 3, 3, 1, 2, 1, 2, 1], float)
+    layers = []
+    while len(layers) < count:
+        kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+        width = 12 * rng.randint(widths[0] // 12, widths[1] // 12 + 1)
+        c = _channels(rng, high=high)
+        if kind == "conv1x1":
+            layers.append(FitLayer("conv", width, c, _channels(rng, high=high)))
+        elif kind == "conv3x3":
+            cin = _channels(rng, 2, high) if rng.rand() < 0.2 else c  # a stem: few input channels
+            layers.append(FitLayer("conv", width, cin, _channels(rng, high=high), kernel=3))
+        elif kind == "depthwise":
+            dilation = DILATIONS[rng.randint(len(DILATIONS))]
+            layers.append(FitLayer("depthwise", width, c, c * (1 + (rng.rand() < 0.3)), 3, dilation))
+        else:
+            layers.append(FitLayer(kind, width, c, 2 * c if kind == "concat" else c))
+    return layers
+
+
+def plain_resnet(scenario, channels, blocks, name):
+    """A receiver-sized ResNet of standard 3x3 convs (conv-BN-ReLU-conv-BN + skip, ReLU): the
+    other conv-net family of the held-out set."""
+    import tf_keras as keras
+    from tf_keras import layers
+    height, width = scenario.grid_shape
+    inputs = keras.Input(shape=(height, width, scenario.num_input_channels), batch_size=1)
+    x = layers.Conv2D(channels, 3, padding="same")(inputs)
+    for _ in range(blocks):
+        y = layers.Conv2D(channels, 3, padding="same")(x)
+        y = layers.ReLU()(layers.BatchNormalization()(y))
+        y = layers.BatchNormalization()(layers.Conv2D(channels, 3, padding="same")(y))
+        x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.Conv2D(scenario.bits_per_symbol, 1)(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def heldout_families(scenario, widths, num_prbs, resnets):
+    """{family: [(name, Keras model, the Keras model its TFLite export converts)]}: (a) DeepRx
+    paper and edge variants at `widths`; (b) width 0.5 on other grids (`num_prbs`); (c) plain
+    ResNets, (channels, blocks) each of `resnets`. DeepRx exports with its depthwise convs
+    expanded, as python -m deeprx.quantize does."""
+
+    def deeprx(model_config, on):
+        keras_model = model_lib.build(model_config, on, batch_size=1)
+        return keras_model, model_lib.expanded(keras_model, model_config, on, batch_size=1)
+
+    def grid(num_prb):
+        return dataclasses.replace(scenario, carrier=dataclasses.replace(scenario.carrier, num_prb=num_prb))
+
+    families = {"deeprx_widths": [], "deeprx_grids": [], "plain_resnet": []}
+    for variant in model_lib.VARIANTS:
+        for width in widths:
+            families["deeprx_widths"].append((f"{variant} x{width:g}", *deeprx(
+                model_lib.DeepRxConfig(width_multiplier=width, variant=variant), scenario)))
+        for num_prb in num_prbs:
+            families["deeprx_grids"].append((f"{variant} x0.5 {num_prb} PRB", *deeprx(
+                model_lib.DeepRxConfig(width_multiplier=0.5, variant=variant), grid(num_prb))))
+    for channels, blocks in resnets:
+        model = plain_resnet(scenario, channels, blocks, f"resnet{channels}x{blocks}")
+        families["plain_resnet"].append((f"resnet {channels} ch x {blocks} blocks", model, model))
+    return families
+
+
+@dataclasses.dataclass
+class Predictor:
+    """Per backend: a regressor of log2 wall seconds and one of log2 CPU seconds per operator
+    (their features: op_features.vector), and the empty call's (wall, CPU) seconds per threads."""
+    regressors: dict
+    empty_call: dict  # {(backend, threads): (wall, cpu)}
+
+    def op_seconds(self, rows, backend, threads):
+        """[(wall, CPU) seconds] per operator row."""
+        features = np.array([op_features.vector(row, threads) for row in rows])
+        wall, cpu = (2.0 ** self.regressors[backend, quantity].predict(features) for quantity in ("wall", "cpu"))
+        return list(zip(wall, cpu))
+
+    def model_seconds(self, rows, backend, threads):
+        """(wall, CPU) seconds per inference of a model of operator `rows`: the operators' sum
+        plus one empty call. No calibration to whole models."""
+        per_op = self.op_seconds(rows, backend, threads)
+        empty = self.empty_call[backend, threads]
+        return tuple(sum(op[i] for op in per_op) + empty[i] for i in range(2))
+
+
+def backend_rows(keras_model, export_model, backend, tmp):
+    """(operator rows, .tflite path or None) of a model on `backend`."""
+    if backend == "keras_float":
+        return op_features.keras_ops(keras_model), None
+    path = os.path.join(tmp, f"{export_model.name}_{backend}.tflite")
+    with open(path, "wb") as f:
+        f.write(timing.tflite_bytes(export_model, TFLITE_DTYPES[backend]))
+    return op_features.tflite_ops(path), path
+
+
+class Timers:
+    """The timers of every (backend, threads)."""
+
+    def __init__(self, backends, threads, min_seconds, tmp):
+        import tf_keras as keras
+        empty = keras.Sequential([keras.Input(shape=(1, 1, 1), batch_size=1), keras.layers.ReLU()])
+        self.timers = {}
+        for backend in backends:
+            if backend == "keras_float":
+                timer = timing.FloatTimer(min_seconds)
+                self.timers[backend, timer.threads] = timer
+                continue
+            _, path = backend_rows(empty, empty, backend, tmp)
+            for n in threads:
+                self.timers[backend, n] = timing.TfliteTimer(n, min_seconds, path)
+
+    def of(self, backend):
+        return [(n, timer) for (b, n), timer in self.timers.items() if b == backend]
+
+    @property
+    def empty_call(self):
+        return {key: timer.empty_call for key, timer in self.timers.items()}
+
+
+def time_fit_ops(layers, timers, backends, tmp, out, log=print):
+    """kernels.csv rows: every operator of every fit layer's model, timed alone per backend and
+    threads. OUT/kernels.csv is rewritten every 10 layers; a rerun keeps the rows it already has
+    for a layer and backend (same index, spec and threads) and times the rest."""
+    path = os.path.join(out, "kernels.csv")
+    kept = {}
+    if os.path.isfile(path):
+        for row in ber_lib.read_csv(path):
+            kept.setdefault((int(row["layer"]), row["backend"]), []).append(_typed(row))
+    rows, reused = [], 0
+    for index, layer in enumerate(layers):
+        model = None
+        for backend in backends:
+            previous = kept.get((index, backend), [])
+            if previous and all(r["spec"] == layer.spec for r in previous) and \
+                    {r["threads"] for r in previous} == {n for n, _ in timers.of(backend)}:
+                rows += previous
+                reused += 1
+                continue
+            model = model or layer.keras_model()
+            ops, op_path = backend_rows(model, model, backend, tmp)
+            if backend == "keras_float":
+                seconds = {n: [timer.kernel_seconds(m) for m in timing.layer_models(model)]
+                           for n, timer in timers.of(backend)}
+            else:
+                op_paths = timing.split_ops(op_path, tmp)
+                seconds = {n: [timer.op_seconds(p) for p in op_paths] for n, timer in timers.of(backend)}
+            for n, per_op in seconds.items():
+                for op, (wall, cpu) in zip(ops, per_op):
+                    rows.append({"backend": backend, "threads": n, "layer": index, "spec": layer.spec, **op,
+                                 "wall_us": round(1e6 * wall, 3), "cpu_us": round(1e6 * cpu, 3)})
+        if (index + 1) % 10 == 0 or index + 1 == len(layers):
+            ber_lib.write_table(path, rows, list(rows[0]))
+            log(f"  fit layers timed: {index + 1}/{len(layers)} ({len(rows)} operator timings"
+                + (f"; {reused} layer-backend pairs kept from {path})" if reused else ")"), flush=True)
+    ber_lib.write_table(path, rows, list(rows[0]))
+    return rows
+
+
+_TEXT_COLUMNS = ("backend", "spec", "op", "dtype")
+
+
+def _typed(row):
+    """A kernels.csv row read back: numbers as numbers."""
+    return {k: v if k in _TEXT_COLUMNS else (float(v) if "." in v or "e" in v else int(v)) for k, v in row.items()}
+
+
+def fit_regressors(rows, backends, seed=0):
+    """{(backend, "wall"|"cpu"): regressor of log2 seconds}."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    regressors = {}
+    for backend in backends:
+        subset = [r for r in rows if r["backend"] == backend]
+        if len(subset) < 10:
+            raise ValueError(f"{backend}: at least 10 timed operators are needed to fit, got {len(subset)}")
+        features = np.array([op_features.vector(r, r["threads"]) for r in subset])
+        for quantity in ("wall", "cpu"):
+            # A floor of 0.5 us: an op whose time is lost in the empty call's noise.
+            target = np.log2(np.maximum([r[f"{quantity}_us"] for r in subset], 0.5) / 1e6)
+            # Chosen by 5-fold cross-validation over the fit layers' operators (grouped by layer),
+            # never on the held-out models: op-level MAPE 16.9% float, 12.2% int8 against 19.0 and
+            # 14.8% for absolute-error trees of depth 4, 21.9% float for a random forest.
+            regressor = GradientBoostingRegressor(n_estimators=600, max_depth=5, learning_rate=0.05,
+                                                  subsample=0.8, random_state=seed)
+            regressors[backend, quantity] = regressor.fit(features, target)
+    return regressors
+
+
+def summarize(heldout, key="wall"):
+    """{family: {backend: {"mape", "within_10pct", "models", "predictions"}}} of heldout.csv rows."""
+    summary = {}
+    for family in dict.fromkeys(r["family"] for r in heldout):
+        for backend in dict.fromkeys(r["backend"] for r in heldout):
+            rows = [r for r in heldout if r["family"] == family and r["backend"] == backend]
+            errors = [abs(r[f"predicted_{key}_ms"] - r[f"measured_{key}_ms"]) / r[f"measured_{key}_ms"] for r in rows]
+            summary.setdefault(family, {})[backend] = {
+                "mape": round(100 * float(np.mean(errors)), 2),
+                "within_10pct": round(float(np.mean([e <= 0.10 for e in errors])), 3),
+                "models": len({r["model"] for r in rows}), "predictions": len(rows)}
+    return summary
+
+
+def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, energy_source=None, command=None,
+        log=print):
+    """Times the fit layers' operators, fits, predicts and measures the held-out families;
+    writes OUT's files; returns fit.json's dict. energy_source: a CpuTimeSource whose W per
+    busy core turns CPU seconds into joules (None: no energy columns)."""
+    import joblib
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        timers = Timers(backends, threads, min_seconds, tmp)
+        for (backend, n), (wall, _) in timers.empty_call.items():
+            log(f"{backend} at {n} thread(s): empty call {1e6 * wall:.1f} us", flush=True)
+        log(f"timing the operators of {len(fit_layers)} sampled layers on {', '.join(backends)}", flush=True)
+        os.makedirs(out, exist_ok=True)
+        rows = time_fit_ops(fit_layers, timers, backends, tmp, out, log)
+        predictor = Predictor(fit_regressors(rows, backends), timers.empty_call)
+        heldout = []
+        for family, models in families.items():
+            for name, keras_model, export_model in models:
+                for backend in backends:
+                    ops, path = backend_rows(keras_model, export_model, backend, tmp)
+                    for n, timer in timers.of(backend):
+                        measured = timer.model_seconds(keras_model if path is None else path)
+                        predicted = predictor.model_seconds(ops, backend, n)
+                        row = {"family": family, "model": name, "backend": backend, "threads": n,
+                               "operators": len(ops), "mflops": round(sum(op["flops"] for op in ops) / 1e6, 3),
+                               "measured_wall_ms": round(1e3 * measured[0], 4),
+                               "predicted_wall_ms": round(1e3 * predicted[0], 4),
+                               "measured_cpu_ms": round(1e3 * measured[1], 4),
+                               "predicted_cpu_ms": round(1e3 * predicted[1], 4)}
+                        if energy_source is not None:
+                            row["measured_mj"] = round(energy_source.watts * measured[1] * 1e3, 4)
+                            row["predicted_mj"] = round(energy_source.watts * predicted[1] * 1e3, 4)
+                        heldout.append(row)
+                        log(f"  {family}: {name} {backend} {n} thread(s): measured {row['measured_wall_ms']:.3f} ms, "
+                            f"predicted {row['predicted_wall_ms']:.3f} ms", flush=True)
+    ber_lib.write_table(os.path.join(out, "heldout.csv"), heldout, list(heldout[0]))
+    summary = summarize(heldout)
+    ber_lib.write_json(os.path.join(out, "heldout_summary.json"), summary)
+    joblib.dump(predictor, os.path.join(out, ".predictor.joblib.tmp"))
+    os.replace(os.path.join(out, ".predictor.joblib.tmp"), os.path.join(out, "predictor.joblib"))
+    result = {"what": "kernel-level latency and energy predictor: operator sums, no whole-model calibration",
+              "grid_height": scenario.grid_shape[0], "fit_layers": len(fit_layers), "operators_timed": len(rows),
+              "features": list(op_features.FEATURE_NAMES), "regressor": REGRESSOR, "backends": list(backends),
+              "empty_call_us": {f"{b}@{n}": round(1e6 * s[0], 3) for (b, n), s in predictor.empty_call.items()},
+              "heldout_latency": summary, "heldout_cpu_time": summarize(heldout, "cpu"),
+              "nn_meter_within_10pct": NN_METER_WITHIN_10PCT, "seconds": round(time.time() - start, 1),
+              "command": command,
+              **bench.provenance()}
+    if energy_source is not None:
+        result["energy_source"] = energy_source.name
+        result["energy_note"] = ("energy = CPU seconds x W per busy core, predicted (operator CPU-time sum) and "
+                                 "measured (the whole model's process CPU time): an estimate both ways, no meter")
+    ber_lib.write_json(os.path.join(out, "fit.json"), result)
+    return result
+
+
+def load_predictor(directory):
+    import joblib
+    path = os.path.join(directory, "predictor.joblib")
+    if not os.path.isfile(path):
+        raise ValueError(f"no predictor.joblib in {directory!r}: run python -m deeprx.kernels fit --out={directory}")
+    return joblib.load(path)
+
+
+def energy_score(model_j, reference_j):
+    """100 x E_reference / E_model: 200 means half the reference's energy per inference."""
+    if not model_j > 0 or not reference_j > 0:
+        raise ValueError("an energy score needs positive energies")
+    return 100.0 * reference_j / model_j

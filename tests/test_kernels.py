@@ -1,0 +1,120 @@
+"""The kernel-level latency and energy predictor: operator features read from .tflite and
+Keras models, and the fit / held-out / predict commands on a tiny configuration."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from conftest import run_module
+from deeprx.core import config
+from deeprx.costs import kernel_predictor
+from deeprx.costs import kernel_timing
+from deeprx.costs import op_features
+
+
+def _conv_bn_relu_depthwise():
+    inputs = keras.Input(shape=(14, 24, 8), batch_size=1)
+    x = keras.layers.Conv2D(16, 3, padding="same", dilation_rate=(2, 3))(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)
+    return keras.Model(inputs, x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_tflite_operators_carry_what_changes_their_cost(dtype, tmp_path):
+    path = str(tmp_path / "m.tflite")
+    with open(path, "wb") as f:
+        f.write(kernel_timing.tflite_bytes(_conv_bn_relu_depthwise(), dtype))
+    rows = op_features.tflite_ops(path)
+    # The converter folds the BN into the conv and fuses the ReLU: two operators remain.
+    assert [r["op"] for r in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D"]
+    conv, depthwise = rows
+    assert {k: conv[k] for k in ("dtype", "height", "width", "channels_in", "channels_out", "kernel_h",
+                                 "dilation_h", "dilation_w")} == {
+        "dtype": dtype, "height": 14, "width": 24, "channels_in": 8, "channels_out": 16, "kernel_h": 3,
+        "dilation_h": 2, "dilation_w": 3}
+    assert conv["flops"] == 2 * 14 * 24 * 9 * 8 * 16
+    assert (depthwise["channels_in"], depthwise["channels_out"], depthwise["depth_multiplier"]) == (16, 32, 2)
+    assert depthwise["flops"] == 2 * 14 * 24 * 9 * 32
+    # Dilation reaches the regressor: the same conv undilated is another feature vector.
+    undilated = dict(conv, dilation_h=1, dilation_w=1)
+    assert op_features.vector(conv, 2) != op_features.vector(undilated, 2)
+    # One-op models cut from the file hold one operator each, with the same features.
+    parts = kernel_timing.split_ops(path, str(tmp_path))
+    assert [op_features.tflite_ops(p) for p in parts] == [[conv], [depthwise]]
+
+
+def test_keras_layers_are_rows_and_models_of_their_own():
+    model = _conv_bn_relu_depthwise()
+    rows = op_features.keras_ops(model)
+    assert [r["op"] for r in rows] == ["CONV_2D", "BATCH_NORM", "RELU", "DEPTHWISE_CONV_2D"]
+    assert rows[0]["dilation_w"] == 3 and rows[3]["depth_multiplier"] == 2
+    alone = kernel_timing.layer_models(model)
+    assert [op_features.keras_ops(m) for m in alone] == [[r] for r in rows]
+
+
+def test_fit_space_is_seeded_and_spans_the_shapes():
+    layers = kernel_predictor.fit_space(200, seed=3)
+    assert layers == kernel_predictor.fit_space(200, seed=3) != kernel_predictor.fit_space(200, seed=4)
+    assert {layer.kind for layer in layers} == {"conv", "depthwise", "bn", "bn_relu", "relu", "add", "concat"}
+    assert {layer.dilation for layer in layers if layer.kind == "depthwise"} == set(kernel_predictor.DILATIONS)
+    assert min(layer.width for layer in layers) == 24 and max(layer.width for layer in layers) == 264
+    assert all(4 <= layer.channels_out <= 640 for layer in layers)
+
+
+def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
+    out = str(tmp_path / "kernels")
+    fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--fit_layers=12", "--heldout_widths=0.2",
+                     "--heldout_prbs=2", "--heldout_resnets=8x1", "--threads=1", "--min_seconds=0.01",
+                     "--energy_source=cputime:5", f"--out={out}", timeout=900)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    with open(os.path.join(out, "heldout.csv")) as f:
+        heldout = list(csv.DictReader(f))
+    with open(os.path.join(out, "heldout_summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(out, "kernels.csv")) as f:
+        timed = list(csv.DictReader(f))
+    assert os.path.getsize(os.path.join(out, "heldout.png")) > 10_000
+    assert {r["backend"] for r in timed} == set(kernel_predictor.BACKENDS)
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= {r["op"] for r in timed if r["backend"] == "tflite_int8"}
+    # Three families x three backends; each a MAPE and share within +-10% of its rows.
+    assert set(summary) == {"deeprx_widths", "deeprx_grids", "plain_resnet"}
+    for family, backends in summary.items():
+        assert set(backends) == set(kernel_predictor.BACKENDS)
+        for backend, figures in backends.items():
+            rows = [r for r in heldout if r["family"] == family and r["backend"] == backend]
+            errors = [abs(float(r["predicted_wall_ms"]) / float(r["measured_wall_ms"]) - 1) for r in rows]
+            assert figures["mape"] == pytest.approx(100 * np.mean(errors), abs=0.01)
+            assert figures["within_10pct"] == pytest.approx(np.mean([e <= 0.1 for e in errors]), abs=1e-3)
+            assert figures["models"] == (2 if family.startswith("deeprx") else 1)
+    # Energy: CPU seconds x the source's 5 W per busy core, predicted and measured alike.
+    for row in heldout:
+        assert float(row["measured_mj"]) == pytest.approx(5 * float(row["measured_cpu_ms"]), abs=1e-3)
+        assert float(row["predicted_mj"]) == pytest.approx(5 * float(row["predicted_cpu_ms"]), abs=1e-3)
+    # A prediction is the operator sum plus one empty call: recomputed from the saved predictor.
+    predictor = kernel_predictor.load_predictor(out)
+    resnet = kernel_predictor.plain_resnet(config.get_preset("tiny").scenario, 8, 1, "resnet8x1")
+    row = next(r for r in heldout if r["family"] == "plain_resnet" and r["backend"] == "keras_float")
+    wall, cpu = predictor.model_seconds(op_features.keras_ops(resnet), "keras_float", int(row["threads"]))
+    assert 1e3 * wall == pytest.approx(float(row["predicted_wall_ms"]), abs=1e-3)
+    per_op = predictor.op_seconds(op_features.keras_ops(resnet), "keras_float", int(row["threads"]))
+    assert wall == pytest.approx(sum(w for w, _ in per_op) + predictor.empty_call["keras_float", int(row["threads"])][0])
+    # Dilation is an input: the paper and edge variants get different int8 predictions.
+    int8 = {r["model"]: r["predicted_wall_ms"] for r in heldout
+            if r["family"] == "deeprx_widths" and r["backend"] == "tflite_int8"}
+    assert len(set(int8.values())) == 2, int8
+
+    predicted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
+                           f"--model={smoke_run['workdir']}", "--threads=1", timeout=300)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    lines = [line for line in predicted.stdout.splitlines() if "predicted" in line]
+    assert len(lines) == 3 and all(" ms per inference, " in line and "ms CPU time" in line for line in lines)
+    unfitted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
+                          f"--model={smoke_run['workdir']}", "--threads=2", "--backends=tflite_int8", timeout=300)
+    assert unfitted.returncode == 2 and "not fitted for tflite_int8 at 2 thread(s)" in unfitted.stderr
+    no_command = run_module("deeprx.kernels", "--preset=tiny", timeout=60)
+    assert no_command.returncode == 2 and "give a command first: fit|predict" in no_command.stderr
