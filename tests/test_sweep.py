@@ -17,7 +17,7 @@ from deeprx.experiments import sweep as sweep_lib
 
 # sweep-tiny.flags with the smallest grids that still cover every step and both DMRS counts
 # (one seed: 10 runs; the seed axis is the same loop as the DMRS axis of step 4).
-TINY = ["--flagfile=sweep-tiny.flags", "--alphas=0.1,0.9", "--temperatures=3", "--seeds=0", "--parallel=2"]
+TINY = ["--flagfile=sweep-tiny.flags", "--alphas=0.1,0.5", "--temperatures=3", "--seeds=0", "--parallel=2"]
 STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
               "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png", "kd_summary.json",
               "kd_summary.md", "kd_curves.csv", "kd_curves_dmrs1.png", "kd_curves_dmrs2.png")
@@ -97,8 +97,8 @@ def test_publish_copies_results_but_no_weights(tiny_sweep, tmp_path):
     assert sorted(os.listdir(dest)) == sorted(STEP_FILES + ("by-run",))
     assert len(os.listdir(dest / "by-run")) == 10
     for run in os.listdir(dest / "by-run"):
-        assert sorted(os.listdir(dest / "by-run" / run)) == ["ber.csv", "ber.png", "config.json", "summary.json",
-                                                              "sweep_command.txt", "train.json"], run
+        assert sorted(os.listdir(dest / "by-run" / run)) == ["ber.csv", "ber.png", "config.json", "curve.csv",
+                                                              "summary.json", "sweep_command.txt", "train.json"], run
     assert not [path for path in dest.rglob("*") if path.suffix in (".keras", ".index")]
 
 
@@ -130,7 +130,7 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
         lines.append(line)
         if ": training (" in line:
             break
-    assert lines[-1].startswith("  [ready] kd-") and "-a500000-T3-dmrs1-s0:" in lines[-1], "".join(lines)
+    assert lines[-1].startswith("  [ready] kd-") and "-a0.5-T3-dmrs1-s0:" in lines[-1], "".join(lines)
     time.sleep(2)
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=120)[0]

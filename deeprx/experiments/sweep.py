@@ -355,9 +355,10 @@ def run_sweep(sweep, log=print):
 # What --publish copies: the steps' outputs, and of each finished run (into by-run/<run>/)
 # its results, settings and command, never checkpoints or weights.
 STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
-              "kd_summary.json", "kd_summary.md", "student_size.csv", "student_size.png", "teacher_size.csv",
-              "teacher_size.png")
-RUN_FILES = ("train.json", "config.json", "sweep_command.txt", "eval/summary.json", "eval/ber.csv", "eval/ber.png")
+              "kd_summary.json", "kd_summary.md", "kd_curves.csv", "kd_curves_dmrs1.png", "kd_curves_dmrs2.png",
+              "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png")
+RUN_FILES = ("train.json", "config.json", "sweep_command.txt", "curve.csv", "eval/summary.json", "eval/ber.csv",
+             "eval/ber.png")
 
 
 def publish(workdir, dest, log=print):
