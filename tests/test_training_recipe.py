@@ -290,7 +290,8 @@ def test_ablation_trains_each_arm_and_draws_their_curves(tmp_path):
 
 
 def test_collapse_rules():
-    ok = [tf.Variable([1.0, 2.0])]
+    # QAT models carry int32 variables (optimizer_step): they are skipped, not an error.
+    ok = [tf.Variable([1.0, 2.0]), tf.Variable(3, dtype=tf.int32)]
     assert training.collapse_problem(0.30, 0.25, ok) is None
     assert training.collapse_problem(0.69, None, ok) is None  # an untrained start is not a collapse
     assert "ln 2" in training.collapse_problem(0.6932, 0.28, ok)

@@ -95,7 +95,8 @@ def collapse_problem(loss, best_loss, variables):
     if loss is not None and not math.isfinite(loss):
         return f"the loss is {loss}"
     for variable in variables:
-        if not bool(tf.reduce_all(tf.math.is_finite(variable))):
+        # Integer variables (QAT's optimizer_step, counters) cannot be non-finite.
+        if variable.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(variable))):
             return f"variable {variable.name} holds non-finite values"
     if loss is not None and best_loss is not None and abs(loss - LN2) < 0.005 and best_loss < LN2 - 0.05:
         return (f"the loss is {loss:.4f}, ln 2 (every logit zero: the network outputs nothing), "
