@@ -43,6 +43,8 @@ def define_flags():
     flags.DEFINE_string("channel_set", None, "override: train or test channel models")
     flags.DEFINE_string("sinr_db", None, "override: SINR grid LO:HI:STEP in dB")
     flags.DEFINE_integer("target_errors", None, "override: bit errors per receiver that end a point")
+    flags.DEFINE_integer("target_block_errors", None, "override: --coded, block errors per receiver a point "
+                         "also needs before it ends (default 100)")
     flags.DEFINE_integer("max_bits", None, "override: data bits that end a point")
     flags.DEFINE_integer("batch_size", None, "override: slots per batch")
     flags.DEFINE_integer("seed", None, "override: evaluation seed")
@@ -62,7 +64,8 @@ def settings_from_flags(flag_values):
             evaluation = replace(evaluation, sinr_db=config_lib.parse_sinr_grid(flag_values.sinr_db))
     for flag_name, field in (("channel_set", "channel_set"), ("target_errors", "target_bit_errors"),
                              ("max_bits", "max_bits"), ("batch_size", "batch_size"), ("seed", "seed"),
-                             ("coded", "coded"), ("coderate", "coderate")):
+                             ("coded", "coded"), ("coderate", "coderate"),
+                             ("target_block_errors", "target_block_errors")):
         value = getattr(flag_values, flag_name)
         if value is not None:
             with cli.flag(flag_name):

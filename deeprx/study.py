@@ -6,7 +6,8 @@ Example usage:
   python -m deeprx.study --flagfile=study.flags --workdir=runs/study-cpu     # hours: the cpu preset
 
 Stages, each a directory of DIR (deeprx/experiments/study_stages.py):
-  teacher  the teacher from scratch (python -m deeprx.train)
+  teacher  the teacher: --teacher=pretrained:NAME (shipped) or a run directory is copied in,
+           --teacher=train trains one from scratch (python -m deeprx.train)
   scratch  the student from scratch, --student_flops_ratio of the teacher's FLOPs
   kd       the same student distilled from the teacher (deeprx.train --teacher, as kd.flags)
   int8     full-integer int8 TFLite of each model (python -m deeprx.quantize)
@@ -48,7 +49,10 @@ def define_flags():
     flags.DEFINE_string("workdir", None, "study directory (created; rerun the same command to continue)")
     flags.DEFINE_bool("force", False, "redo every stage, finished or not")
     flags.DEFINE_list("redo", [], f"redo these stages and every stage after them: {','.join(study_layout.STAGE_NAMES)}")
-    flags.DEFINE_enum("teacher_variant", "paper", ["paper", "edge"], "the teacher's model variant")
+    flags.DEFINE_string("teacher", study_config.TRAIN_TEACHER,
+                        "the teacher: a trained model (pretrained:NAME from data/models, or a run directory of "
+                        "python -m deeprx.train; any PRB count of the study's scenario), or 'train' to train one")
+    flags.DEFINE_enum("teacher_variant", "paper", ["paper", "edge"], "the model variant of a teacher the study trains")
     flags.DEFINE_enum("student_variant", "edge", ["paper", "edge"],
                       "the students' variant (edge: equal dilations, as the Edge TPU compiler needs)")
     kd_flags.define_flags()
@@ -94,7 +98,7 @@ def config_from_flags():
     try:
         config = study_config.StudyConfig(
             workdir=FLAGS.workdir, preset_name=preset.name, scenario=scenario,
-            scenario_args=tuple(cli.flag_args(scenario_flags.FLAG_NAMES)), size=size, teacher_variant=FLAGS.teacher_variant,
+            scenario_args=tuple(cli.flag_args(scenario_flags.FLAG_NAMES)), size=size, teacher=FLAGS.teacher, teacher_variant=FLAGS.teacher_variant,
             student_variant=FLAGS.student_variant, student_flops_ratio=FLAGS.student_flops_ratio, alpha=FLAGS.alpha,
             temperature=FLAGS.temperature, kd_form=FLAGS.kd_form, kd_reduction=FLAGS.kd_reduction, seed=FLAGS.seed,
             energy_source=FLAGS.energy_source, threads=FLAGS.threads)

@@ -120,11 +120,14 @@ def teacher_command(teacher_dir):
 
 
 def _read_teacher(teacher_dir, scenario):
-    """The teacher's DeepRxConfig from its run settings; FlagError if its scenario differs."""
+    """The teacher's DeepRxConfig from its run settings; FlagError if it was trained on another
+    scenario (only the PRB count may differ: the fully convolutional teacher runs on the
+    student's grid, so a teacher shipped for the `cpu` preset teaches on `demo`)."""
     teacher = workdir_lib.RunDir(teacher_dir)
-    if teacher.settings["scenario"] != config_lib.to_dict(scenario):
-        raise cli.FlagError("teacher", f"the teacher in {teacher_dir!r} was trained on another scenario "
-                                       "(its config.json): teacher and student must agree on the grid and bits per RE")
+    try:
+        teacher.check(scenario)
+    except ValueError as error:
+        raise cli.FlagError("teacher", f"{teacher_dir!r}: {error}") from None
     return teacher.model_config
 
 

@@ -63,6 +63,19 @@ def test_noiseless_every_block_decodes_and_at_very_low_sinr_almost_none(awgn):
     assert by_sinr[-8.0]["block_errors"] >= 62
 
 
+def test_a_coded_point_also_waits_for_its_block_errors(awgn):
+    """At -8 dB every block fails (16 a batch): 1 bit error ends an uncoded point after one
+    batch, while a coded point needs 40 block errors, so 3 batches."""
+    receiver = baselines.PerfectLmmse(awgn)
+    quiet = lambda *a, **k: None  # noqa: E731
+    coded = dataclasses.replace(_coded((-8.0,), batch_size=16, target_bit_errors=1, max_bits=10**9),
+                                target_block_errors=40)
+    (row,), _, _ = bench.simulate([receiver], awgn, coded, log=quiet)
+    assert row["blocks"] == 48 and row["block_errors"] == 48
+    (plain,), _, _ = bench.simulate([receiver], awgn, dataclasses.replace(coded, coded=False), log=quiet)
+    assert plain["bits"] == row["bits"] // 3
+
+
 def test_perfect_lmmse_bler_on_awgn_falls_steeply_at_the_code_threshold(awgn):
     """A 5G LDPC code of rate 1/2, 16-QAM: BLER goes from about 1 to about 0 within 2 dB."""
     receiver = baselines.PerfectLmmse(awgn)

@@ -77,7 +77,20 @@ def test_teacher_of_another_grid_is_rejected(kd_run, tmp_path):
     result = run_module("deeprx.train", *KD_SMOKE, f"--teacher={teacher}", "--modulation=qpsk",
                         f"--workdir={tmp_path}/s", timeout=60)
     lines = result.stderr.strip().splitlines()
-    assert result.returncode != 0 and len(lines) == 1 and "trained on another scenario" in lines[0]
+    assert result.returncode != 0 and len(lines) == 1 and "trained on another scenario (modulation differ)" in lines[0]
+
+
+def test_a_teacher_teaches_on_another_prb_count(kd_run, tmp_path):
+    """The fully convolutional teacher (2 PRB here, 8 PRB shipped for the cpu preset) runs on
+    the student's grid: the study distils demo students (4 PRB) from the shipped teacher."""
+    teacher, _, _ = kd_run
+    student = str(tmp_path / "student-4prb")
+    result = run_module("deeprx.train", *KD_SMOKE, f"--teacher={teacher}", "--num_prb=4", "--steps=2", "--noeval",
+                        f"--workdir={student}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distilling from" in result.stdout and "distillation_loss" in result.stdout
+    with open(os.path.join(student, "config.json")) as f:
+        assert json.load(f)["scenario"]["carrier"]["num_prb"] == 4
 
 
 def test_an_edge_variant_student_from_a_paper_teacher(kd_run, tmp_path):

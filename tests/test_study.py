@@ -20,11 +20,13 @@ MODELS = study_layout.MODELS
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """A study killed once the energy stage has written part of its output, then rerun."""
+def study(tmp_path_factory, smoke_run):
+    """A study with a given teacher (the session's smoke run, as the demo takes the shipped
+    one), killed once the energy stage has written part of its output, then rerun."""
     workdir = str(tmp_path_factory.mktemp("study") / "tiny")
+    args = (*ARGS, f"--teacher={smoke_run['workdir']}")
     env = dict(os.environ, PYTHONPATH=REPO)
-    process = subprocess.Popen([sys.executable, "-m", "deeprx.study", *ARGS, f"--workdir={workdir}"], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-m", "deeprx.study", *args, f"--workdir={workdir}"], cwd=REPO,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first_output, partial = [], os.path.join(workdir, "energy", "teacher", "energy.json")
     deadline = time.time() + 1200
@@ -43,9 +45,9 @@ def study(tmp_path_factory):
     done_before = {name: ber_lib.read_json(os.path.join(workdir, name, "done.json"))
                    for name in study_layout.STAGE_NAMES[:7]}
     assert not os.path.exists(os.path.join(workdir, "energy", "done.json"))
-    rerun = run_module("deeprx.study", *ARGS, f"--workdir={workdir}", timeout=1200)
-    return {"workdir": workdir, "killed_at": killed_at, "orphans": orphans, "done_before": done_before,
-            "rerun": rerun, "first_output": "".join(first_output)}
+    rerun = run_module("deeprx.study", *args, f"--workdir={workdir}", timeout=1200)
+    return {"workdir": workdir, "args": args, "teacher": smoke_run["workdir"], "killed_at": killed_at,
+            "orphans": orphans, "done_before": done_before, "rerun": rerun, "first_output": "".join(first_output)}
 
 
 def test_killed_study_reruns_only_the_interrupted_stage(study):
@@ -94,6 +96,15 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
 
     with open(os.path.join(workdir, "report.md")) as f:
         report = f.read()
+    # The given teacher was copied in, not trained: same weights, named in the report.
+    with open(os.path.join(study["teacher"], "model.keras"), "rb") as given, \
+            open(os.path.join(workdir, "teacher", "model.keras"), "rb") as copied:
+        assert given.read() == copied.read()
+    assert read("teacher", "source.json")["teacher"] == study["teacher"]
+    assert not os.path.isdir(os.path.join(workdir, "teacher", "checkpoints"))
+    assert f"Teacher `{study['teacher']}`, trained earlier (not by this study): paper variant, width x0.125, 6 steps" \
+        in report
+    assert read("summary.json")["teacher"] == study["teacher"]
     header, rows = _table(report)
     assert header[0] == "model" and set(rows) == {"teacher", "student from scratch", "KD student", "ls_lmmse",
                                                   "perfect_lmmse", "ls_irc", "perfect_irc"}
@@ -147,6 +158,8 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
     (("--teacher_steps=many",), "--teacher_steps: 'many' is not an integer"),
     (("--student_flops_ratio=0.0001",), "--student_flops_ratio: a FLOP budget"),
     (("--energy_source=volts",), "--energy_source: unknown power source"),
+    (("--teacher=pretrained:nope",), "--teacher: teacher 'pretrained:nope': no shipped model 'nope'"),
+    (("--teacher=/nonexistent/run",), "--teacher: teacher '/nonexistent/run': no model.keras in"),
 ])
 def test_bad_study_flags_fail_before_any_stage(tmp_path, args, message):
     workdir = str(tmp_path / "study")
@@ -155,8 +168,33 @@ def test_bad_study_flags_fail_before_any_stage(tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1 and not os.path.exists(workdir)
 
 
+def test_a_teacher_of_another_scenario_is_refused_before_any_stage(smoke_run, tmp_path):
+    workdir = str(tmp_path / "study")
+    result = run_module("deeprx.study", *ARGS, f"--teacher={smoke_run['workdir']}", "--modulation=qpsk",
+                        f"--workdir={workdir}", timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "--teacher: teacher" in result.stderr and "trained on another scenario (modulation differ)" in result.stderr
+    assert not os.path.exists(workdir)
+
+
+def test_the_study_trains_its_teacher_when_asked(tmp_path):
+    """--teacher=train: the teacher stage runs deeprx.train with the preset's teacher size."""
+    from deeprx.core import config as config_lib
+    from deeprx.experiments import study_config, study_stages
+    scenario = config_lib.get_preset("tiny").scenario
+    config = study_config.StudyConfig(workdir=str(tmp_path / "study"), preset_name="tiny", scenario=scenario,
+                                      scenario_args=("--preset=tiny",), size=study_config.SIZES["tiny"])
+    assert config.trains_teacher
+    context = study_stages.Context(config, "teacher", log=lambda *a, **k: None)
+    os.makedirs(context.dir)
+    study_stages.run_teacher(context)
+    train = ber_lib.read_json(os.path.join(context.dir, "train.json"))
+    assert train["steps"] == config.size.teacher_steps and os.path.isfile(os.path.join(context.dir, "model.keras"))
+    assert context.commands[0].startswith("python -m deeprx.train --preset=tiny --model_variant=paper")
+
+
 def test_a_workdir_of_other_settings_is_refused(study):
-    result = run_module("deeprx.study", *ARGS, f"--workdir={study['workdir']}", "--alpha=0.1", timeout=120)
+    result = run_module("deeprx.study", *study["args"], f"--workdir={study['workdir']}", "--alpha=0.1", timeout=120)
     assert result.returncode == 2 and "holds a study with other settings (alpha differ" in result.stderr
     with open(os.path.join(study["workdir"], "study.json")) as f:
         assert json.load(f)["settings"]["alpha"] == 0.5

@@ -201,8 +201,10 @@ def parse_sinr_grid(text: str) -> Tuple[float, ...]:
 class EvalConfig:
     """BER-vs-SINR evaluation: the SINR grid and when each point stops.
 
-    A point stops once every receiver has `target_bit_errors` errors or once
-    `max_bits` data bits have been simulated, whichever comes first.
+    A point stops once every receiver has `target_bit_errors` errors (and, coded,
+    `target_block_errors` block errors: a BLER estimate needs its own error count, which bit
+    errors clustered in a few blocks do not give) or once `max_bits` data bits have been
+    simulated, whichever comes first.
     """
     sinr_db: Tuple[float, ...] = parse_sinr_grid("-4:24:2")
     channel_set: str = "test"
@@ -212,6 +214,7 @@ class EvalConfig:
     seed: int = 1
     coded: bool = False     # one 5G LDPC transport block per slot at `coderate`: BLER beside BER
     coderate: float = 0.5
+    target_block_errors: int = 100  # coded only
 
     def __post_init__(self):
         if not 0.0 < self.coderate < 1.0:
@@ -221,7 +224,7 @@ class EvalConfig:
         if list(self.sinr_db) != sorted(set(self.sinr_db)):
             raise ValueError(f"sinr_db must be strictly increasing, got {self.sinr_db!r}")
         _check_choice("channel_set", self.channel_set, CHANNEL_SETS)
-        for name in ("batch_size", "target_bit_errors", "max_bits"):
+        for name in ("batch_size", "target_bit_errors", "max_bits", "target_block_errors"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

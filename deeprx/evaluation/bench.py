@@ -84,9 +84,10 @@ def simulate(receivers, scenario, evaluation, log=print):
     """Runs every receiver on the same slots at each SINR point; returns (ber.csv rows,
     {receiver: calibration.Calibration}, the code's description or None).
 
-    A point stops when every receiver has evaluation.target_bit_errors errors or
-    evaluation.max_bits bits have been simulated. A coded evaluation (evaluation.coded)
-    sends one 5G LDPC transport block per slot and decodes every receiver's LLRs.
+    A point stops when every receiver has evaluation.target_bit_errors errors (coded: and
+    evaluation.target_block_errors block errors) or evaluation.max_bits bits have been
+    simulated. A coded evaluation (evaluation.coded) sends one 5G LDPC transport block per
+    slot and decodes every receiver's LLRs.
     """
     import numpy as np
     from deeprx.evaluation import calibration
@@ -117,7 +118,9 @@ def simulate(receivers, scenario, evaluation, log=print):
             blocks += evaluation.batch_size if generator.code is not None else 0
             batch_index += 1
             errors = {name: sum(counts) for name, counts in slot_errors.items()}
-            if min(errors.values()) >= evaluation.target_bit_errors or bits >= evaluation.max_bits:
+            enough = min(errors.values()) >= evaluation.target_bit_errors and (
+                generator.code is None or min(block_errors.values()) >= evaluation.target_block_errors)
+            if enough or bits >= evaluation.max_bits:
                 break
         for receiver in receivers:
             rows.append(ber_lib.make_row(receiver.name, sinr_db, errors[receiver.name], bits,

@@ -4,10 +4,12 @@ No TensorFlow here: everything is checked before the first stage starts.
 """
 
 import dataclasses
+import os
 from typing import Tuple
 
 from deeprx.core import config as config_lib
 from deeprx.core import kd_config
+from deeprx.core import workdir as workdir_lib
 from deeprx.network import model as model_lib
 
 
@@ -60,6 +62,8 @@ SIZES = {
 }
 SIZE_FIELDS = tuple(field.name for field in dataclasses.fields(StudySize))
 
+TRAIN_TEACHER = "train"
+
 
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
@@ -69,7 +73,8 @@ class StudyConfig:
     scenario: object              # config.ScenarioConfig, overrides applied
     scenario_args: Tuple[str, ...]  # the same scenario for the stages' CLIs
     size: StudySize
-    teacher_variant: str = "paper"
+    teacher: str = TRAIN_TEACHER  # "train", or a trained model: pretrained:NAME or a run directory
+    teacher_variant: str = "paper"  # of a teacher the study trains
     student_variant: str = "edge"
     student_flops_ratio: float = kd_config.KD_DEFAULTS.student_flops_ratio
     alpha: float = kd_config.KD_DEFAULTS.alpha
@@ -88,10 +93,25 @@ class StudyConfig:
             raise ValueError(f"threads must be a positive integer, got {self.threads}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not self.trains_teacher:
+            try:
+                teacher = workdir_lib.RunDir(self.teacher)
+                teacher.check(self.scenario)
+            except ValueError as error:  # none shipped, no model there, or another scenario
+                raise ValueError(f"teacher {self.teacher!r}: {error}") from None
+            if not os.path.isfile(teacher.file("train.json")):
+                raise ValueError(f"teacher {self.teacher!r}: no train.json in {teacher.path!r}: give a finished run "
+                                 "of python -m deeprx.train or a shipped model (pretrained:NAME)")
         self.student_config  # sizes the student: ValueError if the budget is too small
 
     @property
+    def trains_teacher(self):
+        return self.teacher == TRAIN_TEACHER
+
+    @property
     def teacher_config(self):
+        if not self.trains_teacher:
+            return workdir_lib.RunDir(self.teacher).model_config
         return model_lib.DeepRxConfig(width_multiplier=self.size.teacher_width, variant=self.teacher_variant)
 
     @property

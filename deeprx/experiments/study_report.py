@@ -3,9 +3,11 @@ from the JSON files the earlier stages wrote (each number's file is named in sum
 
 import os
 
+from deeprx.core import workdir as workdir_lib
 from deeprx.evaluation import bench
 from deeprx.evaluation import receivers as receivers_lib
 from deeprx.experiments import study_layout as stages
+from deeprx.network import model as model_lib
 from edge import ber as ber_lib
 
 ROLES = {"teacher": "teacher", "scratch": "student from scratch", "kd": "KD student"}
@@ -32,6 +34,25 @@ def _path(config, *parts):
     return os.path.join(config.workdir, *parts)
 
 
+def _flops_on_grid(config, model):
+    """FLOPs per slot of a stage's model on the study's grid (a given teacher may have been
+    trained on another PRB count: its train.json counts that grid's)."""
+    return model_lib.flops_per_slot(workdir_lib.RunDir(_path(config, model)).model_config, config.scenario)
+
+
+def teacher_sentence(config):
+    """How the report describes the teacher: trained by the study, or given (with its training)."""
+    if config.trains_teacher:
+        return (f"Teacher {config.teacher_variant} variant, width x{config.size.teacher_width:g}, "
+                f"{config.size.teacher_steps} steps")
+    teacher = config.teacher_config
+    train = ber_lib.read_json(_path(config, "teacher", "train.json"))
+    settings = workdir_lib.RunDir(_path(config, "teacher")).settings
+    return (f"Teacher `{config.teacher}`, trained earlier (not by this study): {teacher.variant} variant, width "
+            f"x{teacher.width_multiplier:g}, {train['steps']:,} steps, {train['slots_seen']:,} slots on the "
+            f"`{settings['preset']}` preset")
+
+
 def collect(config):
     """summary.json's dict, from the stage files (each entry's sources named)."""
     ber = ber_lib.read_json(_path(config, "ber", "summary.json"))
@@ -45,7 +66,7 @@ def collect(config):
         int8_name = f"{model}_int8"
         models[model] = {
             "role": ROLES[model], "parameters": train["parameters"],
-            "mflops_per_slot": round(train["flops_per_slot"] / 1e6, 3),
+            "mflops_per_slot": round(_flops_on_grid(config, model) / 1e6, 3),
             "gm_ber": ber[model]["gm_ber"], "sinr_at_ber_1e-2": ber[model]["sinr_at_ber_1e-2"],
             "sinr_at_ber_1e-3": ber[model]["sinr_at_ber_1e-3"],
             "int8_gm_ber": ber[int8_name]["gm_ber"], "int8_sinr_at_ber_1e-2": ber[int8_name]["sinr_at_ber_1e-2"],
@@ -65,7 +86,7 @@ def collect(config):
                           "edgetpu": f"edgetpu/{model}_int8.preflight.json", "energy": f"energy/{model}/energy.json"}
     kd, scratch = models["kd"], models["scratch"]
     return {
-        "preset": config.preset_name, "scenario": config.scenario_args,
+        "preset": config.preset_name, "scenario": config.scenario_args, "teacher": config.teacher,
         "models": models,
         "classical": {name: {"gm_ber": ber[name]["gm_ber"], "sinr_at_ber_1e-2": ber[name]["sinr_at_ber_1e-2"]}
                       for name in receivers_lib.CLASSICAL_NAMES if name in ber},
@@ -117,8 +138,7 @@ def markdown(summary, command, config):
     models = summary["models"]
     lines = [f"# DeepRx study, `{config.preset_name}` preset", "",
              f"{summary['date']}, {summary['machine']}. Command: `{command}`", "",
-             f"Scenario: {' '.join(config.scenario_args)}. Teacher {config.teacher_variant} variant, width "
-             f"x{config.size.teacher_width:g}, {config.size.teacher_steps} steps; students {config.student_variant} "
+             f"Scenario: {' '.join(config.scenario_args)}. {teacher_sentence(config)}; students {config.student_variant} "
              f"variant at {config.student_flops_ratio:.3g} of the teacher's FLOPs, {config.size.student_steps} steps "
              f"of {config.size.batch_size} slots; KD alpha {config.alpha:g}, T {config.temperature:g} "
              f"({config.kd_form} form, KL {config.kd_reduction} over data bits).", "",

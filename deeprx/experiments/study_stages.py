@@ -16,6 +16,7 @@ import time
 from typing import Callable, Tuple
 
 from deeprx.core import jobs
+from deeprx.core import workdir as workdir_lib
 from deeprx.evaluation import receivers as receivers_lib
 from deeprx.experiments import study_layout
 from deeprx.experiments.study_layout import DONE, MODELS, done_record, edgetpu_path, int8_path, stage_dir
@@ -74,9 +75,22 @@ def _train_args(config, workdir, variant, steps, **extra):
     return ["deeprx.train", *args, *(f"--{k}={v}" for k, v in extra.items()), f"--workdir={workdir}"]
 
 
+TEACHER_FILES = ("model.keras", "config.json", "train.json")
+
+
 def run_teacher(context):
+    """Trains the teacher (--teacher=train), or copies the given trained one (a shipped
+    pretrained:NAME or a run directory) into the stage directory, so that every later stage
+    reads its teacher from the same place either way."""
     config = context.config
-    context.call(*_train_args(config, context.dir, config.teacher_variant, config.size.teacher_steps))
+    if config.trains_teacher:
+        context.call(*_train_args(config, context.dir, config.teacher_variant, config.size.teacher_steps))
+        return
+    source = workdir_lib.RunDir(config.teacher)
+    for name in TEACHER_FILES:
+        shutil.copy2(source.file(name), os.path.join(context.dir, name))
+    ber_lib.write_json(os.path.join(context.dir, "source.json"), {"teacher": config.teacher, "path": source.path})
+    context.log(f"      teacher {config.teacher} ({source.path}): trained earlier, copied", flush=True)
 
 
 def run_scratch(context):
@@ -103,6 +117,8 @@ def _train_estimate(steps, flops_per_step):
 
 
 def estimate_teacher(config):
+    if not config.trains_teacher:
+        return 1.0
     return _train_estimate(config.size.teacher_steps, 3 * config.size.batch_size * config.teacher_flops)
 
 
@@ -186,7 +202,7 @@ def _estimate(seconds_tiny, seconds_demo, seconds_cpu):
 
 
 STAGES = (
-    Stage("teacher", "the teacher from scratch (deeprx.train)", run_teacher, estimate_teacher, resumes=True),
+    Stage("teacher", "the teacher: a trained one (--teacher), or from scratch (deeprx.train)", run_teacher, estimate_teacher, resumes=True),
     Stage("scratch", "the student from scratch (deeprx.train --model_mflops)", run_scratch, estimate_scratch,
           resumes=True),
     Stage("kd", "the student distilled from the teacher (deeprx.train --teacher)", run_kd, estimate_kd,
