@@ -202,7 +202,8 @@ def _estimate(seconds_tiny, seconds_demo, seconds_cpu):
 
 
 STAGES = (
-    Stage("teacher", "the teacher: a trained one (--teacher), or from scratch (deeprx.train)", run_teacher, estimate_teacher, resumes=True),
+    Stage("teacher", "the teacher: a trained one (--teacher), or from scratch (deeprx.train)", run_teacher,
+          estimate_teacher, resumes=True),
     Stage("scratch", "the student from scratch (deeprx.train --model_mflops)", run_scratch, estimate_scratch,
           resumes=True),
     Stage("kd", "the student distilled from the teacher (deeprx.train --teacher)", run_kd, estimate_kd,
