@@ -63,7 +63,7 @@ def test_killed_study_reruns_only_the_interrupted_stage(study):
         assert os.path.getmtime(os.path.join(workdir, "energy", model, "energy.json")) > study["killed_at"]
     assert "[9/9] report" in rerun.stdout and "study ETA" in study["first_output"]
     # A third run has nothing left to do.
-    again = run_module("deeprx.study", *ARGS, f"--workdir={workdir}", timeout=120)
+    again = run_module("deeprx.study", *study["args"], f"--workdir={workdir}", timeout=120)
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 9, again.stdout
 
 
@@ -86,8 +86,9 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
     read = lambda *parts: ber_lib.read_json(os.path.join(workdir, *parts))  # noqa: E731
     for name in study_layout.STAGE_NAMES:
         assert read(name, "done.json")["stage"] == name
-        if name != "report":  # the report runs no command
+        if name not in ("report", "teacher"):  # these run no command (the given teacher is copied in)
             assert os.path.getsize(os.path.join(workdir, "logs", name + ".log")) > 0
+    assert read("teacher", "done.json")["commands"] == []
     for path in ("report.md", "summary.json", "study.json", "report/pareto.png", "ber/ber.csv", "ber/ber.png",
                  "runner/vectors.npz", *(f"int8/{m}_int8.tflite" for m in MODELS),
                  *(f"edgetpu/{m}_int8.preflight.json" for m in MODELS),
