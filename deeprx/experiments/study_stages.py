@@ -75,7 +75,7 @@ def _train_args(config, workdir, variant, steps, **extra):
     return ["deeprx.train", *args, *(f"--{k}={v}" for k, v in extra.items()), f"--workdir={workdir}"]
 
 
-TEACHER_FILES = ("model.keras", "config.json", "train.json")
+TEACHER_FILES = (workdir_lib.MODEL_FILENAME, "config.json", "train.json")
 
 
 def run_teacher(context):
