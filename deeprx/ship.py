@@ -3,6 +3,8 @@ or keep an unfinished one's latest checkpoint in data/checkpoints/<name>/ for a 
 
 Example usage:
   python -m deeprx.ship --model=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs
+  python -m deeprx.ship --model=runs/kd-student-demo-2dmrs --name=kd-student-demo-2dmrs \
+      --tflite=edge_out/kd-student-demo-2dmrs_int8.tflite,edge_out/kd-student-demo-2dmrs_int8_qat.tflite
   python -m deeprx.ship --model=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs --checkpoint_only
   (on a new machine: cp -r data/checkpoints/teacher-cpu-1dmrs runs/ and rerun the run's command)
 
@@ -10,7 +12,9 @@ Copies what rebuilds and documents the model (model.keras, config.json, train.js
 evaluation's ber.csv/summary.json/ber.png and, if it has one, its learning curve) and writes
 MODEL.md: the exact command, commit, steps, slots seen, training time, machine, parameters
 and FLOPs per slot, and its BER table against the classical receivers it was evaluated
-with. Every CLI that takes a model then accepts `pretrained:<name>`.
+with. --tflite adds deployable exports (int8 .tflite files with their export records and Edge
+TPU preflight reports), listed in MODEL.md. Every CLI that takes a model then accepts
+`pretrained:<name>`.
 """
 
 import os
@@ -31,6 +35,8 @@ def define_flags():
     together in one process)."""
     flags.DEFINE_string("model", None, "a finished run directory of python -m deeprx.train (with its eval/)")
     flags.DEFINE_string("name", None, "the shipped name: data/models/<name>, used as pretrained:<name>")
+    flags.DEFINE_list("tflite", [], "deployable exports of the model to ship beside it: .tflite files of python -m "
+                      "deeprx.quantize, each with its .json record and the .preflight.json of python -m deeprx.compile")
     flags.DEFINE_bool("checkpoint_only", False, "copy the run's latest checkpoint and settings to "
                       "data/checkpoints/<name> (a run in progress, to resume elsewhere) instead of shipping it")
 
@@ -45,13 +51,21 @@ def _sinr(value):
     return "not reached" if value is None else f"{value:.2f} dB"
 
 
-def model_card(name, settings, trained, summary, rows):
-    """MODEL.md text of a shipped model."""
+def _origin(settings):
+    kd = settings.get("kd")
+    if not kd:
+        return "trained from scratch"
+    return (f"distilled from the teacher `{kd['teacher']}` (alpha {kd['alpha']:g}, T {kd['temperature']:g}, "
+            f"{kd.get('form', 'paper')} form)")
+
+
+def model_card(name, settings, trained, summary, rows, exports=()):
+    """MODEL.md text of a shipped model; exports: the shipped .tflite files' (record, preflight) dicts."""
     scenario, model = settings["scenario"], settings["model"]
     receivers = list(summary)
     lines = [
         f"# {name}", "",
-        f"DeepRx ({model['variant']} variant, width x{model['width_multiplier']:g}) trained from scratch on the "
+        f"DeepRx ({model['variant']} variant, width x{model['width_multiplier']:g}) {_origin(settings)} on the "
         f"`{settings['preset']}` preset: {scenario['carrier']['num_prb']} PRB, {scenario['modulation']}, "
         f"{scenario['dmrs']['num_symbols']} DMRS, {scenario['num_rx']} Rx, "
         f"{scenario['channel']['family'].upper()} {'/'.join(scenario['channel']['train_models'])} in training, "
@@ -83,25 +97,56 @@ def model_card(name, settings, trained, summary, rows):
     for sinr in sorted({float(r["sinr_db"]) for r in rows}):
         by = {r["receiver"]: r for r in rows if float(r["sinr_db"]) == sinr}
         lines.append(f"| {sinr:g} | " + " | ".join(f"{float(by[r]['ber']):.2e}" for r in receivers) + " |")
+    if exports:
+        lines += ["", "## Deployable exports (python -m deeprx.quantize; Edge TPU preflight of python -m deeprx.compile)",
+                  "", "| file | method | input | size | operators on the Edge TPU / CPU | first CPU operator |",
+                  "|---|---|---|---|---|---|"]
+        for record, preflight in exports:
+            cut = "none" if preflight.get("cut_at") is None else f"#{preflight['cut_at']}"
+            lines.append(f"| {record['model']} | {record['method']} | {record['input']['dtype']} "
+                         f"{'x'.join(str(d) for d in record['input']['shape'])} | {record['size_bytes'] / 1e3:.0f} kB | "
+                         f"{preflight['mapped']} / {preflight['cpu']} | {cut} |")
+        lines += ["", "Each .tflite comes with its .json (the export record: scenario, channel layout, input and output "
+                  "quantization) and its .preflight.json (every operator's status).", ""]
     lines += ["", f"Files: {', '.join(os.path.basename(p) for p in COPIED)} (those the run has).", ""]
     return "\n".join(lines)
 
 
-def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR):
-    """Copies the run's files into models_dir/name and writes MODEL.md; returns the directory."""
+def _export_files(path):
+    """(.tflite, .json record, .preflight.json) of one export; ValueError naming what is missing."""
+    if not path.endswith(".tflite") or not os.path.isfile(path):
+        raise ValueError(f"{path!r} is not a .tflite file")
+    record, preflight = path[:-len(".tflite")] + ".json", path[:-len(".tflite")] + ".preflight.json"
+    if not os.path.isfile(record):
+        raise ValueError(f"{path!r} has no export record {os.path.basename(record)}: export it with python -m "
+                         "deeprx.quantize")
+    if not os.path.isfile(preflight):
+        raise ValueError(f"{path!r} has no preflight report: run python -m deeprx.compile --model={path}")
+    return path, record, preflight
+
+
+def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR, tflite=()):
+    """Copies the run's files (and the `tflite` exports with their records and preflight
+    reports) into models_dir/name and writes MODEL.md; returns the directory."""
     if not workdir_lib.RunDir(run_dir).finished():
         raise ValueError(f"{run_dir!r} is not a finished run (model.keras, train.json and eval/summary.json)")
+    export_files = [_export_files(path) for path in tflite]
     dest = os.path.join(models_dir, name)
     os.makedirs(dest, exist_ok=True)
     for relative in COPIED:
         source = os.path.join(run_dir, relative)
         if os.path.isfile(source):
             shutil.copyfile(source, os.path.join(dest, os.path.basename(relative)))
+    exports = []
+    for files in export_files:
+        for path in files:
+            shutil.copyfile(path, os.path.join(dest, os.path.basename(path)))
+        exports.append((ber_lib.read_json(files[1]), ber_lib.read_json(files[2])))
     settings = ber_lib.read_json(os.path.join(run_dir, "config.json"))
     trained = ber_lib.read_json(os.path.join(run_dir, "train.json"))
     summary = ber_lib.read_json(os.path.join(run_dir, "eval", "summary.json"))
     rows = ber_lib.read_csv(os.path.join(run_dir, "eval", "ber.csv"))
-    text = model_card(name, settings, trained, summary, rows)
+    text = model_card(name, settings, trained, summary, rows, exports)
     ber_lib.atomic_write(os.path.join(dest, "MODEL.md"), lambda f: f.write(text))
     return dest
 
@@ -138,13 +183,18 @@ def main(argv):
             raise cli.FlagError(name, "is required")
     if os.sep in FLAGS.name or FLAGS.name.startswith("."):
         raise cli.FlagError("name", f"must be a plain directory name, got {FLAGS.name!r}")
+    if FLAGS.tflite and FLAGS.checkpoint_only:
+        raise cli.FlagError("tflite", "ships exports of a finished model: not with --checkpoint_only")
+    with cli.flag("tflite"):
+        for path in FLAGS.tflite:
+            _export_files(path)
     with cli.flag("model"):
         if FLAGS.checkpoint_only:
             dest = keep_checkpoint(FLAGS.model, FLAGS.name)
             print(f"Kept the latest checkpoint of {FLAGS.model} in {dest}: on a new machine, copy it to "
                   f"runs/{FLAGS.name} and rerun the run's deeprx.train command with --workdir=runs/{FLAGS.name}")
             return
-        dest = ship(FLAGS.model, FLAGS.name)
+        dest = ship(FLAGS.model, FLAGS.name, tflite=FLAGS.tflite)
     print(f"Shipped {FLAGS.model} as pretrained:{FLAGS.name} in {dest} (MODEL.md)")
 
 

@@ -222,3 +222,15 @@ def test_energy_cli_missing_model_fails_in_one_line(tmp_path):
     result = run_module("deeprx.energy", f"--model={tmp_path}/nothing", f"--out={tmp_path}/o", timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "--model: no model.keras" in lines[0], result.stderr
+
+
+def test_training_step_energy_of_a_run_with_a_learning_curve(tiny):
+    """A run trained with --curve_every (the teacher recipe) measures its training step too:
+    the curve is the run's bookkeeping, not part of a step."""
+    from deeprx.core import config
+    from deeprx.costs import measure
+    train_config = config.TrainConfig(steps=2, batch_size=2, curve_every=500)
+    result = measure.measure_training_step(model_lib.DeepRxConfig(width_multiplier=0.125), tiny, train_config,
+                                           steps=2, source=power.CpuTimeSource(1.0, "a test's power"),
+                                           base_seconds=0.01)
+    assert result["batch_size"] == 2 and result["joules_per_step"] > 0 and result["seconds_per_step"] > 0

@@ -55,6 +55,27 @@ def test_ship_writes_a_model_card(tmp_path):
         assert needle in card, needle
     assert sorted(os.listdir(dest)) == sorted(["MODEL.md", "model.keras", "config.json", "train.json", "ber.csv",
                                                 "summary.json"])
+    assert "trained from scratch" in card
     with pytest.raises(ValueError, match="not a finished run"):
         ship.ship(str(tmp_path / "models"), "x", models_dir=str(tmp_path / "m2"))
+
+    # A distilled student, shipped with its int8 export, its export record and preflight report.
+    ber.write_json(str(run_dir / "config.json"), dict(settings, kd={
+        "teacher": "pretrained:tiny-teacher", "alpha": 0.5, "temperature": 3.0, "form": "hinton"}))
+    export = tmp_path / "edge_out" / "student_int8.tflite"
+    export.parent.mkdir()
+    export.write_bytes(b"TFL3")
+    with pytest.raises(ValueError, match="no export record"):
+        ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+    ber.write_json(str(export).replace(".tflite", ".json"), {
+        "model": "student_int8.tflite", "method": "qat", "size_bytes": 248272,
+        "input": {"dtype": "int8", "shape": [1, 14, 48, 10]}})
+    with pytest.raises(ValueError, match="no preflight report: run python -m deeprx.compile"):
+        ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+    ber.write_json(str(export).replace(".tflite", ".preflight.json"), {"mapped": 129, "cpu": 0, "cut_at": None})
+    dest = ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+    card = open(os.path.join(dest, "MODEL.md")).read()
+    assert "distilled from the teacher `pretrained:tiny-teacher` (alpha 0.5, T 3, hinton form)" in card
+    assert "| student_int8.tflite | qat | int8 1x14x48x10 | 248 kB | 129 / 0 | none |" in card
+    assert {"student_int8.tflite", "student_int8.json", "student_int8.preflight.json"} <= set(os.listdir(dest))
 

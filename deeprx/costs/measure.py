@@ -89,11 +89,14 @@ def from_runner_json(path):
 
 
 def measure_training_step(model_config, scenario, train_config, steps, source, base_seconds):
-    """Four-step energy of `steps` training steps (slots drawn in-graph, as deeprx.train)."""
+    """Four-step energy of `steps` training steps (slots drawn in-graph, as deeprx.train; the
+    run's learning curve, if it had one, is not part of a step)."""
+    import dataclasses
     import tempfile
     import tensorflow as tf
     from deeprx.network import training
     from deeprx.simulation import data as data_lib
+    train_config = dataclasses.replace(train_config, curve_every=0)
     model = model_lib.build(model_config, scenario)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = training.Trainer(model, scenario, train_config, tmp, log=lambda *a, **k: None)

@@ -7,7 +7,8 @@ On the --preset grid (default cpu), through the project's own CLIs (their comman
 printed and recorded in OUT/summary.json):
   1. int8 export of the teacher and of the student (python -m deeprx.quantize, PTQ; 64
      calibration slots: the calibration changes the int8 values, not the energy);
-  2. python -m deeprx.energy on each, float and int8, with --energy_source (default codecarbon);
+  2. python -m deeprx.energy on each, float and int8, with --energy_source (default cputime:
+     CPU time x CodeCarbon's TDP per core, an estimate);
   3. python -m deeprx.kernels fit: the kernel-level predictor and its held-out latency MAPE.
 --reuse_kernels keeps OUT/kernels/ of an earlier run. Writes OUT/teacher/ and OUT/student/ (energy.json and plots), OUT/kernels/ (fit.json,
 heldout.csv, kernels.csv) and OUT/summary.json; prints each figure against its reference
@@ -43,8 +44,9 @@ def main():
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--student", required=True)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--energy_source", default="codecarbon")
+    parser.add_argument("--energy_source", default="cputime", help="deeprx.energy --energy_source")
     parser.add_argument("--out", default=os.path.join(REPO, "data", "results", "energy-cpu"))
+    parser.add_argument("--fit_layers", type=int, default=720, help="one-layer models of the predictor's fit")
     parser.add_argument("--reuse_kernels", action="store_true",
                         help="keep OUT/kernels/ of an earlier run instead of fitting the predictor again")
     args = parser.parse_args()
@@ -63,12 +65,14 @@ def main():
             with open(os.path.join(out, "energy.json")) as f:
                 summary[role] = json.load(f)
     kernels_out = os.path.join(args.out, "kernels")
-    kernels_command = f"python -m deeprx.kernels fit --preset={args.preset} --out={kernels_out}"
+    kernels_args = ("deeprx.kernels", "fit", f"--preset={args.preset}", f"--fit_layers={args.fit_layers}",
+                    f"--out={kernels_out}")
+    kernels_command = jobs.command_line(kernels_args)
     if args.reuse_kernels and os.path.isfile(os.path.join(kernels_out, "fit.json")):
         print(f"reusing {kernels_out} ({kernels_command})", flush=True)
         commands.append(kernels_command)
     else:
-        commands.append(run("deeprx.kernels", "fit", f"--preset={args.preset}", f"--out={kernels_out}"))
+        commands.append(run(*kernels_args))
         os.remove(os.path.join(kernels_out, "predictor.joblib"))  # binary, rebuilt by the command
     with open(os.path.join(kernels_out, "fit.json")) as f:
         fit = json.load(f)
