@@ -21,9 +21,15 @@ one per model, in a graph: what 4 more runs add, / 4) and fits. It then predicts
 whole models it never saw, in three families: (a) DeepRx paper and edge variants at
 --heldout_widths, (b) width 0.5 on --heldout_prbs grids, (c) plain ResNets of 3x3 convs; a
 prediction is the operators' sum plus one empty call, with no calibration to whole models.
+Drift: a VM's speed wanders by 10% and more within an hour, so a fixed probe model (a conv and a
+dilated depthwise, no held-out model) is timed around every block of 10 fit layers and around
+every held-out measurement; fit times are divided by its speed factor (its time over its time at
+the start), held-out predictions multiplied by it (heldout.csv's probe_wall, probe_cpu; fit.json
+also gives the held-out errors without it). `predict --probe` times it now, for the same reading.
+A rerun of `fit` on the same OUT resumes kernels.csv only on the CPU it was timed on.
 Writes OUT/kernels.csv (every operator timing), OUT/heldout.csv, OUT/heldout_summary.json
 ({family: {backend: {mape, within_10pct, models, predictions}}}), OUT/fit.json,
-OUT/heldout.png and OUT/predictor.joblib.
+OUT/heldout.png, OUT/probe.json and OUT/predictor.joblib.
 
 Energy: --energy_source=cputime[:W] (the only one a per-operator prediction can be checked
 against here: no meter, no RAPL) turns CPU seconds into joules, predicted from the operators'
@@ -39,6 +45,7 @@ from absl import flags
 from deeprx.core import cli
 from deeprx.core import scenario_flags
 from deeprx.costs import kernel_predictor as predictor_lib
+from deeprx.costs import kernel_timing as timing_lib
 from deeprx.costs import plots
 from deeprx.costs import power_sources
 from deeprx.network import model as model_lib
@@ -59,6 +66,8 @@ def define_flags():
     flags.DEFINE_list("heldout_prbs", ["4", "16"], "fit: PRB counts of held-out family (b), DeepRx width 0.5")
     flags.DEFINE_list("heldout_resnets", ["16x2", "32x3", "64x3", "96x4"],
                       "fit: plain ResNets of held-out family (c), CHANNELSxBLOCKS")
+    flags.DEFINE_bool("probe", False, "predict: time the fit's probe model now and give the predictions at the "
+                      "machine's speed of the moment (else in the fit's time)")
     flags.DEFINE_float("min_seconds", 0.2, "timing: repeat each operator or model for at least this long")
     flags.DEFINE_string("energy_source", "cputime", "fit: cputime[:W per busy core], or none")
     scenario_flags.define_flags()
@@ -110,13 +119,32 @@ def main(argv):
         predictor = predictor_lib.load_predictor(FLAGS.predictor)
     with cli.flag("model"):
         models = _models_to_predict(FLAGS.model, scenario)
+    keys = [(backend, n) for backend, _ in models for n in (
+        [t for (b, t) in predictor.empty_call if b == backend] if backend == "keras_float" else threads)]
+    for backend, n in keys:
+        if (backend, n) not in predictor.empty_call:
+            raise cli.FlagError("threads", f"the predictor was not fitted for {backend} at {n} thread(s)")
+    speed = _speed_now(predictor, sorted({b for b, _ in keys}), threads) if FLAGS.probe else {}
     for backend, rows in models:
-        for n in ([t for (b, t) in predictor.empty_call if b == backend] if backend == "keras_float" else threads):
-            if (backend, n) not in predictor.empty_call:
-                raise cli.FlagError("threads", f"the predictor was not fitted for {backend} at {n} thread(s)")
-            wall, cpu = predictor.model_seconds(rows, backend, n)
+        for n in [t for b, t in keys if b == backend]:
+            wall, cpu = (t * f for t, f in zip(predictor.model_seconds(rows, backend, n), speed.get((backend, n), (1, 1))))
             print(f"{FLAGS.model} {backend} {n} thread(s): predicted {1e3 * wall:.3f} ms per inference, "
-                  f"{1e3 * cpu:.3f} ms CPU time ({len(rows)} operators)", flush=True)
+                  f"{1e3 * cpu:.3f} ms CPU time ({len(rows)} operators; "
+                  + (f"the probe runs {speed[backend, n][0]:.2f}x its fit time now)" if speed else "in the fit's time)"),
+                  flush=True)
+
+
+def _speed_now(predictor, backends, threads):
+    """{(backend, threads): (wall, CPU) factor}: the fit's probe model timed now against its time in the fit."""
+    import tempfile
+    if not predictor.probe_reference:
+        raise cli.FlagError("probe", "this predictor was fitted without the probe model: fit it again")
+    with tempfile.TemporaryDirectory() as tmp:
+        timers = timing_lib.Timers(backends, threads, FLAGS.min_seconds, tmp, predictor.probe_reference)
+        if timers.reference is not predictor.probe_reference:
+            raise cli.FlagError("threads", "the predictor's probe was not timed for these backends and threads")
+        now = timers.probe()
+    return timers.speed(now, now)
 
 
 def _models_to_predict(path, scenario):
@@ -134,7 +162,7 @@ def _models_to_predict(path, scenario):
     keras_model = model_lib.build(model_config, scenario, batch_size=1)
     export_model = model_lib.expanded(keras_model, model_config, scenario, batch_size=1)
     with tempfile.TemporaryDirectory() as tmp:
-        return [(b, predictor_lib.backend_rows(keras_model, export_model, b, tmp)[0]) for b in FLAGS.backends]
+        return [(b, timing_lib.backend_rows(keras_model, export_model, b, tmp)[0]) for b in FLAGS.backends]
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_paper_and_edge_variants_are_different_operators(tmp_path):
     rows = {}
     for variant in model.VARIANTS:
         keras_model = model.build(model.DeepRxConfig(width_multiplier=0.2, variant=variant), scenario, batch_size=1)
-        rows[variant] = kernel_predictor.backend_rows(keras_model, keras_model, "tflite_float", str(tmp_path))[0]
+        rows[variant] = kernel_timing.backend_rows(keras_model, keras_model, "tflite_float", str(tmp_path))[0]
     paper, edge = (sorted({(r["dilation_h"], r["dilation_w"]) for r in rows[v] if r["op"] == "DEPTHWISE_CONV_2D"})
                    for v in ("paper", "edge"))
     assert paper != edge and all(h == w for h, w in edge), (paper, edge)
@@ -112,7 +112,9 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     resnet = kernel_predictor.plain_resnet(config.get_preset("tiny").scenario, 8, 1, "resnet8x1")
     row = next(r for r in heldout if r["family"] == "plain_resnet" and r["backend"] == "keras_float")
     wall, cpu = predictor.model_seconds(op_features.keras_ops(resnet), "keras_float", int(row["threads"]))
-    assert 1e3 * wall == pytest.approx(float(row["predicted_wall_ms"]), abs=1e-3)
+    # ... at the machine's speed of the measurement: times the probe's factor then.
+    assert 1e3 * wall * float(row["probe_wall"]) == pytest.approx(float(row["predicted_wall_ms"]), abs=1e-3)
+    assert all(0.2 < float(r["probe_wall"]) < 5 for r in heldout + timed)
     per_op = predictor.op_seconds(op_features.keras_ops(resnet), "keras_float", int(row["threads"]))
     assert wall == pytest.approx(sum(w for w, _ in per_op) + predictor.empty_call["keras_float", int(row["threads"])][0])
     # The paper and edge variants are different operator lists (dilations), whatever this
@@ -120,12 +122,33 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     assert {r["model"] for r in heldout if r["family"] == "deeprx_widths"} == {"paper x0.2", "edge x0.2"}
 
     predicted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
-                           f"--model={smoke_run['workdir']}", "--threads=1", timeout=300)
+                           f"--model={smoke_run['workdir']}", "--threads=1", "--probe", timeout=300)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     lines = [line for line in predicted.stdout.splitlines() if "predicted" in line]
     assert len(lines) == 3 and all(" ms per inference, " in line and "ms CPU time" in line for line in lines)
+    # --probe: the fit's probe model timed now gives the machine's speed against the fit's.
+    factors = [float(line.split("the probe runs ")[1].split("x")[0]) for line in lines]
+    assert all(0.2 < f < 5 for f in factors), lines
     unfitted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
                           f"--model={smoke_run['workdir']}", "--threads=2", "--backends=tflite_int8", timeout=300)
     assert unfitted.returncode == 2 and "not fitted for tflite_int8 at 2 thread(s)" in unfitted.stderr
     no_command = run_module("deeprx.kernels", "--preset=tiny", timeout=60)
     assert no_command.returncode == 2 and "give a command first: fit|predict" in no_command.stderr
+
+
+def test_a_fit_resumes_only_in_its_probe_time_on_its_cpu(tmp_path):
+    out = str(tmp_path)
+    assert kernel_predictor._resumable_probe(out, log=lambda *a, **k: None) is None  # nothing to resume
+    with open(os.path.join(out, "kernels.csv"), "w") as f:
+        f.write("backend,threads\n")
+    probe = {"model": kernel_predictor.PROBE, "reference_us": {"tflite_int8@2": [120.0, 230.0]}}
+    messages = []
+    for cpu in ("Some Other CPU (avx2)", "unknown"):
+        with open(os.path.join(out, "probe.json"), "w") as f:
+            json.dump(dict(probe, cpu=cpu), f)
+        assert kernel_predictor._resumable_probe(out, log=lambda m, **k: messages.append(m)) is None
+    assert "Some Other CPU" in messages[0] and "timing every operator again" in messages[0]
+    with open(os.path.join(out, "probe.json"), "w") as f:
+        json.dump(dict(probe, cpu=kernel_predictor.bench.cpu_model()), f)
+    reference = kernel_predictor._resumable_probe(out, log=print)
+    assert reference == {("tflite_int8", 2): pytest.approx((120e-6, 230e-6))}

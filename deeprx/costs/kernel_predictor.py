@@ -21,11 +21,14 @@ from deeprx.network import model as model_lib
 from edge import ber as ber_lib
 
 BACKENDS = ("keras_float", "tflite_float", "tflite_int8")
-TFLITE_DTYPES = {"tflite_float": "float32", "tflite_int8": "int8"}
 REGRESSOR = ("sklearn GradientBoostingRegressor (600 trees of depth 5) on log2 seconds, one per backend and "
              "quantity")
 # nn-Meter (Zhang et al., MobiSys 2021) on unseen models: share within +-10%.
 NN_METER_WITHIN_10PCT = {"mobile CPU": 0.9909, "mobile GPU": 0.9901, "VPU": 0.8361}
+PROBE = "3x3 conv 32->32, 3x3 depthwise dilated 2x3, ReLU on 14 x 96 (kernel_timing.probe_model)"
+PROBE_NOTE = ("every operator and held-out timing is read against the probe model timed around it: fit times are "
+              "divided by the probe's speed factor (its time over its time at the start of the fit), held-out "
+              "predictions multiplied by it; no held-out model is used")
 DILATIONS = ((1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (2, 4), (3, 6), (4, 8))
 
 
@@ -156,6 +159,7 @@ class Predictor:
     (their features: op_features.vector), and the empty call's (wall, CPU) seconds per threads."""
     regressors: dict
     empty_call: dict  # {(backend, threads): (wall, cpu)}
+    probe_reference: dict = None  # {(backend, threads): the probe's (wall, cpu) in the fit's time}
 
     def op_seconds(self, rows, backend, threads):
         """[(wall, CPU) seconds] per operator row."""
@@ -171,50 +175,18 @@ class Predictor:
         return tuple(sum(op[i] for op in per_op) + empty[i] for i in range(2))
 
 
-def backend_rows(keras_model, export_model, backend, tmp):
-    """(operator rows, .tflite path or None) of a model on `backend`."""
-    if backend == "keras_float":
-        return op_features.keras_ops(keras_model), None
-    path = os.path.join(tmp, f"{export_model.name}_{backend}.tflite")
-    with open(path, "wb") as f:
-        f.write(timing.tflite_bytes(export_model, TFLITE_DTYPES[backend]))
-    return op_features.tflite_ops(path), path
-
-
-class Timers:
-    """The timers of every (backend, threads)."""
-
-    def __init__(self, backends, threads, min_seconds, tmp):
-        import tf_keras as keras
-        empty = keras.Sequential([keras.Input(shape=(1, 1, 1), batch_size=1), keras.layers.ReLU()])
-        self.timers = {}
-        for backend in backends:
-            if backend == "keras_float":
-                timer = timing.FloatTimer(min_seconds)
-                self.timers[backend, timer.threads] = timer
-                continue
-            _, path = backend_rows(empty, empty, backend, tmp)
-            for n in threads:
-                self.timers[backend, n] = timing.TfliteTimer(n, min_seconds, path)
-
-    def of(self, backend):
-        return [(n, timer) for (b, n), timer in self.timers.items() if b == backend]
-
-    @property
-    def empty_call(self):
-        return {key: timer.empty_call for key, timer in self.timers.items()}
-
-
-def time_fit_ops(layers, timers, backends, tmp, out, log=print):
+def time_fit_ops(layers, timers, backends, tmp, out, keep=True, log=print):
     """kernels.csv rows: every operator of every fit layer's model, timed alone per backend and
-    threads. OUT/kernels.csv is rewritten every 10 layers; a rerun keeps the rows it already has
-    for a layer and backend (same index, spec and threads) and times the rest."""
+    threads, in the probe's reference time: each block of 10 layers is timed between two probe
+    timings and its times divided by their speed factor (columns probe_wall, probe_cpu).
+    OUT/kernels.csv is rewritten every 10 layers; with `keep`, a rerun keeps the rows it already
+    has for a layer and backend (same index, spec and threads) and times the rest."""
     path = os.path.join(out, "kernels.csv")
     kept = {}
-    if os.path.isfile(path):
+    if keep and os.path.isfile(path):
         for row in ber_lib.read_csv(path):
             kept.setdefault((int(row["layer"]), row["backend"]), []).append(_typed(row))
-    rows, reused = [], 0
+    rows, fresh, reused, before = [], [], 0, timers.probe()
     for index, layer in enumerate(layers):
         model = None
         for backend in backends:
@@ -225,7 +197,7 @@ def time_fit_ops(layers, timers, backends, tmp, out, log=print):
                 reused += 1
                 continue
             model = model or layer.keras_model()
-            ops, op_path = backend_rows(model, model, backend, tmp)
+            ops, op_path = timing.backend_rows(model, model, backend, tmp)
             if backend == "keras_float":
                 seconds = {n: [timer.kernel_seconds(m) for m in timing.layer_models(model)]
                            for n, timer in timers.of(backend)}
@@ -235,8 +207,18 @@ def time_fit_ops(layers, timers, backends, tmp, out, log=print):
             for n, per_op in seconds.items():
                 for op, (wall, cpu) in zip(ops, per_op):
                     rows.append({"backend": backend, "threads": n, "layer": index, "spec": layer.spec, **op,
-                                 "wall_us": round(1e6 * wall, 3), "cpu_us": round(1e6 * cpu, 3)})
+                                 "wall_us": wall, "cpu_us": cpu})
+                    fresh.append(rows[-1])
         if (index + 1) % 10 == 0 or index + 1 == len(layers):
+            if fresh:
+                after = timers.probe()
+                speed = timers.speed(before, after)
+                for row in fresh:
+                    factors = speed[row["backend"], row["threads"]]
+                    row.update(wall_us=round(1e6 * row["wall_us"] / factors[0], 3),
+                               cpu_us=round(1e6 * row["cpu_us"] / factors[1], 3),
+                               probe_wall=round(factors[0], 4), probe_cpu=round(factors[1], 4))
+                fresh, before = [], after
             ber_lib.write_table(path, rows, list(rows[0]))
             log(f"  fit layers timed: {index + 1}/{len(layers)} ({len(rows)} operator timings"
                 + (f"; {reused} layer-backend pairs kept from {path})" if reused else ")"), flush=True)
@@ -294,28 +276,38 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
     busy core turns CPU seconds into joules (None: no energy columns)."""
     import joblib
     start = time.time()
+    os.makedirs(out, exist_ok=True)
+    reference = _resumable_probe(out, log)
     with tempfile.TemporaryDirectory() as tmp:
-        timers = Timers(backends, threads, min_seconds, tmp)
+        timers = timing.Timers(backends, threads, min_seconds, tmp, reference)
+        keep = timers.reference is reference  # the earlier fit's timings are in this reference's time
+        ber_lib.write_json(os.path.join(out, "probe.json"), {
+            "cpu": bench.cpu_model(), "model": PROBE,
+            "reference_us": {f"{b}@{n}": [round(1e6 * t, 3) for t in s] for (b, n), s in timers.reference.items()}})
         for (backend, n), (wall, _) in timers.empty_call.items():
-            log(f"{backend} at {n} thread(s): empty call {1e6 * wall:.1f} us", flush=True)
+            log(f"{backend} at {n} thread(s): empty call {1e6 * wall:.1f} us, probe "
+                f"{1e6 * timers.reference[backend, n][0]:.1f} us", flush=True)
         log(f"timing the operators of {len(fit_layers)} sampled layers on {', '.join(backends)}", flush=True)
-        os.makedirs(out, exist_ok=True)
-        rows = time_fit_ops(fit_layers, timers, backends, tmp, out, log)
-        predictor = Predictor(fit_regressors(rows, backends), timers.empty_call)
+        rows = time_fit_ops(fit_layers, timers, backends, tmp, out, keep, log)
+        predictor = Predictor(fit_regressors(rows, backends), timers.empty_call, timers.reference)
         heldout = []
         for family, models in families.items():
             for name, keras_model, export_model in models:
                 for backend in backends:
-                    ops, path = backend_rows(keras_model, export_model, backend, tmp)
+                    ops, path = timing.backend_rows(keras_model, export_model, backend, tmp)
                     for n, timer in timers.of(backend):
+                        before = timers.probe([(backend, n)])
                         measured = timer.model_seconds(keras_model if path is None else path)
-                        predicted = predictor.model_seconds(ops, backend, n)
+                        speed = timers.speed(before, timers.probe([(backend, n)]))[backend, n]
+                        # The prediction at the machine's speed of the measurement, as the probe saw it.
+                        predicted = [t * f for t, f in zip(predictor.model_seconds(ops, backend, n), speed)]
                         row = {"family": family, "model": name, "backend": backend, "threads": n,
                                "operators": len(ops), "mflops": round(sum(op["flops"] for op in ops) / 1e6, 3),
                                "measured_wall_ms": round(1e3 * measured[0], 4),
                                "predicted_wall_ms": round(1e3 * predicted[0], 4),
                                "measured_cpu_ms": round(1e3 * measured[1], 4),
-                               "predicted_cpu_ms": round(1e3 * predicted[1], 4)}
+                               "predicted_cpu_ms": round(1e3 * predicted[1], 4),
+                               "probe_wall": round(speed[0], 4), "probe_cpu": round(speed[1], 4)}
                         if energy_source is not None:
                             row["measured_mj"] = round(energy_source.watts * measured[1] * 1e3, 4)
                             row["predicted_mj"] = round(energy_source.watts * predicted[1] * 1e3, 4)
@@ -328,10 +320,15 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
     joblib.dump(predictor, os.path.join(out, ".predictor.joblib.tmp"))
     os.replace(os.path.join(out, ".predictor.joblib.tmp"), os.path.join(out, "predictor.joblib"))
     result = {"what": "kernel-level latency and energy predictor: operator sums, no whole-model calibration",
+              "probe": {"model": PROBE, "note": PROBE_NOTE, "factor_range": {
+                  where: [min(r["probe_wall"] for r in table), max(r["probe_wall"] for r in table)]
+                  for where, table in (("fit", rows), ("heldout", heldout))}},
               "grid_height": scenario.grid_shape[0], "fit_layers": len(fit_layers), "operators_timed": len(rows),
               "features": list(op_features.FEATURE_NAMES), "regressor": REGRESSOR, "backends": list(backends),
               "empty_call_us": {f"{b}@{n}": round(1e6 * s[0], 3) for (b, n), s in predictor.empty_call.items()},
               "heldout_latency": summary, "heldout_cpu_time": summarize(heldout, "cpu"),
+              "heldout_latency_without_probe": summarize(
+                  [dict(r, predicted_wall_ms=r["predicted_wall_ms"] / r["probe_wall"]) for r in heldout]),
               "nn_meter_within_10pct": NN_METER_WITHIN_10PCT, "seconds": round(time.time() - start, 1),
               "command": command,
               **bench.provenance()}
@@ -341,6 +338,24 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
                                  "measured (the whole model's process CPU time): an estimate both ways, no meter")
     ber_lib.write_json(os.path.join(out, "fit.json"), result)
     return result
+
+
+def _resumable_probe(out, log):
+    """The probe's reference times of OUT's earlier fit, to resume it in the same time; None
+    when there is none, or it was timed on another CPU (its times would not be this one's)."""
+    path = os.path.join(out, "probe.json")
+    if not os.path.isfile(os.path.join(out, "kernels.csv")):
+        return None
+    earlier = ber_lib.read_json(path) if os.path.isfile(path) else {}
+    if earlier.get("cpu") != bench.cpu_model() or earlier.get("model") != PROBE:
+        log(f"{out}/kernels.csv was timed on {earlier.get('cpu', 'an unknown CPU, without the probe')}: "
+            "timing every operator again", flush=True)
+        return None
+    reference = {}
+    for key, times in earlier["reference_us"].items():
+        backend, _, n = key.partition("@")
+        reference[backend, int(n)] = tuple(t / 1e6 for t in times)
+    return reference
 
 
 def load_predictor(directory):

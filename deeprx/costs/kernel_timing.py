@@ -4,13 +4,17 @@ layer breakdown of python -m deeprx.energy. Every timing gives (wall seconds, pr
 seconds) per call: the CPU time is what the cputime energy source bills."""
 
 import copy
+import math
 import os
 import statistics
 import time
 
 import numpy as np
 
+from deeprx.costs import op_features
 from deeprx.network import model as model_lib
+
+TFLITE_DTYPES = {"tflite_float": "float32", "tflite_int8": "int8"}
 
 
 def kernel_model(kernel):
@@ -26,6 +30,19 @@ def kernel_model(kernel):
     for layer in kernel:
         x = model_lib.keras_layer(layer)(x)
     return keras.Model(inputs, x)
+
+
+def probe_model():
+    """The probe: a fixed small model (3x3 conv 32 -> 32, dilated 3x3 depthwise, ReLU on a
+    14 x 96 grid), timed again and again through a fit and its held-out check. Its time against
+    its first time is the machine's speed of the moment (a VM's neighbours, clocks): every
+    operator and held-out timing is read against it, not against an absolute clock."""
+    import tf_keras as keras
+    from tf_keras import layers
+    inputs = keras.Input(shape=(14, 96, 32), batch_size=1)
+    x = layers.Conv2D(32, 3, padding="same")(inputs)
+    x = layers.DepthwiseConv2D(3, padding="same", dilation_rate=(2, 3))(x)
+    return keras.Model(inputs, layers.ReLU()(x), name="probe")
 
 
 def _repeat_timing(call, min_seconds):
@@ -152,3 +169,53 @@ def layer_models(model):
 def kernel_seconds(kernel, timer):
     """A kernel's (tuple of plan layers) own wall seconds in float TensorFlow."""
     return timer.kernel_seconds(kernel_model(kernel))[0]
+
+
+def backend_rows(keras_model, export_model, backend, tmp):
+    """(operator rows, .tflite path or None) of a model on `backend`."""
+    if backend == "keras_float":
+        return op_features.keras_ops(keras_model), None
+    path = os.path.join(tmp, f"{export_model.name}_{backend}.tflite")
+    with open(path, "wb") as f:
+        f.write(tflite_bytes(export_model, TFLITE_DTYPES[backend]))
+    return op_features.tflite_ops(path), path
+
+
+class Timers:
+    """The timers of every (backend, threads), each with the probe model it times to follow the
+    machine's speed (probe_model): `reference` is the probe's (wall, CPU) seconds
+    per key at the start of the fit, or those of a resumed fit."""
+
+    def __init__(self, backends, threads, min_seconds, tmp, reference=None):
+        import tf_keras as keras
+        empty = keras.Sequential([keras.Input(shape=(1, 1, 1), batch_size=1), keras.layers.ReLU()])
+        probe = probe_model()
+        self.timers, self.probes = {}, {}
+        for backend in backends:
+            if backend == "keras_float":
+                timer = FloatTimer(min_seconds)
+                self.timers[backend, timer.threads], self.probes[backend, timer.threads] = timer, probe
+                continue
+            _, path = backend_rows(empty, empty, backend, tmp)
+            _, probe_path = backend_rows(probe, probe, backend, tmp)
+            for n in threads:
+                self.timers[backend, n] = TfliteTimer(n, min_seconds, path)
+                self.probes[backend, n] = probe_path
+        self.reference = reference if reference and set(self.timers) <= set(reference) else self.probe()
+
+    def of(self, backend):
+        return [(n, timer) for (b, n), timer in self.timers.items() if b == backend]
+
+    def probe(self, keys=None):
+        """{(backend, threads): the probe's (wall, CPU) seconds per call now}."""
+        return {key: self.timers[key].model_seconds(self.probes[key]) for key in keys or self.timers}
+
+    def speed(self, before, after):
+        """{key: (wall, CPU) factors}: the probe's time around some timings (geometric mean of
+        its time before and after them) over its reference time; 1.1 = the machine ran 10% slow."""
+        return {key: tuple(math.sqrt(b * a) / r for b, a, r in zip(before[key], after[key], self.reference[key]))
+                for key in before}
+
+    @property
+    def empty_call(self):
+        return {key: timer.empty_call for key, timer in self.timers.items()}

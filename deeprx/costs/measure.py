@@ -152,7 +152,7 @@ def report(model_config, scenario, measured, host, processors, layer_seconds, tr
     for row, seconds in zip(layers, layer_seconds):
         row["latency_us"] = 1e6 * seconds
         row["energy_uj"] = 1e6 * seconds * float_power
-    layer_source = (f"each layer's in-graph latency (float32; what repeats of it add to one tf.function) x "
+    layer_source = (f"each layer's own latency (float32: its own tf.function call minus an empty call) x "
                     f"relative power of the float run, {float_source}")
     blocks = costs.by_block(layers, ("flops", "macs", "params", "weight_bytes", "activation_bytes", "latency_us",
                                      "energy_uj"))

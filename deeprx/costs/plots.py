@@ -158,6 +158,8 @@ def heldout_plot(out):
         ax.set_title(backend, fontsize=9)
         ax.legend(fontsize=5.5, loc="upper left")
     figure.suptitle("Kernel-level predictor on held-out models (no whole-model calibration)", fontsize=10)
+    probe = ("; every timing read against the probe model timed around it (prediction x its speed factor at "
+             "the measurement)" if "probe" in fit else "")
     _footnote(figure, [f"{fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
-                       f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}"])
+                       f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}{probe}"])
     _save(figure, os.path.join(out, "heldout.png"))
