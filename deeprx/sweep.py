@@ -56,6 +56,9 @@ def define_flags():
     flags.DEFINE_list("alphas", ["0.1", "0.5", "0.9", "0.98", "0.999"], "step 3: alpha grid, at --temperature")
     flags.DEFINE_list("temperatures", ["1", "2", "3", "4", "5"], "step 3: T grid, at --alpha")
     flags.DEFINE_list("dmrs_counts", ["1", "2"], "step 4: DMRS symbols per slot")
+    flags.DEFINE_list("dmrs_teachers", [], "step 4: the trained teacher of another DMRS count than --teacher's, "
+                      "N:MODEL (a run directory or pretrained:NAME), e.g. 2:pretrained:teacher-cpu-2dmrs; "
+                      "without one the sweep trains it in DIR/runs")
     flags.DEFINE_enum("fig6_kd", "best", ["best", "flags"],
                       "step 4 (alpha, T): step 3's best run, or --alpha/--temperature")
     flags.DEFINE_list("sweep_steps", ["1", "2", "3", "4"], "the steps to run")
@@ -110,7 +113,7 @@ def sweep_from_flags():
         fig6_kd=FLAGS.fig6_kd,
         steps=_numbers("sweep_steps", int, lambda v: v in sweep_lib.STEPS, "one of 1, 2, 3, 4"),
         train_values=tuple((name, getattr(FLAGS, name)) for name in jobs.TEACHER_FLAGS + jobs.KD_FLAGS),
-        parallel=FLAGS.parallel)
+        dmrs_teacher_dirs=_dmrs_teachers(scenario.dmrs.num_symbols), parallel=FLAGS.parallel)
     if sweep.parallel < 1:
         raise cli.FlagError("parallel", f"must be a positive integer, got {sweep.parallel}")
     for alpha in sweep.alphas + (sweep.base_alpha,):
@@ -125,6 +128,28 @@ def sweep_from_flags():
         with cli.flag("student_ratios"):
             model_lib.student_config(base, scenario, ratio, FLAGS.student_variant)
     return sweep
+
+
+def _dmrs_teachers(base_dmrs):
+    """((DMRS count, teacher spec), ...) of --dmrs_teachers, each a finished run of that DMRS count."""
+    from deeprx.core import workdir as workdir_lib
+    teachers = {}
+    with cli.flag("dmrs_teachers"):
+        for entry in FLAGS.dmrs_teachers:
+            count, _, spec = entry.partition(":")
+            if not count.isdigit() or not spec:
+                raise ValueError(f"expected N:MODEL such as 2:pretrained:teacher-cpu-2dmrs, got {entry!r}")
+            count = int(count)
+            if count not in config_lib.DMRS_POSITIONS or count == base_dmrs or count in teachers:
+                raise ValueError(f"{entry!r}: give each DMRS count other than --teacher's ({base_dmrs}) at most once, "
+                                 f"from {' or '.join(map(str, config_lib.DMRS_POSITIONS))}")
+            run_dir = workdir_lib.RunDir(spec)
+            if not run_dir.finished():
+                raise ValueError(f"{spec!r} is not a finished run (model.keras, train.json and eval/summary.json)")
+            if run_dir.num_dmrs != count:
+                raise ValueError(f"{spec!r} was trained with {run_dir.num_dmrs} DMRS symbol(s), not {count}")
+            teachers[count] = spec
+    return tuple(sorted(teachers.items()))
 
 
 def _stop(signum, frame):

@@ -161,6 +161,10 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
     ("--student_ratios=1e-6", "--student_ratios: a FLOP budget"),
     ("--model_mflops=5", "--model_mflops"),
     ("--alphas=0.1,5", "--alphas: alpha must be in [0, 1] for the hinton form"),
+    ("--dmrs_teachers=2", "--dmrs_teachers: expected N:MODEL such as 2:pretrained:teacher-cpu-2dmrs, got '2'"),
+    ("--dmrs_teachers=1:runs/x", "--dmrs_teachers: '1:runs/x': give each DMRS count other than --teacher's (1)"),
+    ("--dmrs_teachers=2:/nonexistent", "--dmrs_teachers: '/nonexistent' is not a finished run"),
+    ("--dmrs_teachers=2:pretrained:nope", "--dmrs_teachers: "),
 ])
 def test_bad_sweep_flags_fail_before_compute(tmp_path, flag, needle):
     result = run_module("deeprx.sweep", "--flagfile=sweep-tiny.flags", f"--workdir={tmp_path}/kd", flag, timeout=60)
@@ -175,3 +179,27 @@ def test_gain_is_scratch_sinr_minus_kd_sinr():
     assert sweep_lib._kd_entry(1, 2, kd, scratch) == {
         "seed": 1, "num_dmrs": 2, "gm_ber_kd": -2.0, "gm_ber_scratch": -1.5,
         "gain_db_at_1e-2": 2.5, "gain_db_at_1e-3": None}
+
+
+def test_given_teachers_of_each_dmrs_count_are_used_not_trained(tmp_path):
+    """--teacher gives the base DMRS count's teacher, --dmrs_teachers the others' (e.g. the
+    shipped 1- and 2-DMRS teachers): step 4 distils from them instead of training its own."""
+    import dataclasses
+    from deeprx.core import config, jobs
+    sweep = sweep_lib.Sweep(
+        workdir=str(tmp_path), scenario=config.get_preset("tiny").scenario, base_width=0.5, base_dmrs=1,
+        base_ratio=0.3, base_alpha=0.5, base_temperature=3.0, base_teacher_dir="pretrained:t1", seeds=(0,),
+        student_steps=1, student_ratios=(0.3,), teacher_widths=(0.35, 0.5), alphas=(0.5,), temperatures=(3.0,),
+        dmrs_counts=(1, 2), fig6_kd="flags", steps=(4,),
+        train_values=tuple(dict({name: None for name in jobs.TEACHER_FLAGS + jobs.KD_FLAGS},
+                                depth_multiplier=2, model_variant="paper").items()),
+        dmrs_teacher_dirs=((2, "pretrained:t2"),))
+    one, two = sweep_lib.teacher_run(sweep, 0.5, 1), sweep_lib.teacher_run(sweep, 0.5, 2)
+    assert (one.external, one.workdir) == (True, "pretrained:t1")
+    assert (two.external, two.workdir) == (True, "pretrained:t2")
+    kd = sweep_lib.kd_run(sweep, two, 1e6, 0.5, 3.0, 2, 0)
+    assert "--teacher=pretrained:t2" in kd.args and "--num_dmrs=2" in kd.args
+    other_width = sweep_lib.teacher_run(sweep, 0.35, 2)
+    assert not other_width.external and other_width.workdir == os.path.join(str(tmp_path), "runs", "teacher-w0.35-dmrs2")
+    trained = sweep_lib.teacher_run(dataclasses.replace(sweep, dmrs_teacher_dirs=()), 0.5, 2)
+    assert not trained.external and trained.workdir == os.path.join(str(tmp_path), "runs", "teacher-w0.5-dmrs2")

@@ -41,6 +41,7 @@ class Sweep:
     steps: Tuple[int, ...]
     train_values: Tuple[Tuple[str, object], ...]  # deeprx.train's flags (jobs.TEACHER_FLAGS, KD_FLAGS) as set
     parallel: int = 1
+    dmrs_teacher_dirs: Tuple[Tuple[int, str], ...] = ()  # --dmrs_teachers: trained teachers of other DMRS counts
 
     @property
     def values(self):
@@ -66,9 +67,14 @@ def _mflops_label(flops):
 
 
 def teacher_run(sweep, width, dmrs):
+    """The base-width teacher of a DMRS count is --teacher's (base DMRS count) or --dmrs_teachers'
+    where given; every other teacher is trained in the sweep's runs/."""
     name = f"teacher-w{width:g}-dmrs{dmrs}"
-    external = bool(sweep.base_teacher_dir) and width == sweep.base_width and dmrs == sweep.base_dmrs
-    workdir = sweep.base_teacher_dir if external else os.path.join(sweep.workdir, "runs", name)
+    given = dict(sweep.dmrs_teacher_dirs)
+    if sweep.base_teacher_dir:
+        given[sweep.base_dmrs] = sweep.base_teacher_dir
+    external = width == sweep.base_width and dmrs in given
+    workdir = given[dmrs] if external else os.path.join(sweep.workdir, "runs", name)
     args = cli.args_from(sweep.values, jobs.TEACHER_FLAGS, width_multiplier=width, num_dmrs=dmrs, model_mflops=0.0)
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external, width)
 
@@ -112,11 +118,14 @@ class Study:
         self.base_teacher_flops = sweep.teacher_flops(sweep.base_width)
 
     def teachers(self, widths_and_dmrs, label):
-        """The teacher runs, trained; checks each has the FLOPs its width gives."""
+        """The teacher runs, trained; checks each has the FLOPs its width gives on the sweep's grid
+        (a given teacher may have been trained on another PRB count: the network is fully
+        convolutional)."""
         runs = [teacher_run(self.sweep, width, dmrs) for width, dmrs in widths_and_dmrs]
         self.runner.ensure(runs, label)
         for run, (width, _) in zip(runs, widths_and_dmrs):
-            expected, trained = self.sweep.teacher_flops(width), run.dir.result()["flops_per_slot"]
+            expected = self.sweep.teacher_flops(width)
+            trained = model_lib.flops_per_slot(run.dir.model_config, self.sweep.scenario)
             if trained != expected:
                 raise RuntimeError(f"the teacher in {run.workdir} has {trained:,} FLOPs per slot, not the "
                                    f"{expected:,} of --width_multiplier={width}: give --teacher the run the flags "
