@@ -31,12 +31,14 @@ def test_a_changed_result_makes_its_page_stale_until_regenerated(tmp_path):
     summary = ber_lib.read_json(str(summary_path))
     summary["ls_lmmse"]["gm_ber"] = -3.25
     ber_lib.write_json(str(summary_path), summary)
+    (tmp_path / "baselines" / "model_int8.tflite").write_bytes(b"not committed")  # .gitignore'd
     stale = run_module("deeprx.results_pages", f"--results={tmp_path}", "--check", timeout=120)
     assert stale.returncode == 1 and "baselines/README.md" in stale.stderr
     assert run_module("deeprx.results_pages", f"--results={tmp_path}", timeout=120).returncode == 0
     page = (tmp_path / "baselines" / "README.md").read_text()
     row = next(line for line in page.splitlines() if line.startswith("| baselines | 1 | ls_lmmse |"))
     assert row.endswith("| -3.250 |") and "Discussion:" in page  # the new value, and NOTES.md kept
+    assert "`summary.json`" in page and "model_int8.tflite" not in page  # a fresh clone has no .tflite
     assert run_module("deeprx.results_pages", f"--results={tmp_path}", "--check", timeout=120).returncode == 0
 
 
