@@ -37,8 +37,10 @@ $(EDGE_TFLITE_RUNTIME)/.stamp:
 	$(EDGE_TFLITE_RUNTIME)/bin/pip install --quiet "numpy==1.26.4" "tflite-runtime==2.14.0"
 	touch $@
 
+# Two workers, a test file per worker at a time (module fixtures run once): most of a test's
+# time is single-threaded (imports, tracing, subprocess start-up). One file: pytest tests/x.py.
 test: $(STAMP) edge-venvs
-	$(RUN) -m pytest -q tests
+	$(RUN) -m pytest -q -n 2 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) $(EDGE_LITERT) $(EDGE_TFLITE_RUNTIME) runs

@@ -40,6 +40,19 @@ def test_training_lowers_the_loss_on_held_out_slots(tiny, tmp_path):
     assert os.path.isfile(os.path.join(tmp_path, "checkpoints", "ckpt-30.index"))
 
 
+def test_the_training_step_is_traced_once(tiny, tmp_path, monkeypatch):
+    """A variable made in the first step (Sionna's generator, the optimizer's slots) would make
+    TensorFlow trace the step, and its Sionna slot draw, twice."""
+    from deeprx.simulation.data import sionna_config
+    monkeypatch.setattr(sionna_config, "_tf_rng", None)  # as in a fresh process: no generator yet
+    keras_model = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny)
+    train_config = config.TrainConfig(steps=2, batch_size=2, checkpoint_every=2, log_every=2)
+    trainer = training.Trainer(keras_model, tiny, train_config, str(tmp_path), log=lambda *a, **k: None)
+    assert trainer.fit()["steps_this_run"] == 2
+    assert trainer._train_step.experimental_get_tracing_count() == 1
+    assert trainer._update.experimental_get_tracing_count() == 1
+
+
 def test_warmup_cosine_schedule():
     schedule = training.WarmupDecay(1e-3, 10, 110, 0.01)
     assert float(schedule(0)) == pytest.approx(1e-4)

@@ -283,7 +283,7 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
         keep = timers.reference is reference  # the earlier fit's timings are in this reference's time
         ber_lib.write_json(os.path.join(out, "probe.json"), {
             "cpu": bench.cpu_model(), "model": PROBE,
-            "reference_us": {f"{b}@{n}": [round(1e6 * t, 3) for t in s] for (b, n), s in timers.reference.items()}})
+            "reference_us": {_key(*key): [round(1e6 * t, 3) for t in s] for key, s in timers.reference.items()}})
         for (backend, n), (wall, _) in timers.empty_call.items():
             log(f"{backend} at {n} thread(s): empty call {1e6 * wall:.1f} us, probe "
                 f"{1e6 * timers.reference[backend, n][0]:.1f} us", flush=True)
@@ -325,7 +325,7 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
                   for where, table in (("fit", rows), ("heldout", heldout))}},
               "grid_height": scenario.grid_shape[0], "fit_layers": len(fit_layers), "operators_timed": len(rows),
               "features": list(op_features.FEATURE_NAMES), "regressor": REGRESSOR, "backends": list(backends),
-              "empty_call_us": {f"{b}@{n}": round(1e6 * s[0], 3) for (b, n), s in predictor.empty_call.items()},
+              "empty_call_us": {_key(*key): round(1e6 * s[0], 3) for key, s in predictor.empty_call.items()},
               "heldout_latency": summary, "heldout_cpu_time": summarize(heldout, "cpu"),
               "heldout_latency_without_probe": summarize(
                   [dict(r, predicted_wall_ms=r["predicted_wall_ms"] / r["probe_wall"]) for r in heldout]),
@@ -356,6 +356,11 @@ def _resumable_probe(out, log):
         backend, _, n = key.partition("@")
         reference[backend, int(n)] = tuple(t / 1e6 for t in times)
     return reference
+
+
+def _key(backend, threads):
+    """The JSON key of a (backend, threads) timing: "tflite_int8@2" (read back by _resumable_probe)."""
+    return f"{backend}@{threads}"
 
 
 def load_predictor(directory):

@@ -181,6 +181,10 @@ class SlotGenerator:
         self._interferer_pilots = tf.constant(pilot_grid(scenario, scenario.dmrs.scrambling_id + 1))
         self._data_mask = tf.constant(data_mask(scenario))
         self._channel = ChannelSampler(scenario, channel_set)
+        # Sionna makes its global generator (a variable) when first asked; asked here, eagerly,
+        # and not in the first trace of draw: a tf.function that creates a variable is traced
+        # twice, and this trace (the training step's too) takes seconds.
+        sionna_config.tf_rng  # noqa: B018
         self._graph = tf.function(self.draw)
 
     def __call__(self, batch_size: int, seed, sinr_db=None) -> Batch:
