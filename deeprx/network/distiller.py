@@ -104,6 +104,11 @@ class Distiller(keras.Model):
         error = self.adapter(student_features) - teacher_features
         return tf.reduce_mean(tf.square(error)) / (tf.reduce_mean(tf.square(teacher_features)) + 1e-6)
 
+    @property
+    def trained_variables(self):
+        """What train_step updates: the student's weights, and the hint's adapter when it has weight."""
+        return self.student.trainable_variables + (self.adapter.trainable_variables if self.feature_weight > 0 else [])
+
     def train_step(self, data):
         inputs, bits, data_mask = keras.utils.unpack_x_y_sample_weight(data)
         hint = self.feature_weight > 0
@@ -126,7 +131,7 @@ class Distiller(keras.Model):
             # Under a tf.distribute strategy the replicas' gradients are summed: scale each by
             # 1/replicas so that the sum is the global batch's mean, as on one device.
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-        variables = self.student.trainable_variables + (self.adapter.trainable_variables if hint else [])
+        variables = self.trained_variables
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         self.compiled_metrics.update_state(bits, student_logits)
         extra = {"feature_loss": feature_loss, "feature_share": self.feature_weight * feature_loss / loss} if hint else {}

@@ -177,11 +177,6 @@ class Trainer:
         extra = self.aux_head.trainable_variables if self.aux_head is not None else []
         return self.model.trainable_variables + extra
 
-    @property
-    def optimized_variables(self):
-        """What the optimizer updates (the variables _apply passes to apply_gradients)."""
-        return self.trainable_variables
-
     def _apply(self, inputs, bits, data_mask, channel=None):
         """One optimizer step on a (replica's) batch; returns the scalars to log, "loss" first.
         The gradient is scaled by 1/replicas, so the replicas' sum is the global batch's mean."""
@@ -265,7 +260,7 @@ class Trainer:
         with self.strategy.scope():
             # The optimizer's slots made now, not in the first step: a tf.function that creates
             # variables is traced twice, and a trace of the in-graph slot draw takes seconds.
-            self.optimizer.build(self.optimized_variables)
+            self.optimizer.build(self.trainable_variables)
         start_step = self.restore()
         if start_step:
             self.log(f"Resuming from checkpoint at step {start_step} ({start_step * config.batch_size:,} slots seen, "
@@ -355,9 +350,8 @@ class DistillationTrainer(Trainer):
         return trackables
 
     @property
-    def optimized_variables(self):
-        adapter = self.distiller.adapter
-        return self.model.trainable_variables + (adapter.trainable_variables if adapter is not None else [])
+    def trainable_variables(self):
+        return self.distiller.trained_variables
 
     def _apply(self, inputs, bits, data_mask, channel=None):
         out = self.distiller.train_step((inputs, bits, data_mask))
