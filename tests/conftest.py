@@ -22,11 +22,23 @@ def tiny():
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The one smoke.flags training run (6 steps, then its final evaluation) of a test session,
-    shared by every test that needs a trained model: {"workdir", "stdout"}."""
-    workdir = str(tmp_path_factory.mktemp("smoke") / "smoke")
-    result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={workdir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {"workdir": workdir, "stdout": result.stdout}
+    shared by every test that needs a trained model, read-only: {"workdir", "stdout"}. Under
+    pytest-xdist the workers share it too: the first to ask trains it, under a file lock in
+    the session's common temporary directory, and the others wait for it."""
+    import fcntl
+    import json
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every worker's basetemp is a directory of this one
+    record = root / "smoke_run.json"
+    with open(root / "smoke_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.is_file():
+            workdir = str(root / "smoke")
+            result = run_module("deeprx.train", "--flagfile=smoke.flags", f"--workdir={workdir}")
+            assert result.returncode == 0, result.stderr[-3000:]
+            record.write_text(json.dumps({"workdir": workdir, "stdout": result.stdout}))
+    return json.loads(record.read_text())
 
 
 def awgn_scenario(num_prb=4, modulation="16qam"):
