@@ -5,8 +5,8 @@ Example usage:
   python -m deeprx.ship --model=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs
   python -m deeprx.ship --model=runs/kd-student-demo-2dmrs --name=kd-student-demo-2dmrs \
       --tflite=edge_out/kd-student-demo-2dmrs_int8.tflite,edge_out/kd-student-demo-2dmrs_int8_qat.tflite
-  python -m deeprx.ship --model=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs --checkpoint_only
-  (on a new machine: cp -r data/checkpoints/teacher-cpu-1dmrs runs/ and rerun the run's command)
+  python -m deeprx.ship --model=runs/teacher-cpu-2dmrs --name=teacher-cpu-2dmrs --checkpoint_only
+  (on a new machine: cp -r data/checkpoints/teacher-cpu-2dmrs runs/ and rerun the run's command)
 
 Copies what rebuilds and documents the model (model.keras, config.json, train.json, its
 evaluation's ber.csv/summary.json/ber.png and, if it has one, its learning curve) and writes
