@@ -1,7 +1,7 @@
 """Energy of a DeepRx model: estimates, measurements, breakdowns and amortization.
 
 Example usage:
-  python -m deeprx.energy --model=runs/teacher-cpu --preset=cpu --out=runs/energy-teacher
+  python -m deeprx.energy --model=pretrained:teacher-cpu-1dmrs --preset=cpu --out=runs/energy-teacher
   python -m deeprx.energy --model=runs/student --tflite=student_int8.tflite --preset=cpu --out=runs/energy-student
   python -m deeprx.energy --model=DIR --runner_json=coral/runner.json --out=DIR2   # a board's runner result
 

@@ -2,7 +2,7 @@
 
 Example usage:
   python -m deeprx.kernels fit --preset=cpu --out=runs/kernels-cpu
-  python -m deeprx.kernels predict --predictor=runs/kernels-cpu --model=runs/teacher-cpu --preset=cpu
+  python -m deeprx.kernels predict --predictor=runs/kernels-cpu --model=pretrained:teacher-cpu-1dmrs --preset=cpu
   python -m deeprx.kernels predict --predictor=runs/kernels-cpu --model=edge_out/deeprx_int8.tflite
 
 Three backends: keras_float (float TensorFlow, batch 1, in a tf.function, at the process's

@@ -2,7 +2,7 @@
 then run the bench on it.
 
 Example usage:
-  python -m deeprx.train --flagfile=teacher.flags --workdir=runs/teacher-cpu
+  python -m deeprx.train --flagfile=teacher.flags --workdir=runs/teacher-cpu-1dmrs
   python -m deeprx.train --flagfile=kd.flags --workdir=runs/kd-student-cpu
 
 Rerun with the same --workdir to resume from the last checkpoint (step count and

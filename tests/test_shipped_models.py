@@ -13,6 +13,15 @@ from edge import ber
 
 
 @pytest.mark.parametrize("name", workdir.shipped_models())
+def test_a_shipped_model_is_a_finished_run_with_its_evaluation(name):
+    """A sweep or study given pretrained:NAME uses it as it is, never trains into it."""
+    run = workdir.RunDir("pretrained:" + name)
+    assert run.finished()
+    assert run.result()["gm_ber"] == ber.read_json(os.path.join(run.path, "summary.json"))[name]["gm_ber"]
+    assert {row["receiver"] for row in run.ber_rows(["ls_lmmse", name])} == {"ls_lmmse", name}
+
+
+@pytest.mark.parametrize("name", workdir.shipped_models())
 def test_shipped_model_beats_ls_lmmse_at_high_sinr(name, tmp_path):
     settings = workdir.RunDir("pretrained:" + name).settings
     preset = config.get_preset(settings["preset"])

@@ -93,10 +93,16 @@ class RunDir:
     def has_model(self):
         return all(os.path.isfile(self.file(name)) for name in (MODEL_FILENAME, "config.json"))
 
+    def eval_file(self, name):
+        """A file of its final evaluation: eval/NAME in a run directory, NAME in a shipped model
+        (deeprx.ship copies them up beside MODEL.md)."""
+        return self.file(name) if os.path.isfile(self.file("MODEL.md")) else self.file("eval", name)
+
     def finished(self):
-        """Trained and evaluated: model.keras, train.json and eval/summary.json are there."""
-        return all(os.path.isfile(self.file(*parts))
-                   for parts in ((MODEL_FILENAME,), ("train.json",), ("eval", "summary.json")))
+        """Trained and evaluated: model.keras, train.json and its evaluation's summary.json are
+        there (a shipped model always is)."""
+        return all(os.path.isfile(path) for path in (self.file(MODEL_FILENAME), self.file("train.json"),
+                                                     self.eval_file("summary.json")))
 
     @property
     def settings(self):
@@ -135,15 +141,15 @@ class RunDir:
 
     def result(self):
         """Its evaluation summary (gm_ber, sinr_at_ber_1e-2, ...) with its parameters and FLOPs per slot."""
-        with open(self.file("eval", "summary.json")) as f:
+        with open(self.eval_file("summary.json")) as f:
             summary = json.load(f)[self.name]
         with open(self.file("train.json")) as f:
             trained = json.load(f)
         return {**summary, "parameters": trained["parameters"], "flops_per_slot": trained["flops_per_slot"]}
 
     def ber_rows(self, receivers=None):
-        """Its eval/ber.csv rows, of its own model or of `receivers`."""
-        rows = ber_lib.read_csv(self.file("eval", "ber.csv"))
+        """Its evaluation's ber.csv rows, of its own model or of `receivers`."""
+        rows = ber_lib.read_csv(self.eval_file("ber.csv"))
         return [row for row in rows if row["receiver"] in (receivers or (self.name,))]
 
 

@@ -286,7 +286,7 @@ class Study:
 
     def _baselines(self, run):
         """ls_lmmse and perfect_lmmse on the evaluation slots every run shares."""
-        with open(os.path.join(run.workdir, "eval", "summary.json")) as f:
+        with open(run.dir.eval_file("summary.json")) as f:
             summary = json.load(f)
         return {name: summary[name]["gm_ber"] for name in ("ls_lmmse", "perfect_lmmse")}
 
