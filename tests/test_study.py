@@ -62,6 +62,10 @@ def test_killed_study_reruns_only_the_interrupted_stage(study):
     for model in MODELS:  # the interrupted stage was redone from scratch, all of it
         assert os.path.getmtime(os.path.join(workdir, "energy", model, "energy.json")) > study["killed_at"]
     assert "[9/9] report" in rerun.stdout and "study ETA" in study["first_output"]
+    # The copied teacher took well under its 1 s estimate: that must not scale the next estimates
+    # down (a training's estimate is at least its 20 s of process start).
+    scratch = next(line for line in study["first_output"].splitlines() if line.startswith("[2/9] scratch"))
+    assert int(re.search(r"\(about (\d+) s;", scratch).group(1)) >= 20, scratch
     # A third run has nothing left to do.
     again = run_module("deeprx.study", *study["args"], f"--workdir={workdir}", timeout=120)
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipped") == 9, again.stdout

@@ -258,7 +258,9 @@ def run_all(config, redo=(), log=print, command=""):
         os.makedirs(stage_dir(config, stage.name), exist_ok=True)
         ber_lib.write_json(started_path, {"upstream": upstream})
         remaining = sum(s.estimate_s(config) for s in STAGES[index:])
-        scale = spent / estimated_done if estimated_done else 1.0
+        # Estimates scaled by this machine's pace so far, once a minute of estimated work has run
+        # (a copied teacher's second says nothing about the pace of training).
+        scale = spent / estimated_done if estimated_done >= 60 else 1.0
         why = ("resuming from its last checkpoint" if resume else
                "redoing it" if record is not None or stage.name in redo else
                "interrupted earlier, redoing it from a clean directory" if started is not None else "starting")
