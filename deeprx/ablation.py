@@ -79,7 +79,7 @@ def collect(runs, paths):
         curve_rows += [dict({k: point[k] for k in CURVE_COLUMNS[1:]}, arm=run.name) for point in points]
         # The summary of the final evaluation's ber.csv by today's rules (edge.ber), so that
         # arms evaluated before a rule changed compare.
-        summary = ber_lib.summarize(ber_lib.read_csv(os.path.join(run.workdir, "eval", "ber.csv")))
+        summary = ber_lib.summarize(ber_lib.read_csv(run.dir.eval_file("ber.csv")))
         last = points[-1]
         arm_rows.append({
             "arm": run.name, "flags": " ".join(arm_flags(path)), "steps": last["step"],

@@ -128,7 +128,8 @@ def _export_files(path):
 def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR, tflite=()):
     """Copies the run's files (and the `tflite` exports with their records and preflight
     reports) into models_dir/name and writes MODEL.md; returns the directory."""
-    if not workdir_lib.RunDir(run_dir).finished():
+    run = workdir_lib.RunDir(run_dir)
+    if not run.finished():
         raise ValueError(f"{run_dir!r} is not a finished run (model.keras, train.json and eval/summary.json)")
     export_files = [_export_files(path) for path in tflite]
     dest = os.path.join(models_dir, name)
@@ -142,11 +143,10 @@ def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR, tflite=()):
         for path in files:
             shutil.copyfile(path, os.path.join(dest, os.path.basename(path)))
         exports.append((ber_lib.read_json(files[1]), ber_lib.read_json(files[2])))
-    settings = ber_lib.read_json(os.path.join(run_dir, "config.json"))
-    trained = ber_lib.read_json(os.path.join(run_dir, "train.json"))
-    summary = ber_lib.read_json(os.path.join(run_dir, "eval", "summary.json"))
-    rows = ber_lib.read_csv(os.path.join(run_dir, "eval", "ber.csv"))
-    text = model_card(name, settings, trained, summary, rows, exports)
+    trained = ber_lib.read_json(run.file("train.json"))
+    summary = ber_lib.read_json(run.eval_file("summary.json"))
+    rows = ber_lib.read_csv(run.eval_file("ber.csv"))
+    text = model_card(name, run.settings, trained, summary, rows, exports)
     ber_lib.atomic_write(os.path.join(dest, "MODEL.md"), lambda f: f.write(text))
     return dest
 
