@@ -25,7 +25,9 @@ student: --student_flops_ratio). Step 4 distills with the (alpha, T) of step 3's
 --temperature (--fig6_kd=flags). Every run that needs no other run first trains at the start
 (teachers first, the longest), so all --parallel processes stay busy; then the steps run in
 the order 3, 4, 1, 2, training what is left (KD students of new teachers, step 4's KD students)
-and writing their figures: the headline first.
+and writing their figures: the headline first. Beyond the paper, --hint_arm_weight=W adds to
+step 4 a KD student with a feature hint (--kd_feature_weight=W) per seed, compared over the
+budgets with its KD and scratch twins the same way as KD with scratch.
 """
 
 import os
@@ -39,7 +41,9 @@ from deeprx.core import config as config_lib
 from deeprx.core import kd_config
 from deeprx.core import jobs
 from deeprx.core import scenario_flags
+from deeprx.experiments import kd_summary
 from deeprx.experiments import sweep as sweep_lib
+from deeprx.experiments import sweep_publish
 from deeprx.network import model as model_lib
 
 FLAGS = flags.FLAGS
@@ -59,6 +63,10 @@ def define_flags():
     flags.DEFINE_list("dmrs_teachers", [], "step 4: the trained teacher of another DMRS count than --teacher's, "
                       "N:MODEL (a run directory or pretrained:NAME), e.g. 2:pretrained:teacher-cpu-2dmrs; "
                       "without one the sweep trains it in DIR/runs")
+    flags.DEFINE_float("hint_arm_weight", 0.0, "step 4: with W > 0, also a KD student with a feature hint "
+                       "(--kd_feature_weight=W) per seed, paired with its KD and scratch twins over the budgets")
+    flags.DEFINE_list("hint_arm_dmrs_counts", [], "step 4: the DMRS counts the hint arm trains for (default: all "
+                      "of --dmrs_counts)")
     flags.DEFINE_enum("fig6_kd", "best", ["best", "flags"],
                       "step 4 (alpha, T): step 3's best run, or --alpha/--temperature")
     flags.DEFINE_list("sweep_steps", ["1", "2", "3", "4"], "the steps to run")
@@ -113,7 +121,8 @@ def sweep_from_flags():
         fig6_kd=FLAGS.fig6_kd,
         steps=_numbers("sweep_steps", int, lambda v: v in sweep_lib.STEPS, "one of 1, 2, 3, 4"),
         train_values=tuple((name, getattr(FLAGS, name)) for name in jobs.TEACHER_FLAGS + jobs.KD_FLAGS),
-        dmrs_teacher_dirs=_dmrs_teachers(scenario.dmrs.num_symbols), parallel=FLAGS.parallel)
+        dmrs_teacher_dirs=_dmrs_teachers(scenario.dmrs.num_symbols), parallel=FLAGS.parallel,
+        hint_weight=FLAGS.hint_arm_weight, hint_dmrs_counts=_hint_dmrs_counts())
     if sweep.parallel < 1:
         raise cli.FlagError("parallel", f"must be a positive integer, got {sweep.parallel}")
     for alpha in sweep.alphas + (sweep.base_alpha,):
@@ -128,6 +137,21 @@ def sweep_from_flags():
         with cli.flag("student_ratios"):
             model_lib.student_config(base, scenario, ratio, FLAGS.student_variant)
     return sweep
+
+
+def _hint_dmrs_counts():
+    """The DMRS counts of step 4's KD+hint arm: none without --hint_arm_weight."""
+    if FLAGS.hint_arm_weight < 0:
+        raise cli.FlagError("hint_arm_weight", f"must be >= 0 (0: no hint arm), got {FLAGS.hint_arm_weight}")
+    if not FLAGS.hint_arm_weight:
+        if FLAGS.hint_arm_dmrs_counts:
+            raise cli.FlagError("hint_arm_dmrs_counts", "give --hint_arm_weight > 0 too, or drop this flag")
+        return ()
+    if not FLAGS.hint_arm_dmrs_counts:
+        return tuple(int(count) for count in FLAGS.dmrs_counts)
+    counts = _numbers("hint_arm_dmrs_counts", int, lambda v: str(v) in FLAGS.dmrs_counts,
+                      f"one of --dmrs_counts ({','.join(FLAGS.dmrs_counts)})")
+    return counts
 
 
 def _dmrs_teachers(base_dmrs):
@@ -163,7 +187,7 @@ def main(argv):
     if FLAGS.publish:
         if not os.path.isdir(sweep.workdir):
             raise cli.FlagError("workdir", f"no sweep at {sweep.workdir!r} to publish")
-        sweep_lib.publish(sweep.workdir, FLAGS.publish)
+        sweep_publish.publish(sweep.workdir, FLAGS.publish)
         return
     # A sweep started with nohup/& ignores SIGINT and dies on SIGTERM without stopping its
     # training processes: both now stop them (they resume from their checkpoints on rerun).
@@ -171,7 +195,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, _stop)
     summary = sweep_lib.run_sweep(sweep)
     if summary:
-        print(sweep_lib.kd_table(summary), flush=True)
+        print(kd_summary.kd_table(summary), flush=True)
 
 
 if __name__ == "__main__":

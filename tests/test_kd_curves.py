@@ -48,5 +48,5 @@ def test_budgets_pair_seeds_and_refuse_misleading_crossings():
     gain = second["gain_db_at_1e-2_mean"]
     assert 2.0 < gain < 6.0  # the crossing moved from 10..15 dB to 5..10 dB
     assert second["gain_db_at_1e-2_ci_low"] == second["gain_db_at_1e-2_ci_high"] == gain  # equal seeds: no spread
-    table = kd_curves.markdown([{"num_dmrs": 1, **r} for r in rows])
-    assert "| 1 | 200 | 3,200 |" in table and "(n=2)" in table
+    table = kd_curves.markdown([{"comparison": "KD - scratch", "num_dmrs": 1, **r} for r in rows])
+    assert "| KD - scratch | 1 | 200 | 3,200 |" in table and "(n=2)" in table

@@ -9,7 +9,7 @@ import shutil
 
 from conftest import REPO, run_module
 from deeprx import results_pages
-from deeprx.experiments import sweep as sweep_lib
+from deeprx.experiments import kd_summary
 from edge import ber as ber_lib
 
 RESULTS = os.path.join(REPO, "data", "results")
@@ -61,7 +61,7 @@ def test_the_kd_table_is_what_the_sweep_summary_gives():
     with open(os.path.join(published, "kd_summary.md")) as f:
         table = f.read().split("\n\n", 1)[1]
     summary = ber_lib.read_json(os.path.join(published, "kd_summary.json"))
-    assert table.strip() == sweep_lib.kd_table(summary["runs"]).strip()
+    assert table.strip() == kd_summary.kd_table(summary["runs"]).strip()
 
 
 def test_every_relative_link_of_the_docs_resolves():

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import REPO, processes_naming, run_module
 from deeprx.experiments import kd_curves
+from deeprx.experiments import kd_summary
 from deeprx.experiments import sweep as sweep_lib
 
 # sweep-tiny.flags with the smallest grids that still cover every step and both DMRS counts
@@ -47,7 +48,7 @@ def test_tiny_sweep_writes_every_step(tiny_sweep):
         text = f.read()
     table, budgets_text = text.split("\n\n", 1)[1].split("\nOver training budgets", 1)
     assert kd_curves.markdown(summary["budgets"]) in budgets_text
-    assert table == sweep_lib.kd_table(summary["runs"]) and table in result.stdout
+    assert table == kd_summary.kd_table(summary["runs"]) and table in result.stdout
     rows = [line.split(" | ") for line in table.splitlines()[2:]]
     assert [(row[0], row[1]) for row in rows] == [("| 1", "0"), ("| 2", "0")]
     for row, entry in zip(rows, sorted(summary["runs"], key=lambda e: (e["num_dmrs"], e["seed"]))):
@@ -115,13 +116,15 @@ def test_rerun_skips_finished_runs_and_rejects_changed_flags(tiny_sweep):
 def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_sweep, tmp_path):
     """--fig6_kd=flags: step 4's KD students of trained teachers start with the other ready runs,
     as do step 2's. SIGTERM (a nohup'd sweep ignores SIGINT) stops the sweep and its training
-    processes; the same command then finishes steps 2 and 4."""
+    processes; the same command then finishes steps 2 and 4, with step 4's KD+hint arm (1 DMRS)
+    compared with its KD and scratch twins."""
     finished_sweep, _ = tiny_sweep
     workdir = str(tmp_path / "kd")
     for name in os.listdir(os.path.join(finished_sweep, "runs")):
         if name.startswith("teacher-"):
             shutil.copytree(os.path.join(finished_sweep, "runs", name), os.path.join(workdir, "runs", name))
-    args = (*TINY, "--sweep_steps=2,4", "--fig6_kd=flags", f"--workdir={workdir}")
+    args = (*TINY, "--sweep_steps=2,4", "--fig6_kd=flags", "--hint_arm_weight=0.5", "--hint_arm_dmrs_counts=1",
+            f"--workdir={workdir}")
     process = subprocess.Popen([sys.executable, "-m", "deeprx.sweep", *args], cwd=REPO,
                                env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -140,8 +143,10 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     ready = [line.split()[1].rstrip(":") for line in rerun.stdout.splitlines()
              if line.startswith("  [ready]") and ": training (" in line]
-    # Step 2's KD student of the width-0.1 teacher, then step 4's two (one of them also step 2's).
-    assert [name.split("-")[0] for name in ready] == ["kd"] * 3 + ["scratch"] * 2, ready
+    # Step 2's KD student of the width-0.1 teacher, then step 4's two (one of them also step 2's)
+    # and its KD+hint student of 1 DMRS.
+    assert [name.split("-")[0] for name in ready] == ["kd"] * 4 + ["scratch"] * 2, ready
+    assert [name for name in ready if "-hint0.5-" in name] == [ready[2]] and ready[2].endswith("-dmrs1-s0")
     assert "-t0.1-" in ready[0] and "[2 teacher_size]" in rerun.stdout
     assert ": training (" not in "".join(line for line in rerun.stdout.splitlines(True)
                                          if line.startswith("  [2 teacher_size]"))
@@ -150,6 +155,23 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
         summary = json.load(f)
     assert (summary["alpha"], summary["temperature"], summary["chosen_by"]) == (0.5, 3.0, "--alpha and --temperature")
     assert len(summary["runs"]) == 2 and not os.path.exists(os.path.join(workdir, "alpha_T.csv"))
+    # The hint arm: its runs in kd_summary, its budgets against KD and scratch, 1 DMRS only.
+    hint, = summary["hint"]["runs"]
+    assert summary["hint"]["kd_feature_weight"] == 0.5 and (hint["num_dmrs"], hint["seed"]) == (1, 0)
+    kd_dmrs1, = [e for e in summary["runs"] if e["num_dmrs"] == 1]
+    assert hint["gm_ber_kd"] == kd_dmrs1["gm_ber_kd"] and hint["gm_ber_hint"] != hint["gm_ber_kd"]
+    budgets = _table(workdir, "kd_curves.csv")
+    assert sorted({(r["comparison"], r["num_dmrs"]) for r in budgets}) == [
+        ("KD - scratch", "1"), ("KD - scratch", "2"), ("KD+hint - KD", "1"), ("KD+hint - scratch", "1")]
+    by = {(r["comparison"], r["step"]): float(r["gm_ber_diff_mean"]) for r in budgets if r["num_dmrs"] == "1"}
+    for step in ("2", "4"):  # differences of the same curves: (hint - KD) + (KD - scratch) = hint - scratch
+        assert by["KD+hint - KD", step] + by["KD - scratch", step] == pytest.approx(by["KD+hint - scratch", step],
+                                                                                 abs=2e-4)
+    plots = sorted(name for name in os.listdir(workdir) if name.startswith("kd_curves") and name.endswith(".png"))
+    assert plots == ["kd_curves_dmrs1.png", "kd_curves_dmrs2.png", "kd_curves_kd_hint_vs_kd_dmrs1.png",
+                     "kd_curves_kd_hint_vs_scratch_dmrs1.png"]
+    with open(os.path.join(workdir, "kd_summary.md")) as f:
+        assert kd_summary.hint_table(summary["hint"]["runs"]) in f.read()
 
 
 @pytest.mark.parametrize("flag, needle", [
@@ -165,6 +187,8 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
     ("--dmrs_teachers=1:runs/x", "--dmrs_teachers: '1:runs/x': give each DMRS count other than --teacher's (1)"),
     ("--dmrs_teachers=2:/nonexistent", "--dmrs_teachers: '/nonexistent' is not a finished run"),
     ("--dmrs_teachers=2:pretrained:nope", "--dmrs_teachers: "),
+    ("--hint_arm_weight=-1", "--hint_arm_weight: must be >= 0"),
+    ("--hint_arm_dmrs_counts=1", "--hint_arm_dmrs_counts: give --hint_arm_weight > 0 too"),
 ])
 def test_bad_sweep_flags_fail_before_compute(tmp_path, flag, needle):
     result = run_module("deeprx.sweep", "--flagfile=sweep-tiny.flags", f"--workdir={tmp_path}/kd", flag, timeout=60)
@@ -176,7 +200,7 @@ def test_bad_sweep_flags_fail_before_compute(tmp_path, flag, needle):
 def test_gain_is_scratch_sinr_minus_kd_sinr():
     kd = {"gm_ber": -2.0, "sinr_at_ber_1e-2": 10.0, "sinr_at_ber_1e-3": None}
     scratch = {"gm_ber": -1.5, "sinr_at_ber_1e-2": 12.5, "sinr_at_ber_1e-3": 20.0}
-    assert sweep_lib._kd_entry(1, 2, kd, scratch) == {
+    assert kd_summary.kd_entry(1, 2, kd, scratch) == {
         "seed": 1, "num_dmrs": 2, "gm_ber_kd": -2.0, "gm_ber_scratch": -1.5,
         "gain_db_at_1e-2": 2.5, "gain_db_at_1e-3": None}
 

@@ -77,14 +77,14 @@ def gm_ber_panels(panels, path, title):
     save(figure, path)
 
 
-def kd_curves(pairs, budgets, path, title):
-    """KD against scratch over training: left, Geometric Mean BER of every seed's KD (solid)
-    and scratch (dashed) student against slots seen; right, the paired difference's mean
-    with its 95% interval across seeds (kd_curves.budget_rows)."""
+def kd_curves(pairs, budgets, path, title, arms=("KD", "scratch")):
+    """Two student arms over training (e.g. KD against scratch): left, Geometric Mean BER of
+    every seed's arm A (solid) and B (dashed) student against slots seen; right, the paired
+    difference's mean with its 95% interval across seeds (kd_curves.budget_rows)."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for index, (seed, (kd_rows, scratch_rows)) in enumerate(sorted(pairs.items())):
+    for index, (seed, (a_rows, b_rows)) in enumerate(sorted(pairs.items())):
         color = f"C{index}"
-        for rows, style, role in ((kd_rows, "-", "KD"), (scratch_rows, "--", "scratch")):
+        for rows, style, role in ((a_rows, "-", arms[0]), (b_rows, "--", arms[1])):
             left.plot([int(r["slots_seen"]) for r in rows], [float(r["gm_ber"]) for r in rows], style, marker=".",
                       color=color, label=f"{role}, seed {seed}")
     left.set_xlabel("training slots seen")
@@ -100,7 +100,7 @@ def kd_curves(pairs, budgets, path, title):
         right.fill_between([r[0] for r in ranged], [r[1] for r in ranged], [r[2] for r in ranged], alpha=0.25,
                            color="k", label="95% interval (t, across seeds)")
     right.set_xlabel("training slots seen")
-    right.set_ylabel("GM BER, KD - scratch (< 0: KD better)")
+    right.set_ylabel(f"GM BER, {arms[0]} - {arms[1]} (< 0: {arms[0]} better)")
     right.legend(fontsize=7)
     for axes in (left, right):
         axes.grid(True, linewidth=0.3)

@@ -1,11 +1,13 @@
-"""KD against scratch over training budgets, paired by seed (same initial weights, same
-batches), with 95% confidence intervals across seeds: the sweep's step 4 reads the learning
-curves (curve.csv, deeprx/network/curves.py) of its KD and scratch students.
+"""Two student arms over training budgets (KD against scratch; with --hint_arm_weight also
+KD with a feature hint against KD and against scratch), paired by seed (same initial weights,
+same batches), with 95% confidence intervals across seeds: the sweep's step 4 reads the
+learning curves (curve.csv, deeprx/network/curves.py) of its students.
 
 At every budget (a step both curves of every seed have) and for each measure, the paired
-difference per seed, its mean and the 95% Student-t interval of the mean across seeds:
-  gm_ber_diff       GM BER of KD - scratch (< 0: KD better)
-  gain_db_at_1e-2   SINR scratch needs at BER 1e-2 - SINR KD needs (> 0: KD better), and
+difference per seed (arm A against arm B, e.g. KD against scratch), its mean and the 95%
+Student-t interval of the mean across seeds:
+  gm_ber_diff       GM BER of A - B (< 0: A better)
+  gain_db_at_1e-2   SINR B needs at BER 1e-2 - SINR A needs (> 0: A better), and
   gain_db_at_1e-3   at 1e-3; edge/ber.py's crossing rule on the curve's points (at least
                     MIN_BIT_ERRORS errors above the target; a curve that floors or comes back
                     gives none); the mean is over the seeds where both students cross.
@@ -62,8 +64,9 @@ def curve_summary(row, bits_per_point):
 
 
 def budget_rows(pairs, bits_per_point):
-    """pairs: {seed: (KD curve rows, scratch curve rows)}. One row per budget (steps every
-    curve has): slots seen, and per measure its per-seed values, mean, interval and n."""
+    """pairs: {seed: (arm A's curve rows, arm B's)}, e.g. KD and scratch. One row per budget
+    (steps every curve has): slots seen, and per measure its per-seed values (A - B), mean,
+    interval and n."""
     steps = None
     for kd_rows, scratch_rows in pairs.values():
         have = {int(r["step"]) for r in kd_rows} & {int(r["step"]) for r in scratch_rows}
@@ -94,51 +97,70 @@ def _round(value):
     return None if value is None else round(value, 4)
 
 
+# The comparisons of step 4: (arm A, arm B), named "A - B"; the first is the headline, whose
+# plots keep the name kd_curves_dmrs<N>.png.
+KD_VS_SCRATCH = ("KD", "scratch")
+HINT_VS_KD = ("KD+hint", "KD")
+HINT_VS_SCRATCH = ("KD+hint", "scratch")
+
+
+def comparison_name(arms):
+    return f"{arms[0]} - {arms[1]}"
+
+
+def plot_name(arms, dmrs):
+    slug = "" if arms == KD_VS_SCRATCH else "_" + "_vs_".join(a.lower().replace("+", "_") for a in arms)
+    return f"kd_curves{slug}_dmrs{dmrs}.png"
+
+
 def columns():
-    return ("num_dmrs", "step", "slots_seen", "seeds") + tuple(
+    return ("comparison", "num_dmrs", "step", "slots_seen", "seeds") + tuple(
         f"{name}_{part}" for name in MEASURES for part in ("mean", "ci_low", "ci_high", "n", "by_seed"))
 
 
 def markdown(rows):
-    """The budget table: mean [95% interval] (n seeds) per measure."""
+    """The budget table: mean [95% interval] (n seeds) per measure, A - B per comparison."""
     def cell(row, name):
         if row[f"{name}_mean"] is None:
             return "none reached"
         interval = ("" if row[f"{name}_ci_low"] is None
                     else f" [{row[f'{name}_ci_low']:+.3f}, {row[f'{name}_ci_high']:+.3f}]")
         return f"{row[f'{name}_mean']:+.3f}{interval} (n={row[f'{name}_n']})"
-    lines = ["| DMRS | step | slots | GM BER KD - scratch (< 0: KD better) | SINR gain at 1e-2 dB (> 0: KD better) "
-             "| at 1e-3 |", "|---|---|---|---|---|---|"]
+    lines = ["| A - B | DMRS | step | slots | GM BER A - B (< 0: A better) | SINR gain at 1e-2 dB (> 0: A better) "
+             "| at 1e-3 |", "|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {row['num_dmrs']} | {row['step']} | {row['slots_seen']:,} | "
+        lines.append(f"| {row['comparison']} | {row['num_dmrs']} | {row['step']} | {row['slots_seen']:,} | "
                      + " | ".join(cell(row, name) for name in MEASURES) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_budgets(sweep, pairs, alpha, temperature, log=print):
-    """SWEEP/kd_curves.csv and kd_curves_dmrs<N>.png from the learning curves of step 4's
-    students (pairs: {(dmrs, seed): (KD run, scratch run)}); returns the budget rows (none
-    when the runs have no curves: --curve_every=0)."""
+def write_budgets(sweep, comparisons, title, log=print):
+    """SWEEP/kd_curves.csv and a kd_curves*_dmrs<N>.png per comparison and DMRS count from the
+    learning curves of step 4's students. comparisons: [((arm A, arm B), {(dmrs, seed): (run A,
+    run B)})], e.g. (KD_VS_SCRATCH, KD and scratch runs). Returns the budget rows (none when the
+    runs have no curves: --curve_every=0)."""
     from deeprx.evaluation import plots  # matplotlib: only once there is something to draw
     budgets = []
-    for dmrs in sweep.dmrs_counts:
-        curve_pairs = {}
-        for seed in sweep.seeds:
-            paths = [os.path.join(run.workdir, curves.CURVE_FILENAME) for run in pairs[dmrs, seed]]
-            if not all(os.path.isfile(p) for p in paths):
-                log(f"no learning curves in {pairs[dmrs, seed][0].workdir} (--curve_every=0): no KD-vs-scratch "
-                    "budgets", flush=True)
-                return []
-            curve_pairs[seed] = tuple(ber_lib.read_csv(p) for p in paths)
-        scenario = dataclasses.replace(sweep.scenario, dmrs=dataclasses.replace(sweep.scenario.dmrs, num_symbols=dmrs))
-        rows = [{"num_dmrs": dmrs, **row} for row in budget_rows(
-            curve_pairs, curves.CURVE_SLOTS_PER_POINT * scenario.data_bits_per_slot)]
-        budgets += rows
-        path = os.path.join(sweep.workdir, f"kd_curves_dmrs{dmrs}.png")
-        plots.kd_curves(curve_pairs, rows, path, f"KD vs scratch over training, {dmrs} DMRS: alpha {alpha:g}, "
-                        f"T {temperature:g}, {len(sweep.seeds)} seeds, {curves.CURVE_SLOTS_PER_POINT} curve slots "
-                        "per SINR point")
-        log(f"Wrote {path}", flush=True)
+    for arms, pairs in comparisons:
+        for dmrs in sorted({dmrs for dmrs, _ in pairs}):
+            curve_pairs = {}
+            for seed in sorted(seed for d, seed in pairs if d == dmrs):
+                paths = [os.path.join(run.workdir, curves.CURVE_FILENAME) for run in pairs[dmrs, seed]]
+                if not all(os.path.isfile(p) for p in paths):
+                    log(f"no learning curves in {pairs[dmrs, seed][0].workdir} (--curve_every=0): no budgets",
+                        flush=True)
+                    return []
+                curve_pairs[seed] = tuple(ber_lib.read_csv(p) for p in paths)
+            scenario = dataclasses.replace(sweep.scenario,
+                                           dmrs=dataclasses.replace(sweep.scenario.dmrs, num_symbols=dmrs))
+            rows = [{"comparison": comparison_name(arms), "num_dmrs": dmrs, **row} for row in budget_rows(
+                curve_pairs, curves.CURVE_SLOTS_PER_POINT * scenario.data_bits_per_slot)]
+            budgets += rows
+            path = os.path.join(sweep.workdir, plot_name(arms, dmrs))
+            plots.kd_curves(curve_pairs, rows, path, f"{comparison_name(arms)} over training, {dmrs} DMRS: {title}, "
+                            f"{len(curve_pairs)} seeds, {curves.CURVE_SLOTS_PER_POINT} curve slots per SINR point",
+                            arms)
+            log(f"Wrote {path}", flush=True)
     path = os.path.join(sweep.workdir, "kd_curves.csv")
     ber_lib.write_table(path, budgets, columns())
     log(f"Wrote {path}", flush=True)

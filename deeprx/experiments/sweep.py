@@ -1,7 +1,7 @@
 """The knowledge-distillation sweep (PAPER.md section 2), flag-free: its settings (a Sweep
 from python -m deeprx.sweep, whose docstring describes the steps), its runs (each one
 python -m deeprx.train child process, jobs.Runner), the four steps with their CSV and PNG
-files, the KD summary table, and publishing a sweep's results."""
+files (kd_summary.py: its summary tables; sweep_publish.py: publishing its results)."""
 
 import dataclasses
 import json
@@ -10,8 +10,8 @@ from typing import Optional, Tuple
 
 from deeprx.core import cli
 from deeprx.core import jobs
-from deeprx.core import workdir as workdir_lib
 from deeprx.experiments import kd_curves
+from deeprx.experiments import kd_summary
 from deeprx.network import model as model_lib
 from edge import ber as ber_lib
 
@@ -42,6 +42,8 @@ class Sweep:
     train_values: Tuple[Tuple[str, object], ...]  # deeprx.train's flags (jobs.TEACHER_FLAGS, KD_FLAGS) as set
     parallel: int = 1
     dmrs_teacher_dirs: Tuple[Tuple[int, str], ...] = ()  # --dmrs_teachers: trained teachers of other DMRS counts
+    hint_weight: float = 0.0         # --hint_arm_weight: step 4's KD+hint arm (0: none)
+    hint_dmrs_counts: Tuple[int, ...] = ()  # the DMRS counts that arm trains for
 
     @property
     def values(self):
@@ -88,13 +90,17 @@ def scratch_run(sweep, student_flops, dmrs, seed):
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
 
 
-def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed):
-    name = f"kd-{_mflops_label(student_flops)}-t{teacher.width:g}-a{alpha:g}-T{temperature:g}-dmrs{dmrs}-s{seed}"
+def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed, hint_weight=None):
+    """A KD student; with hint_weight, step 4's KD+hint arm (--kd_feature_weight=hint_weight)."""
+    hint = "" if hint_weight is None else f"-hint{hint_weight:g}"
+    name = (f"kd-{_mflops_label(student_flops)}-t{teacher.width:g}-a{alpha:g}-T{temperature:g}{hint}-dmrs{dmrs}"
+            f"-s{seed}")
     workdir = os.path.join(sweep.workdir, "runs", name)
     args = cli.args_from(sweep.values, jobs.STUDENT_FLAGS, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed,
                          model_mflops=0.0)
+    feature = {} if hint_weight is None else {"kd_feature_weight": hint_weight}
     args += cli.args_from(sweep.values, jobs.KD_FLAGS, teacher=teacher.workdir, alpha=alpha, temperature=temperature,
-                                student_flops_ratio=student_flops / sweep.teacher_flops(teacher.width))
+                          student_flops_ratio=student_flops / sweep.teacher_flops(teacher.width), **feature)
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "kd")
 
 
@@ -132,8 +138,14 @@ class Study:
                                    "describe, or another directory")
         return runs
 
-    def kd(self, teacher, alpha, temperature, dmrs, seed):
-        return kd_run(self.sweep, teacher, self.sweep.base_student_flops, alpha, temperature, dmrs, seed)
+    def kd(self, teacher, alpha, temperature, dmrs, seed, hint_weight=None):
+        return kd_run(self.sweep, teacher, self.sweep.base_student_flops, alpha, temperature, dmrs, seed, hint_weight)
+
+    def hint_kd(self, teacher, alpha, temperature, dmrs, seed):
+        """Step 4's KD+hint student, or None where --hint_arm_weight trains none."""
+        if dmrs not in self.sweep.hint_dmrs_counts:
+            return None
+        return self.kd(teacher, alpha, temperature, dmrs, seed, self.sweep.hint_weight)
 
     def scratch(self, dmrs, seed, student_flops=None):
         return scratch_run(self.sweep, student_flops or self.sweep.base_student_flops, dmrs, seed)
@@ -184,9 +196,12 @@ class Study:
         if 3 in steps and base.dir.finished():
             runs += self._alpha_T_kd(base)
         if 4 in steps and sweep.fig6_kd == "flags":  # step 4's KD settings are known now
-            runs += [self.kd(teacher, sweep.base_alpha, sweep.base_temperature, dmrs, seed)
-                     for dmrs in sweep.dmrs_counts for teacher in [teacher_run(sweep, sweep.base_width, dmrs)]
-                     if teacher.dir.finished() for seed in sweep.seeds]
+            for dmrs in sweep.dmrs_counts:
+                teacher = teacher_run(sweep, sweep.base_width, dmrs)
+                if teacher.dir.finished():
+                    settings = (teacher, sweep.base_alpha, sweep.base_temperature, dmrs)
+                    runs += [self.kd(*settings, seed) for seed in sweep.seeds]
+                    runs += [run for seed in sweep.seeds for run in [self.hint_kd(*settings, seed)] if run]
         if steps & {2, 3}:
             runs.append(self.scratch(sweep.base_dmrs, self.seed))
         if 4 in steps:
@@ -225,16 +240,22 @@ class Study:
         """Writes ber_vs_sinr.csv, a PNG per DMRS count and kd_summary.json; returns its runs."""
         sweep = self.sweep
         teachers = self.teachers([(sweep.base_width, dmrs) for dmrs in sweep.dmrs_counts], "[4 ber_vs_sinr]")
-        pairs = {(dmrs, seed): (self.kd(teacher, alpha, temperature, dmrs, seed), self.scratch(dmrs, seed))
-                 for dmrs, teacher in zip(sweep.dmrs_counts, teachers) for seed in sweep.seeds}
-        self.runner.ensure([run for pair in pairs.values() for run in pair], "[4 ber_vs_sinr]")
-        rows, summary_runs = [], []
+        # (KD, scratch, KD+hint or None) per DMRS count and seed
+        arms = {(dmrs, seed): (self.kd(teacher, alpha, temperature, dmrs, seed), self.scratch(dmrs, seed),
+                               self.hint_kd(teacher, alpha, temperature, dmrs, seed))
+                for dmrs, teacher in zip(sweep.dmrs_counts, teachers) for seed in sweep.seeds}
+        self.runner.ensure([run for trio in arms.values() for run in trio if run], "[4 ber_vs_sinr]")
+        rows, summary_runs, hint_runs = [], [], []
         for dmrs, teacher in zip(sweep.dmrs_counts, teachers):
             curves = [("teacher", "", teacher)]
             for seed in sweep.seeds:
-                kd, scratch = pairs[dmrs, seed]
+                kd, scratch, hint = arms[dmrs, seed]
                 curves += [("kd_student", seed, kd), ("scratch_student", seed, scratch)]
-                summary_runs.append(_kd_entry(seed, dmrs, kd.dir.result(), scratch.dir.result()))
+                summary_runs.append(kd_summary.kd_entry(seed, dmrs, kd.dir.result(), scratch.dir.result()))
+                if hint:
+                    curves.append(("kd_hint_student", seed, hint))
+                    hint_runs.append(kd_summary.hint_entry(seed, dmrs, hint.dir.result(), kd.dir.result(),
+                                                 scratch.dir.result()))
             first_kd = curves[1][2]  # every run is evaluated on the same slots: its baselines stand for all
             dmrs_rows = [{**row, "role": role, "seed": seed, "run": run.name}
                          for role, seed, run in curves for row in run.dir.ber_rows()]
@@ -251,18 +272,21 @@ class Study:
             self.log(f"Wrote {path}", flush=True)
         self._write("ber_vs_sinr.csv", rows, ("num_dmrs", "role", "seed", "run", "receiver", "sinr_db", "ber",
                                               "bit_errors", "bits"))
-        budgets = kd_curves.write_budgets(sweep, pairs, alpha, temperature, self.log)
+        comparisons = [(kd_curves.KD_VS_SCRATCH, {key: (kd, scratch) for key, (kd, scratch, _) in arms.items()})]
+        hinted = {key: trio for key, trio in arms.items() if trio[2]}
+        if hinted:
+            comparisons += [(kd_curves.HINT_VS_KD, {key: (hint, kd) for key, (kd, _, hint) in hinted.items()}),
+                            (kd_curves.HINT_VS_SCRATCH, {key: (hint, s) for key, (_, s, hint) in hinted.items()})]
+        budgets = kd_curves.write_budgets(sweep, comparisons, f"alpha {alpha:g}, T {temperature:g}", self.log)
         path = os.path.join(sweep.workdir, "kd_summary.json")
         summary = {"alpha": alpha, "temperature": temperature, "chosen_by": chosen_by,
                    "student_mflops": round(sweep.base_student_flops / 1e6, 3),
                    "teacher_mflops": round(self.base_teacher_flops / 1e6, 3),
                    "student_steps": sweep.student_steps, "runs": summary_runs, "budgets": budgets}
+        if hint_runs:
+            summary["hint"] = {"kd_feature_weight": sweep.hint_weight, "runs": hint_runs}
         ber_lib.write_json(path, summary)
-        text = (f"KD vs scratch students ({summary['student_mflops']:g} MFLOPs per slot, {sweep.student_steps} "
-                f"steps), teacher {summary['teacher_mflops']:g} MFLOPs; alpha {alpha:g}, T {temperature:g} "
-                f"({chosen_by}).\n\n{kd_table(summary_runs)}"
-                + (f"\nOver training budgets (paired by seed; mean [95% t interval] across seeds):\n\n"
-                   f"{kd_curves.markdown(budgets)}" if budgets else ""))
+        text = kd_summary.markdown(summary)
         ber_lib.atomic_write(os.path.join(sweep.workdir, "kd_summary.md"), lambda f: f.write(text))
         self.log(f"Wrote {path} and kd_summary.md", flush=True)
         return summary_runs
@@ -309,23 +333,6 @@ class Study:
                                        f"alpha {sweep.base_alpha:g}, T {sweep.base_temperature:g}, seed {self.seed}")
 
 
-def _kd_entry(seed, dmrs, kd, scratch):
-    """One kd_summary.json entry (gains: ber.sinr_gains of KD over scratch)."""
-    return {"seed": seed, "num_dmrs": dmrs, "gm_ber_kd": kd["gm_ber"], "gm_ber_scratch": scratch["gm_ber"],
-            **ber_lib.sinr_gains(kd, scratch)}
-
-
-def kd_table(entries):
-    """kd_summary.json's runs as a markdown table (kd_summary.md), per DMRS count and seed."""
-    lines = ["| DMRS symbols | seed | Geometric Mean BER, KD | from scratch | KD - scratch (< 0: KD better) "
-             "| SINR gain at BER 1e-2 (> 0: KD better) | at BER 1e-3 |", "|---|---|---|---|---|---|---|"]
-    for e in sorted(entries, key=lambda e: (e["num_dmrs"], e["seed"])):
-        lines.append(f"| {e['num_dmrs']} | {e['seed']} | {e['gm_ber_kd']:.3f} | {e['gm_ber_scratch']:.3f} | "
-                     f"{e['gm_ber_kd'] - e['gm_ber_scratch']:+.3f} | {ber_lib.gain_text(e['gain_db_at_1e-2'])} | "
-                     f"{ber_lib.gain_text(e['gain_db_at_1e-3'])} |")
-    return "\n".join(lines) + "\n"
-
-
 def plots_lib():
     from deeprx.evaluation import plots  # matplotlib: only once there is something to draw
     return plots
@@ -359,37 +366,3 @@ def run_sweep(sweep, log=print):
             study.teacher_size()
     log(f"Sweep done: {runner.trained} runs trained now, the rest finished earlier", flush=True)
     return summary
-
-
-# What --publish copies: the steps' outputs, and of each finished run (into by-run/<run>/)
-# its results, settings and command, never checkpoints or weights.
-STEP_FILES = ("alpha_T.csv", "alpha_T.png", "ber_vs_sinr.csv", "ber_vs_sinr_dmrs1.png", "ber_vs_sinr_dmrs2.png",
-              "kd_summary.json", "kd_summary.md", "kd_curves.csv", "kd_curves_dmrs1.png", "kd_curves_dmrs2.png",
-              "student_size.csv", "student_size.png", "teacher_size.csv", "teacher_size.png")
-RUN_FILES = ("train.json", "config.json", "sweep_command.txt", "curve.csv", "eval/summary.json", "eval/ber.csv",
-             "eval/ber.png")
-
-
-def publish(workdir, dest, log=print):
-    """Copies what is finished in the sweep `workdir` to `dest`; returns the number of runs."""
-    import shutil
-    copied = [name for name in STEP_FILES if os.path.isfile(os.path.join(workdir, name))]
-    runs_dir = os.path.join(workdir, "runs")
-    runs = sorted(name for name in (os.listdir(runs_dir) if os.path.isdir(runs_dir) else ())
-                  if workdir_lib.RunDir(os.path.join(runs_dir, name)).finished())
-    for name in copied:
-        shutil.copyfile(os.path.join(workdir, name), os.path.join(_made(dest), name))
-    for name in runs:
-        for path in RUN_FILES:
-            source = os.path.join(runs_dir, name, path)
-            if os.path.isfile(source):
-                shutil.copyfile(source, os.path.join(_made(os.path.join(dest, "by-run", name)),
-                                                     os.path.basename(path)))
-    log(f"Published to {dest}: {len(copied)} step files ({', '.join(copied) or 'none yet'}) and {len(runs)} "
-        "finished runs", flush=True)
-    return len(runs)
-
-
-def _made(path):
-    os.makedirs(path, exist_ok=True)
-    return path

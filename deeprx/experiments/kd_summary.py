@@ -1,0 +1,59 @@
+"""kd_summary.json's entries (a KD student against its scratch twin; a KD+hint student against
+both) and kd_summary.md, the tables a reader looks at."""
+
+from deeprx.experiments import kd_curves
+from edge import ber as ber_lib
+
+
+def kd_entry(seed, dmrs, kd, scratch):
+    """One kd_summary.json entry (gains: ber.sinr_gains of KD over scratch)."""
+    return {"seed": seed, "num_dmrs": dmrs, "gm_ber_kd": kd["gm_ber"], "gm_ber_scratch": scratch["gm_ber"],
+            **ber_lib.sinr_gains(kd, scratch)}
+
+
+def hint_entry(seed, dmrs, hint, kd, scratch):
+    """One entry of kd_summary.json's hint runs: the KD+hint student against KD and scratch."""
+    return {"seed": seed, "num_dmrs": dmrs, "gm_ber_hint": hint["gm_ber"], "gm_ber_kd": kd["gm_ber"],
+            "gm_ber_scratch": scratch["gm_ber"],
+            **{f"{key}_vs_kd": gain for key, gain in ber_lib.sinr_gains(hint, kd).items()}}
+
+
+def kd_table(entries):
+    """kd_summary.json's runs as a markdown table (kd_summary.md), per DMRS count and seed."""
+    return _table(("DMRS symbols", "seed", "Geometric Mean BER, KD", "from scratch", "KD - scratch (< 0: KD better)",
+                   "SINR gain at BER 1e-2 (> 0: KD better)", "at BER 1e-3"),
+                  [(e["num_dmrs"], e["seed"], f"{e['gm_ber_kd']:.3f}", f"{e['gm_ber_scratch']:.3f}",
+                    f"{e['gm_ber_kd'] - e['gm_ber_scratch']:+.3f}", ber_lib.gain_text(e["gain_db_at_1e-2"]),
+                    ber_lib.gain_text(e["gain_db_at_1e-3"])) for e in _ordered(entries)])
+
+
+def hint_table(entries):
+    """kd_summary.json's hint runs as a markdown table."""
+    return _table(("DMRS symbols", "seed", "Geometric Mean BER, KD+hint", "KD", "from scratch",
+                   "KD+hint - KD (< 0: hint better)", "SINR gain over KD at BER 1e-2", "at BER 1e-3"),
+                  [(e["num_dmrs"], e["seed"], f"{e['gm_ber_hint']:.3f}", f"{e['gm_ber_kd']:.3f}",
+                    f"{e['gm_ber_scratch']:.3f}", f"{e['gm_ber_hint'] - e['gm_ber_kd']:+.3f}",
+                    ber_lib.gain_text(e["gain_db_at_1e-2_vs_kd"]), ber_lib.gain_text(e["gain_db_at_1e-3_vs_kd"]))
+                   for e in _ordered(entries)])
+
+
+def _ordered(entries):
+    return sorted(entries, key=lambda e: (e["num_dmrs"], e["seed"]))
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(summary):
+    """kd_summary.md: the settings, the per-seed tables and the budgets of a kd_summary.json."""
+    hint = summary.get("hint")
+    return (f"KD vs scratch students ({summary['student_mflops']:g} MFLOPs per slot, {summary['student_steps']} "
+            f"steps), teacher {summary['teacher_mflops']:g} MFLOPs; alpha {summary['alpha']:g}, T "
+            f"{summary['temperature']:g} ({summary['chosen_by']}).\n\n{kd_table(summary['runs'])}"
+            + (f"\nKD with a feature hint (--kd_feature_weight={hint['kd_feature_weight']:g}) against KD and "
+               f"scratch:\n\n{hint_table(hint['runs'])}" if hint else "")
+            + (f"\nOver training budgets (paired by seed; mean [95% t interval] across seeds):\n\n"
+               f"{kd_curves.markdown(summary['budgets'])}" if summary["budgets"] else ""))
