@@ -68,20 +68,20 @@ def budget_rows(pairs, bits_per_point):
     (steps every curve has): slots seen, and per measure its per-seed values (A - B), mean,
     interval and n."""
     steps = None
-    for kd_rows, scratch_rows in pairs.values():
-        have = {int(r["step"]) for r in kd_rows} & {int(r["step"]) for r in scratch_rows}
+    for a_rows, b_rows in pairs.values():
+        have = {int(r["step"]) for r in a_rows} & {int(r["step"]) for r in b_rows}
         steps = have if steps is None else steps & have
     rows = []
     for step in sorted(steps or ()):
         per_seed = {name: {} for name in MEASURES}
         slots = None
-        for seed, (kd_rows, scratch_rows) in sorted(pairs.items()):
-            kd_row = next(r for r in kd_rows if int(r["step"]) == step)
-            scratch_row = next(r for r in scratch_rows if int(r["step"]) == step)
-            slots = int(kd_row["slots_seen"])
-            kd, scratch = (curve_summary(r, bits_per_point) for r in (kd_row, scratch_row))
-            per_seed["gm_ber_diff"][seed] = round(kd["gm_ber"] - scratch["gm_ber"], 6)
-            for key, gain in ber_lib.sinr_gains(kd, scratch).items():
+        for seed, (a_rows, b_rows) in sorted(pairs.items()):
+            a_row = next(r for r in a_rows if int(r["step"]) == step)
+            b_row = next(r for r in b_rows if int(r["step"]) == step)
+            slots = int(a_row["slots_seen"])
+            a, b = (curve_summary(r, bits_per_point) for r in (a_row, b_row))
+            per_seed["gm_ber_diff"][seed] = round(a["gm_ber"] - b["gm_ber"], 6)
+            for key, gain in ber_lib.sinr_gains(a, b).items():
                 if gain is not None:
                     per_seed[key][seed] = gain
         row = {"step": step, "slots_seen": slots, "seeds": len(pairs)}
