@@ -227,3 +227,31 @@ def test_given_teachers_of_each_dmrs_count_are_used_not_trained(tmp_path):
     assert not other_width.external and other_width.workdir == os.path.join(str(tmp_path), "runs", "teacher-w0.35-dmrs2")
     trained = sweep_lib.teacher_run(dataclasses.replace(sweep, dmrs_teacher_dirs=()), 0.5, 2)
     assert not trained.external and trained.workdir == os.path.join(str(tmp_path), "runs", "teacher-w0.5-dmrs2")
+
+
+def test_an_edge_sweep_trains_kd_and_scratch_students_of_the_same_edge_network(tmp_path):
+    """--student_variant=edge (sweep-kd-curves.flags): the KD student and its scratch twin are
+    the same edge-variant network, as deeprx.train builds them from the sweep's arguments."""
+    from deeprx.core import config, jobs
+    values = dict({name: None for name in jobs.TEACHER_FLAGS + jobs.KD_FLAGS}, preset="cpu", depth_multiplier=2,
+                  model_variant="paper", width_multiplier=0.5, student_variant="edge", alpha=0.5,
+                  temperature=3.0, kd_form="hinton", kd_reduction="mean", student_flops_ratio=11 / 30)
+    sweep = sweep_lib.Sweep(
+        workdir=str(tmp_path), scenario=config.get_preset("cpu").scenario, base_width=0.5, base_dmrs=1,
+        base_ratio=11 / 30, base_alpha=0.5, base_temperature=3.0, base_teacher_dir="pretrained:teacher-cpu-1dmrs",
+        seeds=(0,), student_steps=1, student_ratios=(11 / 30,), teacher_widths=(0.5,), alphas=(0.5,),
+        temperatures=(3.0,), dmrs_counts=(1,), fig6_kd="flags", steps=(4,), train_values=tuple(values.items()))
+    teacher = sweep_lib.teacher_run(sweep, 0.5, 1)
+    kd = sweep_lib.kd_run(sweep, teacher, sweep.base_student_flops, 0.5, 3.0, 1, 0)
+    scratch = sweep_lib.scratch_run(sweep, sweep.base_student_flops, 1, 0)
+    assert "--student_variant=edge" in kd.args and "--model_variant=edge" in scratch.args
+    script = ("import json, sys\nfrom absl import flags\nfrom deeprx import train\ntrain.define_flags()\n"
+              "flags.FLAGS(['train', *json.loads(sys.argv[1])])\n"
+              "print(repr(train.run_from_flags().model_config))\n")
+    configs = []
+    for run in (kd, scratch):
+        result = subprocess.run([sys.executable, "-c", script, json.dumps(list(run.args))], cwd=REPO,
+                                env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        configs.append(result.stdout.strip().splitlines()[-1])
+    assert configs[0] == configs[1] and "variant='edge'" in configs[0], configs

@@ -82,11 +82,13 @@ def teacher_run(sweep, width, dmrs):
 
 
 def scratch_run(sweep, student_flops, dmrs, seed):
+    """A student from scratch: the KD students' network (--student_variant, else the teacher's
+    variant, sized to `student_flops`), trained alone."""
     name = f"scratch-{_mflops_label(student_flops)}-dmrs{dmrs}-s{seed}"
     workdir = os.path.join(sweep.workdir, "runs", name)
     args = cli.args_from(sweep.values, jobs.STUDENT_FLAGS, width_multiplier=sweep.base_width,
-                         model_mflops=student_flops / 1e6,
-                               num_dmrs=dmrs, steps=sweep.student_steps, seed=seed)
+                         model_mflops=student_flops / 1e6, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed,
+                         model_variant=sweep.values["student_variant"] or sweep.values["model_variant"])
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
 
 
