@@ -148,6 +148,10 @@ def test_feature_hint_trains_the_student_toward_the_teachers_features(tiny, tmp_
     # The adapter is in the checkpoint: it resumes with the student.
     saved = dict(tf.train.list_variables(tf.train.latest_checkpoint(trainer.checkpoint_dir)))
     assert any(name.startswith("feature_adapter/") for name in saved), sorted(saved)[:10]
+    # The collapse guard watches the adapter too.
+    d.adapter.kernel.assign(tf.fill(d.adapter.kernel.shape, np.nan))
+    with pytest.raises(training.TrainingCollapsed, match="holds non-finite values"):
+        trainer._check_health(30, 0.3, 0.28)
 
 
 def test_paper_alpha_maps_onto_the_hinton_form(pair, logits):

@@ -300,6 +300,16 @@ def test_collapse_rules():
         0.3, 0.28, ok + [tf.Variable([1.0, np.inf], name="bn/moving_variance")])
 
 
+def test_the_collapse_guard_checks_the_variables_trained_beside_the_model(tiny, tmp_path):
+    trainer = _trainer(tiny, tmp_path, aux_channel_weight=0.5)
+    head_kernel = trainer.aux_head.kernel
+    assert head_kernel.ref() in {v.ref() for v in trainer.checked_variables}
+    assert len(trainer.checked_variables) == len(trainer.model.variables) + len(trainer.aux_head.variables)
+    head_kernel.assign(tf.fill(head_kernel.shape, np.inf))
+    with pytest.raises(training.TrainingCollapsed, match="variable kernel:0 holds non-finite values"):
+        trainer._check_health(2, 0.3, 0.28)
+
+
 def test_a_collapsed_run_stops_before_saving_and_names_the_last_checkpoint(tiny, tmp_path):
     trainer = _trainer(tiny, tmp_path, steps=4, batch_size=8, checkpoint_every=2, log_every=2)
     kernel = trainer.model.get_layer("head_conv").kernel  # the output conv

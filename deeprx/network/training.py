@@ -177,6 +177,14 @@ class Trainer:
         extra = self.aux_head.trainable_variables if self.aux_head is not None else []
         return self.model.trainable_variables + extra
 
+    @property
+    def checked_variables(self):
+        """What the collapse guard checks: the model's variables (batch-norm statistics
+        included) and every other variable the run trains (the auxiliary head, a hint's adapter)."""
+        variables = list(self.model.variables)
+        known = {variable.ref() for variable in variables}
+        return variables + [v for v in self.trainable_variables if v.ref() not in known]
+
     def _apply(self, inputs, bits, data_mask, channel=None):
         """One optimizer step on a (replica's) batch; returns the scalars to log, "loss" first.
         The gradient is scaled by 1/replicas, so the replicas' sum is the global batch's mean."""
@@ -245,8 +253,7 @@ class Trainer:
     def _check_health(self, step, loss, best_loss):
         """Raises TrainingCollapsed, before the checkpoint at `step` is written, if the run has
         collapsed, naming the last good checkpoint."""
-        variables = self.model.variables + (self.aux_head.variables if self.aux_head is not None else [])
-        problem = collapse_problem(loss, best_loss, variables)
+        problem = collapse_problem(loss, best_loss, self.checked_variables)
         if problem:
             last_good = tf.train.latest_checkpoint(self.checkpoint_dir)
             raise TrainingCollapsed(
