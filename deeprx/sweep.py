@@ -149,9 +149,8 @@ def _hint_dmrs_counts():
         return ()
     if not FLAGS.hint_arm_dmrs_counts:
         return tuple(int(count) for count in FLAGS.dmrs_counts)
-    counts = _numbers("hint_arm_dmrs_counts", int, lambda v: str(v) in FLAGS.dmrs_counts,
-                      f"one of --dmrs_counts ({','.join(FLAGS.dmrs_counts)})")
-    return counts
+    return _numbers("hint_arm_dmrs_counts", int, lambda v: str(v) in FLAGS.dmrs_counts,
+                    f"one of --dmrs_counts ({','.join(FLAGS.dmrs_counts)})")
 
 
 def _dmrs_teachers(base_dmrs):
