@@ -74,3 +74,37 @@ def test_a_child_dies_with_its_parent(tmp_path):
     while child in processes_naming(marker) and time.time() < deadline:
         time.sleep(0.1)
     assert child not in processes_naming(marker)
+
+
+def test_a_long_run_reports_its_progress_from_its_log(tmp_path):
+    """Runner prints, every progress_every seconds, each running run's last step line."""
+    env = _module(tmp_path, "stepper", """
+        import time
+        print("WARNING: start-up chatter", flush=True)
+        for step in (1, 2, 3):
+            print(f"step {step}/3 | loss 0.5 | ETA 0:00:0{3 - step}", flush=True)
+            time.sleep(0.8)
+    """)
+
+    class Dir:
+        def finished(self):
+            return False
+
+        def result(self):
+            return {"gm_ber": -1.5}
+
+    class Run:
+        name, external, workdir, dir = "stepper-run", True, str(tmp_path / "run"), Dir()
+
+    class Runner(jobs.Runner):
+        def _start(self, run, label, env_):
+            return jobs.Job(("stepper",), self._log_path(run), env)
+
+    lines = []
+    runner = Runner(str(tmp_path / "sweep"), log=lambda line, **_: lines.append(line), progress_every=0.5)
+    runner.ensure([Run()], "[test]")
+    progress = [line for line in lines if "[0 of 1 done]" in line]
+    assert progress and all(line.startswith("  [test] stepper-run: step ") for line in progress), lines
+    assert lines[-1].startswith("  [test] stepper-run: done in") and "-1.500" in lines[-1]
+    assert jobs.last_step_line(runner._log_path(Run())) == "step 3/3 | loss 0.5 | ETA 0:00:00"
+    assert jobs.last_step_line(str(tmp_path / "missing.log")) is None

@@ -134,8 +134,9 @@ class Runner:
     threads: on 2 cores, two 1-thread runs train about 1.4x faster in total than one
     2-thread run (docs/distillation.md)."""
 
-    def __init__(self, workdir, parallel=1, log=print):
+    def __init__(self, workdir, parallel=1, log=print, progress_every=600.0):
         self.workdir, self.parallel, self.log = workdir, parallel, log
+        self.progress_every = progress_every  # seconds between progress lines of the running runs
         self.trained = 0
 
     def ensure(self, runs, label):
@@ -150,7 +151,7 @@ class Runner:
         if self.parallel > 1 and len(todo) > 1:
             threads = str(max(1, (os.cpu_count() or 1) // min(self.parallel, len(todo))))
             env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
-        running = []
+        running, total, last_progress = [], len(todo), time.time()
         try:
             while todo or running:
                 while todo and len(running) < self.parallel:
@@ -160,6 +161,9 @@ class Runner:
                 for item in [item for item in running if not item[1].running()]:
                     running.remove(item)
                     self._finish(*item, label)
+                if running and time.time() - last_progress >= self.progress_every:
+                    last_progress = time.time()
+                    self._progress([run for run, _, _ in running], total - len(todo) - len(running), total, label)
         finally:
             for _, job, _ in running:  # on an error or Ctrl-C: stop the others (they resume later)
                 job.stop()
@@ -183,6 +187,12 @@ class Runner:
         self.log(f"  {label} {run.name}: done in {(time.time() - start) / 60:.1f} min, "
                  f"Geometric Mean BER {run.dir.result()['gm_ber']:.3f}", flush=True)
 
+    def _progress(self, runs, done, total, label):
+        """One line per running run: its last progress line (step, rate, ETA)."""
+        for run in runs:
+            self.log(f"  {label} {run.name}: {last_step_line(self._log_path(run)) or 'starting'} "
+                     f"[{done} of {total} done]", flush=True)
+
     def _log_path(self, run):
         path = os.path.join(self.workdir, "logs", run.name + ".log")
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -201,3 +211,13 @@ class Runner:
         else:
             ber_lib.atomic_write(path, lambda f: f.write(command + "\n"))
 
+
+def last_step_line(log_path, tail_bytes=16384):
+    """The last "step N/M | ..." progress line of a deeprx.train log, or None."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(log_path) - tail_bytes))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    return next((line.strip() for line in reversed(lines) if line.startswith("step ")), None)
