@@ -42,9 +42,9 @@ def _ordered(entries):
 
 
 def _table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    """results_pages' markdown table of `rows` (tuples in `header`'s order), newline-ended."""
+    from deeprx import results_pages
+    return results_pages.markdown_table(header, [dict(zip(header, row)) for row in rows]) + "\n"
 
 
 def markdown(summary):
