@@ -23,9 +23,12 @@ whole models it never saw, in three families: (a) DeepRx paper and edge variants
 prediction is the operators' sum plus one empty call, with no calibration to whole models.
 Drift: a VM's speed wanders by 10% and more within an hour, so a fixed probe model (a conv and a
 dilated depthwise, no held-out model) is timed around every block of 10 fit layers and around
-every held-out measurement; fit times are divided by its speed factor (its time over its time at
-the start), held-out predictions multiplied by it (heldout.csv's probe_wall, probe_cpu; fit.json
-also gives the held-out errors without it). `predict --probe` times it now, for the same reading.
+every held-out measurement, and every timing is divided by its speed factor (its time then over
+its time at the start); each held-out model is measured in --heldout_rounds round-robin passes
+spread over the held-out measurement, and its row is the median of its passes (heldout.csv's
+spread_wall: the passes' (max - min) / median, the measurement's own noise; probe_wall,
+probe_cpu: the median factors; unprobed_wall_ms, and fit.json's held-out errors without the
+probe: the median without that division). `predict --probe` times it now, for the same reading.
 A rerun of `fit` on the same OUT resumes kernels.csv only on the CPU it was timed on.
 Writes OUT/kernels.csv (every operator timing), OUT/heldout.csv, OUT/heldout_summary.json
 ({family: {backend: {mape, within_10pct, models, predictions}}}), OUT/fit.json,
@@ -44,6 +47,7 @@ from absl import flags
 
 from deeprx.core import cli
 from deeprx.core import scenario_flags
+from deeprx.costs import kernel_models
 from deeprx.costs import kernel_predictor as predictor_lib
 from deeprx.costs import kernel_timing as timing_lib
 from deeprx.costs import plots
@@ -66,6 +70,8 @@ def define_flags():
     flags.DEFINE_list("heldout_prbs", ["4", "16"], "fit: PRB counts of held-out family (b), DeepRx width 0.5")
     flags.DEFINE_list("heldout_resnets", ["16x2", "32x3", "64x3", "96x4"],
                       "fit: plain ResNets of held-out family (c), CHANNELSxBLOCKS")
+    flags.DEFINE_integer("heldout_rounds", 3, "fit: round-robin passes over the held-out models, each measured once "
+                         "a pass; a row is the median of its passes", lower_bound=1)
     flags.DEFINE_bool("probe", False, "predict: time the fit's probe model now and give the predictions at the "
                       "machine's speed of the moment (else in the fit's time)")
     flags.DEFINE_float("min_seconds", 0.2, "timing: repeat each operator or model for at least this long")
@@ -102,11 +108,12 @@ def main(argv):
                 if not FLAGS.energy_source.startswith("cputime"):
                     raise ValueError("a per-operator energy prediction is checked against cputime[:W] only")
                 source = power_sources.parse_source(FLAGS.energy_source)
-        families = predictor_lib.heldout_families(scenario, _numbers("heldout_widths", float),
+        families = kernel_models.heldout_families(scenario, _numbers("heldout_widths", float),
                                                   _numbers("heldout_prbs", int), resnets)
-        result = predictor_lib.fit(scenario, FLAGS.backends, threads, predictor_lib.fit_space(FLAGS.fit_layers),
+        result = predictor_lib.fit(scenario, FLAGS.backends, threads, kernel_models.fit_space(FLAGS.fit_layers),
                                    families, FLAGS.min_seconds, FLAGS.out, source,
-                                   command=" ".join(["python -m deeprx.kernels"] + sys.argv[1:]))
+                                   command=" ".join(["python -m deeprx.kernels"] + sys.argv[1:]),
+                                   rounds=FLAGS.heldout_rounds)
         plots.heldout_plot(FLAGS.out)
         print(f"Wrote {FLAGS.out}: held-out latency MAPE / within +-10%:", flush=True)
         for family, backends in result["heldout_latency"].items():

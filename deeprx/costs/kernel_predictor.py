@@ -1,14 +1,15 @@
 """The kernel-level latency and energy predictor (DeepEn2023, nn-Meter): the library of
 python -m deeprx.kernels, whose docstring describes the method.
 
-Fit: synthetic one-layer models sampled over a space of operator shapes (`fit_space`), each
-converted per backend; every operator is timed alone (TFLite: cut out as a one-op model) and
-becomes a row. Held out: whole models the fit never saw, in families (`heldout_families`),
-predicted as the sum of their operators plus one empty call, and measured."""
+Fit: synthetic one-layer models sampled over a space of operator shapes
+(kernel_models.fit_space), each converted per backend; every operator is timed alone (TFLite:
+cut out as a one-op model) and becomes a row. Held out: whole models the fit never saw, in
+families (kernel_models.heldout_families), predicted as the sum of their operators plus one
+empty call, and measured in round-robin passes."""
 
 import dataclasses
-import math
 import os
+import statistics
 import tempfile
 import time
 
@@ -17,7 +18,6 @@ import numpy as np
 from deeprx.costs import op_features
 from deeprx.costs import kernel_timing as timing
 from deeprx.evaluation import bench
-from deeprx.network import model as model_lib
 from edge import ber as ber_lib
 
 BACKENDS = ("keras_float", "tflite_float", "tflite_int8")
@@ -26,133 +26,9 @@ REGRESSOR = ("sklearn GradientBoostingRegressor (600 trees of depth 5) on log2 s
 # nn-Meter (Zhang et al., MobiSys 2021) on unseen models: share within +-10%.
 NN_METER_WITHIN_10PCT = {"mobile CPU": 0.9909, "mobile GPU": 0.9901, "VPU": 0.8361}
 PROBE = "3x3 conv 32->32, 3x3 depthwise dilated 2x3, ReLU on 14 x 96 (kernel_timing.probe_model)"
-PROBE_NOTE = ("every operator and held-out timing is read against the probe model timed around it: fit times are "
-              "divided by the probe's speed factor (its time over its time at the start of the fit), held-out "
-              "predictions multiplied by it; no held-out model is used")
-DILATIONS = ((1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (2, 4), (3, 6), (4, 8))
-
-
-@dataclasses.dataclass(frozen=True)
-class FitLayer:
-    """One sampled layer: kind (conv, depthwise, bn, bn_relu, relu, add, concat) on a 14 x width
-    grid."""
-    kind: str
-    width: int
-    channels_in: int
-    channels_out: int
-    kernel: int = 1
-    dilation: tuple = (1, 1)
-
-    @property
-    def spec(self):
-        """A short, exact description (kernels.csv's `spec`: a resumed fit re-times a layer
-        whose spec differs)."""
-        return (f"{self.kind} w{self.width} {self.channels_in}->{self.channels_out} k{self.kernel} "
-                f"d{self.dilation[0]}x{self.dilation[1]}")
-
-    def keras_model(self, height=14):
-        import tf_keras as keras
-        from tf_keras import layers
-        shape = (height, self.width, self.channels_in)
-        inputs = [keras.Input(shape=shape, batch_size=1) for _ in range(2 if self.kind in ("add", "concat") else 1)]
-        x = inputs[0]
-        if self.kind == "conv":
-            x = layers.Conv2D(self.channels_out, self.kernel, padding="same", dilation_rate=self.dilation)(x)
-        elif self.kind == "depthwise":
-            x = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=self.channels_out // self.channels_in,
-                                       dilation_rate=self.dilation)(x)
-        elif self.kind in ("bn", "bn_relu"):
-            bn = layers.BatchNormalization()
-            x = bn(x)
-            # Random statistics: a BN of the identity's would convert to nothing.
-            rng = np.random.RandomState(self.channels_in)
-            bn.set_weights([rng.uniform(0.5, 2, self.channels_in), rng.normal(size=self.channels_in),
-                            rng.normal(size=self.channels_in), rng.uniform(0.5, 2, self.channels_in)])
-            if self.kind == "bn_relu":
-                x = layers.ReLU()(x)
-        elif self.kind == "relu":
-            x = layers.ReLU()(x)
-        elif self.kind == "add":
-            x = layers.Add()(inputs)
-        elif self.kind == "concat":
-            x = layers.Concatenate()(inputs)
-        else:
-            raise ValueError(f"unknown layer kind {self.kind!r}")
-        return keras.Model(inputs if len(inputs) > 1 else inputs[0], x)
-
-
-def _channels(rng, low=4, high=320):
-    return int(max(low, 4 * round(math.exp(rng.uniform(math.log(low), math.log(high))) / 4)))
-
-
-def fit_space(count, seed=0, widths=(24, 264), high=320):
-    """`count` layers sampled (seeded) over kinds, grid widths (multiples of 12 in `widths`),
-    channel counts (log-uniform, 4..high), kernel sizes, dilations and depth multipliers."""
-    rng = np.random.RandomState(seed)
-    kinds = ("conv1x1", "conv3x3", "depthwise", "depthwise", "bn", "bn_relu", "relu", "add", "concat")
-    weights = np.array([4, 3, 3, 3, 1, 2, 1, 2, 1], float)
-    layers = []
-    while len(layers) < count:
-        kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
-        width = 12 * rng.randint(widths[0] // 12, widths[1] // 12 + 1)
-        c = _channels(rng, high=high)
-        if kind == "conv1x1":
-            layers.append(FitLayer("conv", width, c, _channels(rng, high=high)))
-        elif kind == "conv3x3":
-            cin = _channels(rng, 2, high) if rng.rand() < 0.2 else c  # a stem: few input channels
-            layers.append(FitLayer("conv", width, cin, _channels(rng, high=high), kernel=3))
-        elif kind == "depthwise":
-            dilation = DILATIONS[rng.randint(len(DILATIONS))]
-            layers.append(FitLayer("depthwise", width, c, c * (1 + (rng.rand() < 0.3)), 3, dilation))
-        else:
-            layers.append(FitLayer(kind, width, c, 2 * c if kind == "concat" else c))
-    return layers
-
-
-def plain_resnet(scenario, channels, blocks, name):
-    """A receiver-sized ResNet of standard 3x3 convs (conv-BN-ReLU-conv-BN + skip, ReLU): the
-    other conv-net family of the held-out set."""
-    import tf_keras as keras
-    from tf_keras import layers
-    height, width = scenario.grid_shape
-    inputs = keras.Input(shape=(height, width, scenario.num_input_channels), batch_size=1)
-    x = layers.Conv2D(channels, 3, padding="same")(inputs)
-    for _ in range(blocks):
-        y = layers.Conv2D(channels, 3, padding="same")(x)
-        y = layers.ReLU()(layers.BatchNormalization()(y))
-        y = layers.BatchNormalization()(layers.Conv2D(channels, 3, padding="same")(y))
-        x = layers.ReLU()(layers.Add()([x, y]))
-    x = layers.Conv2D(scenario.bits_per_symbol, 1)(x)
-    return keras.Model(inputs, x, name=name)
-
-
-def heldout_families(scenario, widths, num_prbs, resnets):
-    """{family: [(name, Keras model, the Keras model its TFLite export converts)]}: (a) DeepRx
-    paper and edge variants at `widths`; (b) width 0.5 on other grids (`num_prbs`); (c) plain
-    ResNets, (channels, blocks) each of `resnets`. DeepRx exports with its depthwise convs
-    expanded, as python -m deeprx.quantize does."""
-
-    def deeprx(model_config, on):
-        keras_model = model_lib.build(model_config, on, batch_size=1)
-        return keras_model, model_lib.expanded(keras_model, model_config, on, batch_size=1)
-
-    def grid(num_prb):
-        return dataclasses.replace(scenario, carrier=dataclasses.replace(scenario.carrier, num_prb=num_prb))
-
-    families = {"deeprx_widths": [], "deeprx_grids": [], "plain_resnet": []}
-    for variant in model_lib.VARIANTS:
-        for width in widths:
-            families["deeprx_widths"].append((f"{variant} x{width:g}", *deeprx(
-                model_lib.DeepRxConfig(width_multiplier=width, variant=variant), scenario)))
-        for num_prb in num_prbs:
-            families["deeprx_grids"].append((f"{variant} x0.5 {num_prb} PRB", *deeprx(
-                model_lib.DeepRxConfig(width_multiplier=0.5, variant=variant), grid(num_prb))))
-    for channels, blocks in resnets:
-        model = plain_resnet(scenario, channels, blocks, f"resnet{channels}x{blocks}")
-        families["plain_resnet"].append((f"resnet {channels} ch x {blocks} blocks", model, model))
-    return families
-
-
+PROBE_NOTE = ("every operator and held-out timing is read against the probe model timed around it: its time is "
+              "divided by the probe's speed factor (the probe's time then over its time at the start of the fit); no "
+              "held-out model is used")
 @dataclasses.dataclass
 class Predictor:
     """Per backend: a regressor of log2 wall seconds and one of log2 CPU seconds per operator
@@ -270,7 +146,7 @@ def summarize(heldout, key="wall"):
 
 
 def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, energy_source=None, command=None,
-        log=print):
+        rounds=3, log=print):
     """Times the fit layers' operators, fits, predicts and measures the held-out families;
     writes OUT's files; returns fit.json's dict. energy_source: a CpuTimeSource whose W per
     busy core turns CPU seconds into joules (None: no energy columns)."""
@@ -290,30 +166,7 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
         log(f"timing the operators of {len(fit_layers)} sampled layers on {', '.join(backends)}", flush=True)
         rows = time_fit_ops(fit_layers, timers, backends, tmp, out, keep, log)
         predictor = Predictor(fit_regressors(rows, backends), timers.empty_call, timers.reference)
-        heldout = []
-        for family, models in families.items():
-            for name, keras_model, export_model in models:
-                for backend in backends:
-                    ops, path = timing.backend_rows(keras_model, export_model, backend, tmp)
-                    for n, timer in timers.of(backend):
-                        before = timers.probe([(backend, n)])
-                        measured = timer.model_seconds(keras_model if path is None else path)
-                        speed = timers.speed(before, timers.probe([(backend, n)]))[backend, n]
-                        # The prediction at the machine's speed of the measurement, as the probe saw it.
-                        predicted = [t * f for t, f in zip(predictor.model_seconds(ops, backend, n), speed)]
-                        row = {"family": family, "model": name, "backend": backend, "threads": n,
-                               "operators": len(ops), "mflops": round(sum(op["flops"] for op in ops) / 1e6, 3),
-                               "measured_wall_ms": round(1e3 * measured[0], 4),
-                               "predicted_wall_ms": round(1e3 * predicted[0], 4),
-                               "measured_cpu_ms": round(1e3 * measured[1], 4),
-                               "predicted_cpu_ms": round(1e3 * predicted[1], 4),
-                               "probe_wall": round(speed[0], 4), "probe_cpu": round(speed[1], 4)}
-                        if energy_source is not None:
-                            row["measured_mj"] = round(energy_source.watts * measured[1] * 1e3, 4)
-                            row["predicted_mj"] = round(energy_source.watts * predicted[1] * 1e3, 4)
-                        heldout.append(row)
-                        log(f"  {family}: {name} {backend} {n} thread(s): measured {row['measured_wall_ms']:.3f} ms, "
-                            f"predicted {row['predicted_wall_ms']:.3f} ms", flush=True)
+        heldout = measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source, log)
     ber_lib.write_table(os.path.join(out, "heldout.csv"), heldout, list(heldout[0]))
     summary = summarize(heldout)
     ber_lib.write_json(os.path.join(out, "heldout_summary.json"), summary)
@@ -328,7 +181,8 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
               "empty_call_us": {_key(*key): round(1e6 * s[0], 3) for key, s in predictor.empty_call.items()},
               "heldout_latency": summary, "heldout_cpu_time": summarize(heldout, "cpu"),
               "heldout_latency_without_probe": summarize(
-                  [dict(r, predicted_wall_ms=r["predicted_wall_ms"] / r["probe_wall"]) for r in heldout]),
+                  [dict(r, measured_wall_ms=r["unprobed_wall_ms"]) for r in heldout]),
+              "heldout_rounds": rounds, "heldout_spread": _spread_summary(heldout),
               "nn_meter_within_10pct": NN_METER_WITHIN_10PCT, "seconds": round(time.time() - start, 1),
               "command": command,
               **bench.provenance()}
@@ -338,6 +192,60 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
                                  "measured (the whole model's process CPU time): an estimate both ways, no meter")
     ber_lib.write_json(os.path.join(out, "fit.json"), result)
     return result
+
+
+def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source=None, log=print):
+    """heldout.csv rows: every held-out model on every backend and threads, predicted and
+    measured. A VM's speed wanders over minutes, so each model is measured in `rounds`
+    round-robin passes spread over the whole measurement, each pass read against the probe
+    timed around it; a row gives the median of its passes in the fit's reference time
+    (measured_*_ms: each pass's time over its probe factor; unprobed_wall_ms: without), the
+    passes' spread ((max - min) / median, the measurement's own noise) and the median probe
+    factor."""
+    jobs = []
+    for family, models in families.items():
+        for name, keras_model, export_model in models:
+            for backend in backends:
+                ops, path = timing.backend_rows(keras_model, export_model, backend, tmp)
+                jobs += [(family, name, backend, n, timer, ops, keras_model if path is None else path)
+                         for n, timer in timers.of(backend)]
+    passes = [[] for _ in jobs]
+    for done in range(1, rounds + 1):
+        for (_, _, backend, n, timer, _, model), taken in zip(jobs, passes):
+            before = timers.probe([(backend, n)])
+            measured = timer.model_seconds(model)
+            taken.append((measured, timers.speed(before, timers.probe([(backend, n)]))[backend, n]))
+        log(f"  held-out pass {done}/{rounds}: {len(jobs)} model measurements", flush=True)
+    rows = []
+    for (family, name, backend, n, _, ops, _), taken in zip(jobs, passes):
+        wall, cpu = ([m[i] / s[i] for m, s in taken] for i in range(2))
+        predicted = predictor.model_seconds(ops, backend, n)
+        row = {"family": family, "model": name, "backend": backend, "threads": n, "operators": len(ops),
+               "mflops": round(sum(op["flops"] for op in ops) / 1e6, 3),
+               "measured_wall_ms": round(1e3 * statistics.median(wall), 4),
+               "predicted_wall_ms": round(1e3 * predicted[0], 4),
+               "measured_cpu_ms": round(1e3 * statistics.median(cpu), 4),
+               "predicted_cpu_ms": round(1e3 * predicted[1], 4),
+               "spread_wall": round((max(wall) - min(wall)) / statistics.median(wall), 4),
+               "unprobed_wall_ms": round(1e3 * statistics.median(m[0] for m, _ in taken), 4),
+               "probe_wall": round(statistics.median(s[0] for _, s in taken), 4),
+               "probe_cpu": round(statistics.median(s[1] for _, s in taken), 4)}
+        if energy_source is not None:
+            row["measured_mj"] = round(energy_source.watts * row["measured_cpu_ms"], 4)
+            row["predicted_mj"] = round(energy_source.watts * row["predicted_cpu_ms"], 4)
+        rows.append(row)
+        log(f"  {family}: {name} {backend} {n} thread(s): measured {row['measured_wall_ms']:.3f} ms "
+            f"(passes spread {100 * row['spread_wall']:.0f}%), predicted {row['predicted_wall_ms']:.3f} ms", flush=True)
+    return rows
+
+
+def _spread_summary(heldout):
+    """{backend: median and max of the held-out rows' pass spread}: the noise a +-10% target
+    is read against."""
+    return {backend: {"median": round(statistics.median(r["spread_wall"] for r in rows), 4),
+                      "max": round(max(r["spread_wall"] for r in rows), 4)}
+            for backend in dict.fromkeys(r["backend"] for r in heldout)
+            for rows in [[r for r in heldout if r["backend"] == backend]]}
 
 
 def _resumable_probe(out, log):
