@@ -11,7 +11,9 @@ printed and recorded), for the student and the teacher:
      1), and each .tflite on the CPU interpreter (python -m edge.runner): latency at batch 1,
      throughput at the best of --batches, the CPU time the process spent per inference
      (busy cores = CPU time / wall time) and the energy per inference it implies
-     (cputime: process CPU time x CodeCarbon's TDP per core, an estimate);
+     (cputime: process CPU time x CodeCarbon's TDP per core, an estimate); every format is timed
+     once in each of --passes round-robin passes and a row is its median pass (the passes'
+     rates and spread are recorded: a VM's speed wanders over minutes);
   3. BER vs SINR of the float model and its int8 models on the same slots, at least
      --slots_per_point slots per SINR point (python -m deeprx.evaluate): the int8 cost in dB
      at BER 1e-2 and 1e-3 (SINR the int8 model needs minus the float model's; none where a
@@ -61,26 +63,37 @@ def scenario_of(model_dir, preset):
     return dataclasses.replace(scenario, dmrs=dataclasses.replace(scenario.dmrs, num_symbols=dmrs))
 
 
-def keras_timing(model_dir, scenario, count, threads):
-    """The float model in Keras, rebuilt batch-1 on the grid: mean latency and CPU time."""
+def keras_timer(model_dir, scenario):
+    """The float model in Keras, rebuilt batch-1 on the grid: a function of a count of calls
+    giving their mean latency and CPU time."""
     import numpy as np
     import tensorflow as tf
     from deeprx.core import workdir as workdir_lib
     from edge import power as power_lib
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
     model, _ = workdir_lib.RunDir(model_dir).model_on_grid(scenario, batch_size=1)
     call = tf.function(lambda x: model(x, training=False))
     x = tf.constant(np.random.RandomState(0).normal(size=(1, *scenario.grid_shape, scenario.num_input_channels)),
                     tf.float32)
-    for _ in range(10):
-        call(x).numpy()
-    cpu, start = power_lib.cpu_seconds(), time.perf_counter()
-    for _ in range(count):
-        call(x).numpy()
-    wall, cpu = time.perf_counter() - start, power_lib.cpu_seconds() - cpu
-    return {"latency_ms": 1e3 * wall / count, "inferences_per_s": count / wall, "cpu_ms_per_inference": 1e3 * cpu / count,
-            "busy_cores": cpu / wall}
+
+    def timing(count):
+        for _ in range(10):
+            call(x).numpy()
+        cpu, start = power_lib.cpu_seconds(), time.perf_counter()
+        for _ in range(count):
+            call(x).numpy()
+        wall, cpu = time.perf_counter() - start, power_lib.cpu_seconds() - cpu
+        return {"mean_ms": 1e3 * wall / count, "inferences_per_s": count / wall, "cpu_ms_per_inference": 1e3 * cpu / count,
+                "busy_cores": cpu / wall}
+    return timing
+
+
+def median_pass(passes):
+    """The pass (a timing dict) of median inferences/s (the lower middle one of an even count),
+    with every pass's rate and their spread ((max - min) / median) added."""
+    rates = sorted(p["inferences_per_s"] for p in passes)
+    middle = next(p for p in passes if p["inferences_per_s"] == rates[(len(rates) - 1) // 2])
+    return dict(middle, inferences_per_s_passes=[round(p["inferences_per_s"], 2) for p in passes],
+                spread=round((rates[-1] - rates[0]) / middle["inferences_per_s"], 4))
 
 
 def sinr_needed(rows, receiver, target):
@@ -95,7 +108,9 @@ def main():
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--count", type=int, default=500, help="timed batch-1 invokes per model")
+    parser.add_argument("--count", type=int, default=500, help="timed batch-1 invokes per model and pass")
+    parser.add_argument("--passes", type=int, default=5, help="speed: round-robin passes over every format; a row "
+                        "is its median pass")
     parser.add_argument("--batches", default="1,4,16,64", help="throughput: slots per invoke to try")
     parser.add_argument("--qat_steps", type=int, default=300)
     parser.add_argument("--slots_per_point", type=int, default=1000, help="BER: slots per SINR point")
@@ -113,17 +128,14 @@ def main():
     energy = power_sources.cputime_source()
     summary = {"preset": args.preset, "threads": args.threads, "energy_source": energy.label(),
                "energy_watts_per_busy_core": energy.watts}
-    commands, rows = [], []
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    commands, rows, models = [], [], []
     for role, model_dir, methods in (("student", args.student, ("float", "ptq", "qat")),
                                      ("teacher", args.teacher, ("float", "ptq"))):
         scenario = scenario_of(model_dir, args.preset)
         dmrs = scenario.dmrs.num_symbols
-        keras = keras_timing(model_dir, scenario, min(args.count, 300), args.threads)
-        rows.append({"model": role, "format": "float Keras", "file": model_dir, "batch1_latency_ms": keras["latency_ms"],
-                     "inferences_per_s": keras["inferences_per_s"], "throughput_slots_per_s": None,
-                     "best_batch": None, "cpu_ms_per_inference": keras["cpu_ms_per_inference"],
-                     "busy_cores": keras["busy_cores"],
-                     "energy_mj_per_inference": energy.watts * keras["cpu_ms_per_inference"]})
         files = {}
         for method in methods:
             path = files[method] = quantize_lib.output_path(out, model_dir, method)
@@ -137,19 +149,7 @@ def main():
                     "variant": read_json(path.replace(".tflite", ".json"))["model_config"]["variant"],
                     "operators": len(preflight["operators"]), "mapped": preflight["mapped"], "cpu": preflight["cpu"],
                     "cut_at": preflight["cut_at"]}
-            runner_dir = os.path.join(out, f"runner_{role}_{method}")
-            commands.append(run("edge.runner", f"--model={path}", f"--threads={args.threads}", f"--count={args.count}",
-                                f"--batches={args.batches}", f"--energy_source=cputime:{energy.watts:g}",
-                                "--base_seconds=0.1", f"--out={runner_dir}"))
-            report = read_json(os.path.join(runner_dir, "runner.json"))
-            timing, throughput = report["timing"], report["throughput"]
-            rows.append({"model": role, "format": {"float": "float TFLite", "ptq": "int8 TFLite (PTQ)",
-                                                   "qat": "int8 TFLite (QAT)"}[method],
-                         "file": path, "backend": report["backend"], "batch1_latency_ms": timing["mean_ms"],
-                         "inferences_per_s": timing["inferences_per_s"],
-                         "throughput_slots_per_s": throughput["slots_per_s"], "best_batch": throughput["best_batch"],
-                         "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
-                         "energy_mj_per_inference": 1e3 * report["energy"]["joules_per_inference"]})
+        models.append((role, model_dir, methods, files, keras_timer(model_dir, scenario)))
         # BER of the float model and its int8 models on the same slots.
         bits_per_slot = int(data_lib.data_mask(scenario).sum()) * scenario.bits_per_symbol
         ber_dir = os.path.join(out, "ber" if role == "student" else f"ber-{role}")
@@ -157,6 +157,46 @@ def main():
         commands.append(run("deeprx.evaluate", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
                             f"--receivers={model_dir},{','.join(int8_files)}", "--target_errors=1000000000",
                             f"--max_bits={args.slots_per_point * bits_per_slot}", f"--out={ber_dir}"))
+        summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_lib.read_csv(
+            os.path.join(REPO, ber_dir, "ber.csv")))
+
+    # Speed: every format of both models once a pass, --passes round-robin passes (a VM's
+    # speed wanders over minutes); each row gives its median pass and the passes' spread.
+    timings = {}
+    for number in range(1, args.passes + 1):
+        print(f"speed pass {number}/{args.passes}", flush=True)
+        for role, model_dir, methods, files, keras in models:
+            timings.setdefault((role, "keras"), []).append(keras(min(args.count, 300)))
+            for method in methods:
+                runner_dir = os.path.join(out, f"runner_{role}_{method}", f"pass{number}")
+                command = run("edge.runner", f"--model={files[method]}", f"--threads={args.threads}",
+                              f"--count={args.count}", f"--batches={args.batches}",
+                              f"--energy_source=cputime:{energy.watts:g}", "--base_seconds=0.1", f"--out={runner_dir}")
+                if number == 1:
+                    commands.append(command)
+                report = read_json(os.path.join(runner_dir, "runner.json"))
+                timings.setdefault((role, method), []).append(dict(
+                    report["timing"], backend=report["backend"], throughput=report["throughput"],
+                    energy_mj_per_inference=1e3 * report["energy"]["joules_per_inference"]))
+    for role, model_dir, methods, files, _ in models:
+        keras = median_pass(timings[role, "keras"])
+        rows.append({"model": role, "format": "float Keras", "file": model_dir, "batch1_latency_ms": keras["mean_ms"],
+                     "inferences_per_s": keras["inferences_per_s"], "passes": keras["inferences_per_s_passes"],
+                     "spread": keras["spread"], "throughput_slots_per_s": None, "best_batch": None,
+                     "cpu_ms_per_inference": keras["cpu_ms_per_inference"], "busy_cores": keras["busy_cores"],
+                     "energy_mj_per_inference": energy.watts * keras["cpu_ms_per_inference"]})
+        for method in methods:
+            timing = median_pass(timings[role, method])
+            rows.append({"model": role, "format": {"float": "float TFLite", "ptq": "int8 TFLite (PTQ)",
+                                                   "qat": "int8 TFLite (QAT)"}[method],
+                         "file": files[method], "backend": timing["backend"], "batch1_latency_ms": timing["mean_ms"],
+                         "inferences_per_s": timing["inferences_per_s"], "passes": timing["inferences_per_s_passes"],
+                         "spread": timing["spread"], "p99_ms": timing["p99_ms"],
+                         "throughput_slots_per_s": timing["throughput"]["slots_per_s"],
+                         "best_batch": timing["throughput"]["best_batch"],
+                         "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
+                         "energy_mj_per_inference": timing["energy_mj_per_inference"]})
+        ber_dir = os.path.join(out, "ber" if role == "student" else f"ber-{role}")
         ber = read_json(os.path.join(ber_dir, "summary.json"))
         ber_rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
         float_name = os.path.basename(os.path.normpath(model_dir))
@@ -171,7 +211,6 @@ def main():
                 row[f"sinr_at_ber_{label}"] = sinr
                 row[f"cost_db_at_ber_{label}"] = (None if sinr is None or float_sinr is None
                                                   else round(sinr - float_sinr, 3))
-        summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_rows)
 
     def row_of(model, fmt):
         return next(r for r in rows if r["model"] == model and r["format"] == fmt)
@@ -179,7 +218,9 @@ def main():
     teacher_keras = row_of("teacher", "float Keras")
     summary.update({
         "int8_student_inferences_per_s": student_int8["inferences_per_s"],
-        "int8_student_p99_ms": read_json(os.path.join(out, "runner_student_ptq", "runner.json"))["timing"]["p99_ms"],
+        "int8_student_p99_ms": student_int8["p99_ms"],
+        "int8_student_inferences_per_s_passes": student_int8["passes"],
+        "speed_passes": args.passes,
         "int8_student_throughput_slots_per_s": student_int8["throughput_slots_per_s"],
         "int8_student_best_batch": student_int8["best_batch"],
         "float_student_keras_inferences_per_s": round(student_keras["inferences_per_s"], 2),
@@ -201,14 +242,16 @@ def main():
     ber_lib.write_json(os.path.join(args.out, "summary.json"), summary)
 
     print(f"\n{args.threads} threads, {args.preset} grid, CPU {bench.cpu_model()}; energy: {energy.label()}")
-    print(f"{'model':8} {'format':18} {'ms (b=1)':>9} {'inf/s':>8} {'slots/s':>8} {'CPU ms':>7} {'mJ':>7} "
-          f"{'GM BER':>7} {'cost@1e-2':>9}")
+    print(f"{'model':8} {'format':18} {'ms (b=1)':>9} {'inf/s':>8} {'spread':>6} {'slots/s':>8} {'CPU ms':>7} "
+          f"{'mJ':>7} {'GM BER':>7} {'cost@1e-2':>9}")
     for r in rows:
         print(f"{r['model']:8} {r['format']:18} {r['batch1_latency_ms']:9.3f} {r['inferences_per_s']:8.1f} "
+              f"{100 * r['spread']:5.0f}% "
               f"{r['throughput_slots_per_s'] or float('nan'):8.1f} {r['cpu_ms_per_inference']:7.3f} "
               f"{r['energy_mj_per_inference']:7.3f} {r['gm_ber']:7.3f} {str(r['cost_db_at_ber_1e-2']):>9}")
     rate = student_int8["inferences_per_s"]
-    print(f"int8 student: {rate:.0f} inferences/s at batch 1 (reference {REFERENCE_INFERENCES_PER_S:.0f}: ratio "
+    print(f"int8 student: {rate:.0f} inferences/s at batch 1, median of {args.passes} passes "
+          f"({', '.join(f'{p:.0f}' for p in student_int8['passes'])}) (reference {REFERENCE_INFERENCES_PER_S:.0f}: ratio "
           f"{rate / REFERENCE_INFERENCES_PER_S:.2f}), {summary['int8_student_vs_float_keras']}x its float Keras model "
           f"(reference {REFERENCE_VS_FLOAT_KERAS:g}x), {student_int8['throughput_slots_per_s']:.0f} slots/s at batch "
           f"{student_int8['best_batch']}")
