@@ -25,6 +25,7 @@ from absl import flags
 from deeprx.core import cli
 from deeprx.core import workdir as workdir_lib
 from deeprx.network import curves
+from deeprx.results_pages import markdown_table
 from edge import ber as ber_lib
 
 FLAGS = flags.FLAGS
@@ -88,24 +89,25 @@ def model_card(name, settings, trained, summary, rows, exports=()):
         f"{settings['train'].get('schedule', 'cosine')}, peak learning rate {settings['train']['learning_rate']:g}, "
         f"SINR sampling {settings['train'].get('sinr_sampling', 'snr_sir')} |", "",
         "## Evaluation (eval/ of the run: test channels, same slots for every receiver)", "",
-        "| receiver | Geometric Mean BER | SINR at BER 1e-2 | SINR at BER 1e-3 |", "|---|---|---|---|"]
-    for receiver, entry in summary.items():
-        lines.append(f"| {receiver} | {entry['gm_ber']:.3f} | {_sinr(entry['sinr_at_ber_1e-2'])} | "
-                     f"{_sinr(entry['sinr_at_ber_1e-3'])} |")
+        markdown_table(["receiver", "Geometric Mean BER", "SINR at BER 1e-2", "SINR at BER 1e-3"], [
+            {"receiver": receiver, "Geometric Mean BER": f"{entry['gm_ber']:.3f}",
+             "SINR at BER 1e-2": _sinr(entry["sinr_at_ber_1e-2"]), "SINR at BER 1e-3": _sinr(entry["sinr_at_ber_1e-3"])}
+            for receiver, entry in summary.items()])]
+    by_sinr = {}
+    for row in rows:
+        by_sinr.setdefault(float(row["sinr_db"]), {"SINR [dB]": f"{float(row['sinr_db']):g}"})[row["receiver"]] = \
+            f"{float(row['ber']):.2e}"
     lines += ["", "BER per SINR point (bit errors / bits in ber.csv):", "",
-              "| SINR [dB] | " + " | ".join(receivers) + " |", "|---" * (len(receivers) + 1) + "|"]
-    for sinr in sorted({float(r["sinr_db"]) for r in rows}):
-        by = {r["receiver"]: r for r in rows if float(r["sinr_db"]) == sinr}
-        lines.append(f"| {sinr:g} | " + " | ".join(f"{float(by[r]['ber']):.2e}" for r in receivers) + " |")
+              markdown_table(["SINR [dB]", *receivers], [by_sinr[sinr] for sinr in sorted(by_sinr)])]
     if exports:
+        header = ["file", "method", "input", "size", "operators on the Edge TPU / CPU", "first CPU operator"]
         lines += ["", "## Deployable exports (python -m deeprx.quantize; Edge TPU preflight of python -m deeprx.compile)",
-                  "", "| file | method | input | size | operators on the Edge TPU / CPU | first CPU operator |",
-                  "|---|---|---|---|---|---|"]
-        for record, preflight in exports:
-            cut = "none" if preflight.get("cut_at") is None else f"#{preflight['cut_at']}"
-            lines.append(f"| {record['model']} | {record['method']} | {record['input']['dtype']} "
-                         f"{'x'.join(str(d) for d in record['input']['shape'])} | {record['size_bytes'] / 1e3:.0f} kB | "
-                         f"{preflight['mapped']} / {preflight['cpu']} | {cut} |")
+                  "", markdown_table(header, [dict(zip(header, (
+                      record["model"], record["method"],
+                      f"{record['input']['dtype']} {'x'.join(str(d) for d in record['input']['shape'])}",
+                      f"{record['size_bytes'] / 1e3:.0f} kB", f"{preflight['mapped']} / {preflight['cpu']}",
+                      "none" if preflight.get("cut_at") is None else f"#{preflight['cut_at']}")))
+                      for record, preflight in exports])]
         lines += ["", "Each .tflite comes with its .json (the export record: scenario, channel layout, input and output "
                   "quantization) and its .preflight.json (every operator's status).", ""]
     lines += ["", f"Files: {', '.join(os.path.basename(p) for p in COPIED)} (those the run has).", ""]
