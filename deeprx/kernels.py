@@ -28,7 +28,10 @@ its time at the start); each held-out model is measured in --heldout_rounds roun
 spread over the held-out measurement, and its row is the median of its passes (heldout.csv's
 spread_wall: the passes' (max - min) / median, the measurement's own noise; probe_wall,
 probe_cpu: the median factors; unprobed_wall_ms, and fit.json's held-out errors without the
-probe: the median without that division). `predict --probe` times it now, for the same reading.
+probe: the median without that division). Each held-out TFLite model's own operators are also
+timed alone as the fit's are (ops_alone_wall_ms): fit.json's heldout_decomposition splits the
+error into the operators' context in the whole model (measured / that sum) and the regressors
+(predicted / that sum). `predict --probe` times the probe now, for the same reading.
 A rerun of `fit` on the same OUT resumes kernels.csv only on the CPU it was timed on.
 Writes OUT/kernels.csv (every operator timing), OUT/heldout.csv, OUT/heldout_summary.json
 ({family: {backend: {mape, within_10pct, models, predictions}}}), OUT/fit.json,

@@ -123,6 +123,15 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
         fitted = json.load(f)
     assert fitted["heldout_rounds"] == 2
     assert set(fitted["heldout_spread"]) == set(kernel_predictor.BACKENDS)
+    # Each model's own operators timed alone: the error split into context and regressors.
+    assert all(float(r["ops_alone_wall_ms"]) > 0 for r in heldout if r["backend"] != "keras_float")
+    assert set(fitted["heldout_decomposition"]["deeprx_widths"]) == {"tflite_float", "tflite_int8"}
+    split = fitted["heldout_decomposition"]["plain_resnet"]["tflite_int8"]
+    rows = [r for r in heldout if r["family"] == "plain_resnet" and r["backend"] == "tflite_int8"]
+    assert split["measured_over_ops_alone"] == pytest.approx(
+        np.median([float(r["measured_wall_ms"]) / float(r["ops_alone_wall_ms"]) for r in rows]), rel=1e-3)
+    assert split["predicted_over_ops_alone"] == pytest.approx(
+        np.median([float(r["predicted_wall_ms"]) / float(r["ops_alone_wall_ms"]) for r in rows]), rel=1e-3)
     per_op = predictor.op_seconds(op_features.keras_ops(resnet), "keras_float", int(row["threads"]))
     assert wall == pytest.approx(sum(w for w, _ in per_op) + predictor.empty_call["keras_float", int(row["threads"])][0])
     # The paper and edge variants are different operator lists (dilations), whatever this

@@ -51,6 +51,15 @@ class Predictor:
         return tuple(sum(op[i] for op in per_op) + empty[i] for i in range(2))
 
 
+def own_op_seconds(timer, keras_model, path, tmp):
+    """[(wall, CPU) seconds] of every operator of a model timed alone, as the fit times them: a
+    .tflite's (path) operators cut out one per model, or (path None) a Keras model's layers,
+    each minus an empty call."""
+    if path is None:
+        return [timer.kernel_seconds(m) for m in timing.layer_models(keras_model)]
+    return [timer.op_seconds(p) for p in timing.split_ops(path, tmp)]
+
+
 def time_fit_ops(layers, timers, backends, tmp, out, keep=True, log=print):
     """kernels.csv rows: every operator of every fit layer's model, timed alone per backend and
     threads, in the probe's reference time: each block of 10 layers is timed between two probe
@@ -74,12 +83,7 @@ def time_fit_ops(layers, timers, backends, tmp, out, keep=True, log=print):
                 continue
             model = model or layer.keras_model()
             ops, op_path = timing.backend_rows(model, model, backend, tmp)
-            if backend == "keras_float":
-                seconds = {n: [timer.kernel_seconds(m) for m in timing.layer_models(model)]
-                           for n, timer in timers.of(backend)}
-            else:
-                op_paths = timing.split_ops(op_path, tmp)
-                seconds = {n: [timer.op_seconds(p) for p in op_paths] for n, timer in timers.of(backend)}
+            seconds = {n: own_op_seconds(timer, model, op_path, tmp) for n, timer in timers.of(backend)}
             for n, per_op in seconds.items():
                 for op, (wall, cpu) in zip(ops, per_op):
                     rows.append({"backend": backend, "threads": n, "layer": index, "spec": layer.spec, **op,
@@ -183,6 +187,7 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
               "heldout_latency_without_probe": summarize(
                   [dict(r, measured_wall_ms=r["unprobed_wall_ms"]) for r in heldout]),
               "heldout_rounds": rounds, "heldout_spread": _spread_summary(heldout),
+              "heldout_decomposition": _decomposition(heldout),
               "nn_meter_within_10pct": NN_METER_WITHIN_10PCT, "seconds": round(time.time() - start, 1),
               "command": command,
               **bench.provenance()}
@@ -200,8 +205,9 @@ def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_s
     round-robin passes spread over the whole measurement, each pass read against the probe
     timed around it; a row gives the median of its passes in the fit's reference time
     (measured_*_ms: each pass's time over its probe factor; unprobed_wall_ms: without), the
-    passes' spread ((max - min) / median, the measurement's own noise) and the median probe
-    factor."""
+    passes' spread ((max - min) / median, the measurement's own noise), the median probe
+    factor, and (TFLite) the model's own operators timed alone as the fit times its own
+    (ops_alone_wall_ms, once, in the fit's time: the sum the predictor tries to predict)."""
     jobs = []
     for family, models in families.items():
         for name, keras_model, export_model in models:
@@ -216,8 +222,21 @@ def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_s
             measured = timer.model_seconds(model)
             taken.append((measured, timers.speed(before, timers.probe([(backend, n)]))[backend, n]))
         log(f"  held-out pass {done}/{rounds}: {len(jobs)} model measurements", flush=True)
+    # Each TFLite model's own operators timed alone, as the fit times its operators: whole model
+    # over this sum is what the operators' context changes; prediction over it, the regressors'
+    # error. (Not for Keras: a layer's own call takes seconds to trace, 100 layers a model.)
+    alone = []
+    for family, name, backend, n, timer, _, model in jobs:
+        if backend == "keras_float":
+            alone.append(None)
+            continue
+        before = timers.probe([(backend, n)])
+        per_op = own_op_seconds(timer, None, model, tmp)
+        speed = timers.speed(before, timers.probe([(backend, n)]))[backend, n]
+        alone.append((sum(op[0] for op in per_op) + timer.empty_call[0]) / speed[0])
+    log("  held-out TFLite models' operators timed alone", flush=True)
     rows = []
-    for (family, name, backend, n, _, ops, _), taken in zip(jobs, passes):
+    for (family, name, backend, n, _, ops, _), taken, ops_alone in zip(jobs, passes, alone):
         wall, cpu = ([m[i] / s[i] for m, s in taken] for i in range(2))
         predicted = predictor.model_seconds(ops, backend, n)
         row = {"family": family, "model": name, "backend": backend, "threads": n, "operators": len(ops),
@@ -227,6 +246,7 @@ def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_s
                "measured_cpu_ms": round(1e3 * statistics.median(cpu), 4),
                "predicted_cpu_ms": round(1e3 * predicted[1], 4),
                "spread_wall": round((max(wall) - min(wall)) / statistics.median(wall), 4),
+               "ops_alone_wall_ms": None if ops_alone is None else round(1e3 * ops_alone, 4),
                "unprobed_wall_ms": round(1e3 * statistics.median(m[0] for m, _ in taken), 4),
                "probe_wall": round(statistics.median(s[0] for _, s in taken), 4),
                "probe_cpu": round(statistics.median(s[1] for _, s in taken), 4)}
@@ -235,8 +255,23 @@ def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_s
             row["predicted_mj"] = round(energy_source.watts * row["predicted_cpu_ms"], 4)
         rows.append(row)
         log(f"  {family}: {name} {backend} {n} thread(s): measured {row['measured_wall_ms']:.3f} ms "
-            f"(passes spread {100 * row['spread_wall']:.0f}%), predicted {row['predicted_wall_ms']:.3f} ms", flush=True)
+            f"(passes spread {100 * row['spread_wall']:.0f}%), "
+            + ("" if ops_alone is None else f"its operators alone {row['ops_alone_wall_ms']:.3f} ms, ")
+            + f"predicted {row['predicted_wall_ms']:.3f} ms", flush=True)
     return rows
+
+
+def _decomposition(heldout):
+    """{family: {TFLite backend: medians of measured / operators alone (the context: caches,
+    fusions, the runtime between operators) and predicted / operators alone (the regressors)}}."""
+    result = {}
+    for row in heldout:
+        if row["ops_alone_wall_ms"] is not None:
+            result.setdefault(row["family"], {}).setdefault(row["backend"], []).append(row)
+    return {family: {backend: {
+        "measured_over_ops_alone": round(statistics.median(r["measured_wall_ms"] / r["ops_alone_wall_ms"] for r in rows), 4),
+        "predicted_over_ops_alone": round(statistics.median(r["predicted_wall_ms"] / r["ops_alone_wall_ms"] for r in rows), 4)}
+        for backend, rows in backends.items()} for family, backends in result.items()}
 
 
 def _spread_summary(heldout):

@@ -50,7 +50,7 @@ def _repeat_timing(call, min_seconds):
     for _ in range(3):
         call()
     calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 0.05:
+    while time.perf_counter() - start < min(0.05, min_seconds / 4):  # calls per batch: a quarter of the time
         call()
         calls += 1
     per_batch = max(1, calls)
