@@ -29,6 +29,8 @@ PROBE = "3x3 conv 32->32, 3x3 depthwise dilated 2x3, ReLU on 14 x 96 (kernel_tim
 PROBE_NOTE = ("every operator and held-out timing is read against the probe model timed around it: its time is "
               "divided by the probe's speed factor (the probe's time then over its time at the start of the fit); no "
               "held-out model is used")
+
+
 @dataclasses.dataclass
 class Predictor:
     """Per backend: a regressor of log2 wall seconds and one of log2 CPU seconds per operator
