@@ -148,9 +148,13 @@ def heldout_plot(out):
                 points = [r for r in mine if r["family"] == family and r["threads"] == threads]
                 if points:
                     summary = fit["heldout_latency"][family][backend]
-                    ax.scatter([float(r["measured_wall_ms"]) for r in points],
-                               [float(r["predicted_wall_ms"]) for r in points], marker=markers[family], s=22,
-                               color=color, label=f"{family}, {threads} thr (MAPE {summary['mape']:.0f}%)")
+                    measured = np.array([float(r["measured_wall_ms"]) for r in points])
+                    ax.scatter(measured, [float(r["predicted_wall_ms"]) for r in points], marker=markers[family],
+                               s=22, color=color, label=f"{family}, {threads} thr (MAPE {summary['mape']:.0f}%)")
+                    if points[0].get("spread_wall"):  # the passes' spread: the measurement's own noise
+                        half = measured * np.array([float(r["spread_wall"]) for r in points]) / 2
+                        ax.errorbar(measured, [float(r["predicted_wall_ms"]) for r in points], xerr=half, fmt="none",
+                                    ecolor=color, elinewidth=0.7, alpha=0.6)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("measured latency [ms]", fontsize=8)
@@ -158,8 +162,10 @@ def heldout_plot(out):
         ax.set_title(backend, fontsize=9)
         ax.legend(fontsize=5.5, loc="upper left")
     figure.suptitle("Kernel-level predictor on held-out models (no whole-model calibration)", fontsize=10)
-    probe = ("; every timing read against the probe model timed around it (prediction x its speed factor at "
-             "the measurement)" if "probe" in fit else "")
+    probe = ("; every timing read against the probe model timed around it" if "probe" in fit else "")
+    if fit.get("heldout_rounds"):
+        probe += (f"; measured: median of {fit['heldout_rounds']} round-robin passes, bars: their spread "
+                  "(max - min)")
     _footnote(figure, [f"{fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
                        f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}{probe}"])
     _save(figure, os.path.join(out, "heldout.png"))
