@@ -149,7 +149,6 @@ def main():
                     "variant": read_json(path.replace(".tflite", ".json"))["model_config"]["variant"],
                     "operators": len(preflight["operators"]), "mapped": preflight["mapped"], "cpu": preflight["cpu"],
                     "cut_at": preflight["cut_at"]}
-        models.append((role, model_dir, methods, files, keras_timer(model_dir, scenario)))
         # BER of the float model and its int8 models on the same slots.
         bits_per_slot = int(data_lib.data_mask(scenario).sum()) * scenario.bits_per_symbol
         ber_dir = os.path.join(out, "ber" if role == "student" else f"ber-{role}")
@@ -157,15 +156,14 @@ def main():
         commands.append(run("deeprx.evaluate", f"--preset={args.preset}", f"--num_dmrs={dmrs}",
                             f"--receivers={model_dir},{','.join(int8_files)}", "--target_errors=1000000000",
                             f"--max_bits={args.slots_per_point * bits_per_slot}", f"--out={ber_dir}"))
-        summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_lib.read_csv(
-            os.path.join(REPO, ber_dir, "ber.csv")))
+        models.append((role, model_dir, methods, files, ber_dir, keras_timer(model_dir, scenario)))
 
     # Speed: every format of both models once a pass, --passes round-robin passes (a VM's
     # speed wanders over minutes); each row gives its median pass and the passes' spread.
     timings = {}
     for number in range(1, args.passes + 1):
         print(f"speed pass {number}/{args.passes}", flush=True)
-        for role, model_dir, methods, files, keras in models:
+        for role, model_dir, methods, files, _, keras in models:
             timings.setdefault((role, "keras"), []).append(keras(min(args.count, 300)))
             for method in methods:
                 runner_dir = os.path.join(out, f"runner_{role}_{method}", f"pass{number}")
@@ -178,7 +176,7 @@ def main():
                 timings.setdefault((role, method), []).append(dict(
                     report["timing"], backend=report["backend"], throughput=report["throughput"],
                     energy_mj_per_inference=1e3 * report["energy"]["joules_per_inference"]))
-    for role, model_dir, methods, files, _ in models:
+    for role, model_dir, methods, files, ber_dir, _ in models:
         keras = median_pass(timings[role, "keras"])
         rows.append({"model": role, "format": "float Keras", "file": model_dir, "batch1_latency_ms": keras["mean_ms"],
                      "inferences_per_s": keras["inferences_per_s"], "passes": keras["inferences_per_s_passes"],
@@ -196,9 +194,9 @@ def main():
                          "best_batch": timing["throughput"]["best_batch"],
                          "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
                          "energy_mj_per_inference": timing["energy_mj_per_inference"]})
-        ber_dir = os.path.join(out, "ber" if role == "student" else f"ber-{role}")
         ber = read_json(os.path.join(ber_dir, "summary.json"))
         ber_rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
+        summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_rows)
         float_name = os.path.basename(os.path.normpath(model_dir))
         for row in rows:
             if row["model"] != role:
