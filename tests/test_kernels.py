@@ -52,13 +52,18 @@ def test_tflite_operators_carry_what_changes_their_cost(dtype, tmp_path):
 def test_paper_and_edge_variants_are_different_operators(tmp_path):
     from deeprx.network import model
     scenario = config.get_preset("tiny").scenario
-    rows = {}
+    rows, paths = {}, {}
     for variant in model.VARIANTS:
         keras_model = model.build(model.DeepRxConfig(width_multiplier=0.2, variant=variant), scenario, batch_size=1)
-        rows[variant] = kernel_timing.backend_rows(keras_model, keras_model, "tflite_float", str(tmp_path))[0]
+        rows[variant], paths[variant] = kernel_timing.backend_rows(keras_model, keras_model, "tflite_float",
+                                                                   str(tmp_path))
     paper, edge = (sorted({(r["dilation_h"], r["dilation_w"]) for r in rows[v] if r["op"] == "DEPTHWISE_CONV_2D"})
                    for v in ("paper", "edge"))
     assert paper != edge and all(h == w for h, w in edge), (paper, edge)
+    # Both models are named "deeprx": each keeps its own file until it is timed (the held-out
+    # check exports every model before measuring any).
+    assert paths["paper"] != paths["edge"]
+    assert {v: op_features.tflite_ops(paths[v]) for v in paths} == rows
 
 
 def test_keras_layers_are_rows_and_models_of_their_own():

@@ -143,10 +143,11 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     ready = [line.split()[1].rstrip(":") for line in rerun.stdout.splitlines()
              if line.startswith("  [ready]") and ": training (" in line]
-    # Step 2's KD student of the width-0.1 teacher, then step 4's two (one of them also step 2's)
-    # and its KD+hint student of 1 DMRS.
-    assert [name.split("-")[0] for name in ready] == ["kd"] * 4 + ["scratch"] * 2, ready
-    assert [name for name in ready if "-hint0.5-" in name] == [ready[2]] and ready[2].endswith("-dmrs1-s0")
+    # Step 2's KD student of the width-0.1 teacher, then step 4's seed by seed: per DMRS count
+    # the KD student beside its scratch twin (1 DMRS: also step 2's), then the KD+hint student.
+    assert [name.split("-")[0] for name in ready] == ["kd", "kd", "scratch", "kd", "kd", "scratch"], ready
+    assert [name for name in ready if "-hint0.5-" in name] == [ready[3]] and ready[3].endswith("-dmrs1-s0")
+    assert [name.rsplit("-", 2)[-2] for name in ready[1:]] == ["dmrs1"] * 3 + ["dmrs2"] * 2, ready
     assert "-t0.1-" in ready[0] and "[2 teacher_size]" in rerun.stdout
     assert ": training (" not in "".join(line for line in rerun.stdout.splitlines(True)
                                          if line.startswith("  [2 teacher_size]"))

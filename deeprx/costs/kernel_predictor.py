@@ -228,6 +228,7 @@ def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_s
     # over this sum is what the operators' context changes; prediction over it, the regressors'
     # error. (Not for Keras: a layer's own call takes seconds to trace, 100 layers a model.)
     alone = []
+    tflite_jobs = sum(job[2] != "keras_float" for job in jobs)
     for family, name, backend, n, timer, _, model in jobs:
         if backend == "keras_float":
             alone.append(None)
@@ -236,7 +237,9 @@ def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_s
         per_op = own_op_seconds(timer, None, model, tmp)
         speed = timers.speed(before, timers.probe([(backend, n)]))[backend, n]
         alone.append((sum(op[0] for op in per_op) + timer.empty_call[0]) / speed[0])
-    log("  held-out TFLite models' operators timed alone", flush=True)
+        done = sum(a is not None for a in alone)
+        log(f"  held-out operators timed alone: {done}/{tflite_jobs} TFLite models ({family}: {name} {backend})",
+            flush=True)
     rows = []
     for (family, name, backend, n, _, ops, _), taken, ops_alone in zip(jobs, passes, alone):
         wall, cpu = ([m[i] / s[i] for m, s in taken] for i in range(2))

@@ -7,6 +7,7 @@ import copy
 import math
 import os
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -172,11 +173,13 @@ def kernel_seconds(kernel, timer):
 
 
 def backend_rows(keras_model, export_model, backend, tmp):
-    """(operator rows, .tflite path or None) of a model on `backend`."""
+    """(operator rows, .tflite path or None) of a model on `backend`. The path is new on every
+    call: models that share a name (every DeepRx is "deeprx") must not overwrite each other's
+    file before it is timed."""
     if backend == "keras_float":
         return op_features.keras_ops(keras_model), None
-    path = os.path.join(tmp, f"{export_model.name}_{backend}.tflite")
-    with open(path, "wb") as f:
+    handle, path = tempfile.mkstemp(suffix=f"_{backend}.tflite", prefix=f"{export_model.name}_", dir=tmp)
+    with os.fdopen(handle, "wb") as f:
         f.write(tflite_bytes(export_model, TFLITE_DTYPES[backend]))
     return op_features.tflite_ops(path), path
 

@@ -186,7 +186,9 @@ class Study:
         longest runs), the KD students of trained teachers, the scratch students (the shortest
         last). Trained as one queue they keep all `parallel` processes busy across step
         boundaries; the KD runs of untrained teachers and step 4's with --fig6_kd=best (which
-        wait for step 3's best) are left to their steps."""
+        wait for step 3's best) are left to their steps. Step 4's runs with --fig6_kd=flags go
+        seed by seed, each KD student beside its scratch twin (then its KD+hint one), so every
+        seed finished is a comparison made, on the same batches at the same time."""
         sweep = self.sweep
         base = teacher_run(sweep, sweep.base_width, sweep.base_dmrs)
         runs = [base]
@@ -198,12 +200,13 @@ class Study:
         if 3 in steps and base.dir.finished():
             runs += self._alpha_T_kd(base)
         if 4 in steps and sweep.fig6_kd == "flags":  # step 4's KD settings are known now
-            for dmrs in sweep.dmrs_counts:
-                teacher = teacher_run(sweep, sweep.base_width, dmrs)
-                if teacher.dir.finished():
-                    settings = (teacher, sweep.base_alpha, sweep.base_temperature, dmrs)
-                    runs += [self.kd(*settings, seed) for seed in sweep.seeds]
-                    runs += [run for seed in sweep.seeds for run in [self.hint_kd(*settings, seed)] if run]
+            for seed in sweep.seeds:
+                for dmrs in sweep.dmrs_counts:
+                    teacher = teacher_run(sweep, sweep.base_width, dmrs)
+                    if teacher.dir.finished():
+                        settings = (teacher, sweep.base_alpha, sweep.base_temperature, dmrs)
+                        runs += [self.kd(*settings, seed), self.scratch(dmrs, seed)]
+                        runs += [run for run in [self.hint_kd(*settings, seed)] if run]
         if steps & {2, 3}:
             runs.append(self.scratch(sweep.base_dmrs, self.seed))
         if 4 in steps:
