@@ -17,13 +17,17 @@ printed and recorded), for the student and the teacher:
   3. BER vs SINR of the float model and its int8 models on the same slots, at least
      --slots_per_point slots per SINR point (python -m deeprx.evaluate): the int8 cost in dB
      at BER 1e-2 and 1e-3 (SINR the int8 model needs minus the float model's; none where a
-     curve does not stay below the target).
+     curve does not stay below the target);
+  4. with --onnxruntime, reference rows for the student: its float and PTQ .tflite converted
+     by tf2onnx and timed in ONNX Runtime at the same threads (no BER: the same weights), so a
+     reader can tell whether LiteRT's int8 path is near what another well-kept runtime gets.
 Prints a table and the figures against their references (int8 student at least 400
 inferences/s at batch 1, the paper's deployment rate, and at least 3x its float Keras model;
 int8 cost at most 0.3 dB) and writes OUT/summary.json with everything behind them.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -63,28 +67,51 @@ def scenario_of(model_dir, preset):
     return dataclasses.replace(scenario, dmrs=dataclasses.replace(scenario.dmrs, num_symbols=dmrs))
 
 
-def keras_timer(model_dir, scenario):
-    """The float model in Keras, rebuilt batch-1 on the grid: a function of a count of calls
-    giving their mean latency and CPU time."""
-    import numpy as np
-    import tensorflow as tf
-    from deeprx.core import workdir as workdir_lib
+def timer(call):
+    """A function of a count of calls of `call()` giving their mean latency and the CPU time
+    the process spent (user + system), after 10 untimed calls."""
     from edge import power as power_lib
-    model, _ = workdir_lib.RunDir(model_dir).model_on_grid(scenario, batch_size=1)
-    call = tf.function(lambda x: model(x, training=False))
-    x = tf.constant(np.random.RandomState(0).normal(size=(1, *scenario.grid_shape, scenario.num_input_channels)),
-                    tf.float32)
 
     def timing(count):
         for _ in range(10):
-            call(x).numpy()
+            call()
         cpu, start = power_lib.cpu_seconds(), time.perf_counter()
         for _ in range(count):
-            call(x).numpy()
+            call()
         wall, cpu = time.perf_counter() - start, power_lib.cpu_seconds() - cpu
         return {"mean_ms": 1e3 * wall / count, "inferences_per_s": count / wall, "cpu_ms_per_inference": 1e3 * cpu / count,
                 "busy_cores": cpu / wall}
     return timing
+
+
+def keras_timer(model_dir, scenario):
+    """The float model in Keras, rebuilt batch-1 on the grid, as a `timer`."""
+    import numpy as np
+    import tensorflow as tf
+    from deeprx.core import workdir as workdir_lib
+    model, _ = workdir_lib.RunDir(model_dir).model_on_grid(scenario, batch_size=1)
+    call = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(np.random.RandomState(0).normal(size=(1, *scenario.grid_shape, scenario.num_input_channels)),
+                    tf.float32)
+    return timer(lambda: call(x).numpy())
+
+
+def onnxruntime_timer(tflite_path, threads, commands):
+    """The reference row's runtime: `tflite_path` converted by tf2onnx (its int8 operators
+    become QLinear/QDQ ones) and run by ONNX Runtime's CPU provider at `threads` intra-op
+    threads (its defaults otherwise), batch 1, as a `timer`. The .onnx goes to runs/benchmarks/."""
+    import numpy as np
+    import onnxruntime as ort
+    onnx_path = os.path.join(os.path.relpath(os.path.dirname(LOG), REPO),
+                             os.path.basename(tflite_path)[:-len(".tflite")] + ".onnx")
+    commands.append(run("tf2onnx.convert", f"--tflite={tflite_path}", f"--output={onnx_path}", "--opset=17"))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+    (spec,) = session.get_inputs()
+    x = np.random.RandomState(0).normal(size=spec.shape)
+    x = x.astype(np.float32) if spec.type == "tensor(float)" else np.clip(30 * x, -128, 127).astype(np.int8)
+    return timer(lambda: session.run(None, {spec.name: x})), ort.__version__
 
 
 def median_pass(passes):
@@ -114,8 +141,13 @@ def main():
     parser.add_argument("--batches", default="1,4,16,64", help="throughput: slots per invoke to try")
     parser.add_argument("--qat_steps", type=int, default=300)
     parser.add_argument("--slots_per_point", type=int, default=1000, help="BER: slots per SINR point")
+    parser.add_argument("--onnxruntime", action="store_true", help="add reference rows: the student's float and "
+                        "PTQ .tflite converted by tf2onnx and run by ONNX Runtime (pip install -e .[onnx])")
     parser.add_argument("--out", default=os.path.join(REPO, "data", "results", "edge-cpu"))
     args = parser.parse_args()
+    missing = [name for name in ("tf2onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if args.onnxruntime and missing:
+        parser.error(f"--onnxruntime needs {' and '.join(missing)}, not installed: pip install -e .[onnx]")
     args.out = os.path.abspath(args.out)
     os.chdir(REPO)  # the commands name files relative to the repo root
     from deeprx.costs import power_sources
@@ -131,7 +163,7 @@ def main():
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    commands, rows, models = [], [], []
+    commands, rows, models, onnx_timers = [], [], [], {}
     for role, model_dir, methods in (("student", args.student, ("float", "ptq", "qat")),
                                      ("teacher", args.teacher, ("float", "ptq"))):
         scenario = scenario_of(model_dir, args.preset)
@@ -157,6 +189,10 @@ def main():
                             f"--receivers={model_dir},{','.join(int8_files)}", "--target_errors=1000000000",
                             f"--max_bits={args.slots_per_point * bits_per_slot}", f"--out={ber_dir}"))
         models.append((role, model_dir, methods, files, ber_dir, keras_timer(model_dir, scenario)))
+        if args.onnxruntime and role == "student":
+            for method in ("float", "ptq"):
+                onnx_timers[method], summary["onnxruntime_version"] = onnxruntime_timer(files[method], args.threads,
+                                                                                        commands)
 
     # Speed: every format of both models once a pass, --passes round-robin passes (a VM's
     # speed wanders over minutes); each row gives its median pass and the passes' spread.
@@ -176,6 +212,8 @@ def main():
                 timings.setdefault((role, method), []).append(dict(
                     report["timing"], backend=report["backend"], throughput=report["throughput"],
                     energy_mj_per_inference=1e3 * report["energy"]["joules_per_inference"]))
+        for method, onnx in onnx_timers.items():
+            timings.setdefault(("student", f"onnxruntime {method}"), []).append(onnx(args.count))
     for role, model_dir, methods, files, ber_dir, _ in models:
         keras = median_pass(timings[role, "keras"])
         rows.append({"model": role, "format": "float Keras", "file": model_dir, "batch1_latency_ms": keras["mean_ms"],
@@ -194,13 +232,21 @@ def main():
                          "best_batch": timing["throughput"]["best_batch"],
                          "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
                          "energy_mj_per_inference": timing["energy_mj_per_inference"]})
+        for method in onnx_timers if role == "student" else ():
+            onnx = median_pass(timings[role, f"onnxruntime {method}"])
+            rows.append({"model": role, "format": {"float": "float ONNX Runtime", "ptq": "int8 ONNX Runtime (PTQ)"}[method],
+                         "file": files[method], "reference": True, "batch1_latency_ms": onnx["mean_ms"],
+                         "inferences_per_s": onnx["inferences_per_s"], "passes": onnx["inferences_per_s_passes"],
+                         "spread": onnx["spread"], "throughput_slots_per_s": None, "best_batch": None,
+                         "cpu_ms_per_inference": onnx["cpu_ms_per_inference"], "busy_cores": onnx["busy_cores"],
+                         "energy_mj_per_inference": energy.watts * onnx["cpu_ms_per_inference"], "gm_ber": None})
         ber = read_json(os.path.join(ber_dir, "summary.json"))
         ber_rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
         summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_rows)
         float_name = os.path.basename(os.path.normpath(model_dir))
         for row in rows:
-            if row["model"] != role:
-                continue
+            if row["model"] != role or row.get("reference"):
+                continue  # the ONNX Runtime rows are speed references: no BER of their own
             name = float_name if row["format"].startswith("float") else os.path.splitext(
                 os.path.basename(row["file"]))[0]
             row["gm_ber"] = ber[name]["gm_ber"]
@@ -240,13 +286,14 @@ def main():
     ber_lib.write_json(os.path.join(args.out, "summary.json"), summary)
 
     print(f"\n{args.threads} threads, {args.preset} grid, CPU {bench.cpu_model()}; energy: {energy.label()}")
-    print(f"{'model':8} {'format':18} {'ms (b=1)':>9} {'inf/s':>8} {'spread':>6} {'slots/s':>8} {'CPU ms':>7} "
+    print(f"{'model':8} {'format':24} {'ms (b=1)':>9} {'inf/s':>8} {'spread':>6} {'slots/s':>8} {'CPU ms':>7} "
           f"{'mJ':>7} {'GM BER':>7} {'cost@1e-2':>9}")
     for r in rows:
-        print(f"{r['model']:8} {r['format']:18} {r['batch1_latency_ms']:9.3f} {r['inferences_per_s']:8.1f} "
+        print(f"{r['model']:8} {r['format']:24} {r['batch1_latency_ms']:9.3f} {r['inferences_per_s']:8.1f} "
               f"{100 * r['spread']:5.0f}% "
               f"{r['throughput_slots_per_s'] or float('nan'):8.1f} {r['cpu_ms_per_inference']:7.3f} "
-              f"{r['energy_mj_per_inference']:7.3f} {r['gm_ber']:7.3f} {str(r['cost_db_at_ber_1e-2']):>9}")
+              f"{r['energy_mj_per_inference']:7.3f} {r['gm_ber'] or float('nan'):7.3f} "
+              f"{str(r.get('cost_db_at_ber_1e-2')):>9}")
     rate = student_int8["inferences_per_s"]
     print(f"int8 student: {rate:.0f} inferences/s at batch 1, median of {args.passes} passes "
           f"({', '.join(f'{p:.0f}' for p in student_int8['passes'])}) (reference {REFERENCE_INFERENCES_PER_S:.0f}: ratio "
