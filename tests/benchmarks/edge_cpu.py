@@ -150,6 +150,7 @@ def main():
         parser.error(f"--onnxruntime needs {' and '.join(missing)}, not installed: pip install -e .[onnx]")
     args.out = os.path.abspath(args.out)
     os.chdir(REPO)  # the commands name files relative to the repo root
+    from deeprx.core import workdir as workdir_lib
     from deeprx.costs import power_sources
     from deeprx.evaluation import bench
     from deeprx.export import quantize as quantize_lib
@@ -243,7 +244,7 @@ def main():
         ber = read_json(os.path.join(ber_dir, "summary.json"))
         ber_rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
         summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_rows)
-        float_name = os.path.basename(os.path.normpath(model_dir))
+        float_name = workdir_lib.RunDir(model_dir).name  # its receiver name (pretrained:NAME gives NAME)
         for row in rows:
             if row["model"] != role or row.get("reference"):
                 continue  # the ONNX Runtime rows are speed references: no BER of their own
