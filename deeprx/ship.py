@@ -56,7 +56,10 @@ def _origin(settings):
     kd = settings.get("kd")
     if not kd:
         return "trained from scratch"
-    return (f"distilled from the teacher `{kd['teacher']}` (alpha {kd['alpha']:g}, T {kd['temperature']:g}, "
+    teacher = kd["teacher"]  # a training records the path the teacher was loaded from
+    if os.path.dirname(os.path.abspath(teacher)) == os.path.abspath(workdir_lib.MODELS_DIR):
+        teacher = workdir_lib.PRETRAINED_PREFIX + os.path.basename(teacher)
+    return (f"distilled from the teacher `{teacher}` (alpha {kd['alpha']:g}, T {kd['temperature']:g}, "
             f"{kd.get('form', 'paper')} form)")
 
 
@@ -146,8 +149,14 @@ def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR, tflite=()):
             shutil.copyfile(path, os.path.join(dest, os.path.basename(path)))
         exports.append((ber_lib.read_json(files[1]), ber_lib.read_json(files[2])))
     trained = ber_lib.read_json(run.file("train.json"))
-    summary = ber_lib.read_json(run.eval_file("summary.json"))
-    rows = ber_lib.read_csv(run.eval_file("ber.csv"))
+    # The evaluation names the model after its run; shipped, it answers to `name` (RunDir.name
+    # of pretrained:NAME), in summary.json and ber.csv alike.
+    summary = {name if receiver == run.name else receiver: entry
+               for receiver, entry in ber_lib.read_json(run.eval_file("summary.json")).items()}
+    rows = [dict(row, receiver=name if row["receiver"] == run.name else row["receiver"])
+            for row in ber_lib.read_csv(run.eval_file("ber.csv"))]
+    ber_lib.write_json(os.path.join(dest, "summary.json"), summary)
+    ber_lib.write_table(os.path.join(dest, "ber.csv"), rows, list(rows[0]))
     text = model_card(name, run.settings, trained, summary, rows, exports)
     ber_lib.atomic_write(os.path.join(dest, "MODEL.md"), lambda f: f.write(text))
     return dest

@@ -69,13 +69,19 @@ def test_ship_writes_a_model_card(tmp_path):
         assert needle in card, needle
     assert sorted(os.listdir(dest)) == sorted(["MODEL.md", "model.keras", "config.json", "train.json", "ber.csv",
                                                 "summary.json"])
+    # The run "run" answers to its shipped name in the evaluation files (RunDir("pretrained:NAME").name).
+    assert set(ber.read_json(os.path.join(dest, "summary.json"))) == {"tiny-teacher", "ls_lmmse"}
+    assert [r["receiver"] for r in ber.read_csv(os.path.join(dest, "ber.csv"))] == [
+        "tiny-teacher", "ls_lmmse", "tiny-teacher", "ls_lmmse"]
     assert "trained from scratch" in card
     with pytest.raises(ValueError, match="not a finished run"):
         ship.ship(str(tmp_path / "models"), "x", models_dir=str(tmp_path / "m2"))
 
     # A distilled student, shipped with its int8 export, its export record and preflight report.
+    # A training records the path it loaded a pretrained:NAME teacher from; the card names the spec.
     ber.write_json(str(run_dir / "config.json"), dict(settings, kd={
-        "teacher": "pretrained:tiny-teacher", "alpha": 0.5, "temperature": 3.0, "form": "hinton"}))
+        "teacher": os.path.join(workdir.MODELS_DIR, "tiny-teacher"), "alpha": 0.5, "temperature": 3.0,
+        "form": "hinton"}))
     export = tmp_path / "edge_out" / "student_int8.tflite"
     export.parent.mkdir()
     export.write_bytes(b"TFL3")
