@@ -44,6 +44,8 @@ def define_flags():
     flags.DEFINE_enum("method", "ptq", list(quantize_lib.METHODS),
                       "post-training quantization, quantization-aware fine-tuning, or the float32 graph")
     flags.DEFINE_integer("calibration_slots", 256, "representative slots, spread over the SINR range")
+    flags.DEFINE_float("calibration_min_sinr_db", None, "calibrate on the evaluation grid's SINR points from this "
+                       "one up (default: all): the int8 ranges then fit the slots where the BER target lies")
     flags.DEFINE_integer("qat_steps", 300, "QAT: fine-tuning steps")
     flags.DEFINE_integer("qat_batch_size", 16, "QAT: slots per step")
     flags.DEFINE_float("qat_learning_rate", 1e-4, "QAT: Adam learning rate (constant)")
@@ -61,7 +63,9 @@ def main(argv):
     try:
         export_config = quantize_lib.ExportConfig(method=FLAGS.method, calibration_slots=FLAGS.calibration_slots,
                                      qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
-                                     qat_learning_rate=FLAGS.qat_learning_rate)
+                                     qat_learning_rate=FLAGS.qat_learning_rate,
+                                     calibration_min_sinr_db=FLAGS.calibration_min_sinr_db)
+        quantize_lib.calibration_grid(preset.evaluation.sinr_db, FLAGS.calibration_min_sinr_db)
     except ValueError as error:
         raise cli.FlagError(str(error).split()[0], str(error)) from None
     os.makedirs(FLAGS.out, exist_ok=True)

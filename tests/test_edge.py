@@ -92,6 +92,23 @@ def test_llr_signs_of_each_export_agree_with_the_float_model(exported, method, a
     assert np.mean(float_bits[mask] == exported_bits[mask]) >= agreement
 
 
+def test_calibration_from_a_sinr_up_narrows_the_input_range_and_is_recorded(exported, tmp_path):
+    result = run_module("deeprx.quantize", f"--model={exported['model_dir']}", "--preset=tiny", *SCENARIO,
+                        "--calibration_slots=32", "--calibration_min_sinr_db=10", f"--out={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "32 calibration slots over SINR 12..20 dB" in result.stdout
+    with open(tmp_path / "student_int8.json") as f:
+        high = json.load(f)
+    with open(exported["ptq"].replace(".tflite", ".json")) as f:
+        whole = json.load(f)
+    assert high["calibration_sinr_db"] == [12.0, 20.0] and whole["calibration_sinr_db"] == [-4.0, 20.0]
+    # Less noise in the calibration slots: a finer input scale for the same slots' count.
+    assert high["input"]["scale"] < 0.8 * whole["input"]["scale"]
+    result = run_module("deeprx.quantize", f"--model={exported['model_dir']}", "--preset=tiny", *SCENARIO,
+                        "--calibration_min_sinr_db=30", f"--out={tmp_path}")
+    assert result.returncode == 2 and "calibration_min_sinr_db 30 is above the whole SINR grid" in result.stderr
+
+
 def test_vectors_file_format(exported):
     vectors = np.load(exported["vectors"], allow_pickle=False)
     meta = json.loads(str(vectors["meta"]))

@@ -26,6 +26,7 @@ class ExportConfig:
     qat_batch_size: int = 16
     qat_learning_rate: float = 1e-4
     seed: int = 7
+    calibration_min_sinr_db: float = None  # calibrate on the grid's points from here up (None: all)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -35,6 +36,16 @@ class ExportConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.qat_learning_rate > 0:
             raise ValueError(f"qat_learning_rate must be positive, got {self.qat_learning_rate}")
+
+
+def calibration_grid(sinr_grid, min_sinr_db):
+    """The SINR points the calibration slots come from: those of `sinr_grid` from `min_sinr_db`
+    up (all for None); ValueError if none is left."""
+    grid = [s for s in sinr_grid if min_sinr_db is None or s >= min_sinr_db]
+    if not grid:
+        raise ValueError(f"calibration_min_sinr_db {min_sinr_db:g} is above the whole SINR grid "
+                         f"({sinr_grid[0]:g}..{sinr_grid[-1]:g} dB): lower it")
+    return grid
 
 
 def calibration_slots(scenario, sinr_grid, count, seed):
@@ -131,10 +142,11 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
     run_dir = workdir_lib.RunDir(model_dir)
     trained_scenario_dict = run_dir.settings["scenario"]
     start = time.time()
-    representative = []
+    representative, grid = [], []
     if export_config.method != "float":
-        representative = calibration_slots(scenario, sinr_grid, export_config.calibration_slots, export_config.seed)
-        log(f"{len(representative)} calibration slots over SINR {sinr_grid[0]:g}..{sinr_grid[-1]:g} dB", flush=True)
+        grid = calibration_grid(sinr_grid, export_config.calibration_min_sinr_db)
+        representative = calibration_slots(scenario, grid, export_config.calibration_slots, export_config.seed)
+        log(f"{len(representative)} calibration slots over SINR {grid[0]:g}..{grid[-1]:g} dB", flush=True)
     # The export graph writes each depthwise conv of depth multiplier > 1 as a tiled input and
     # a multiplier-1 depthwise conv: the same function, 13x faster in int8 (model.expanded).
     if export_config.method == "qat":
@@ -164,6 +176,7 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
         "parameters": model_lib.params(model_config, scenario),
         "input": summary["input"], "output": summary["output"], "tensor_types": summary["tensor_types"],
         "size_bytes": len(tflite), "calibration_slots": len(representative),
+        "calibration_sinr_db": [grid[0], grid[-1]] if grid else None,
         "export_config": config_lib.to_dict(export_config), "converter": f"tensorflow {tf.__version__}",
         "seconds": round(time.time() - start, 1), **bench.provenance()}
     ber_lib.write_json(os.path.splitext(out)[0] + ".json", meta)
