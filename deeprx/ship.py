@@ -45,7 +45,9 @@ def define_flags():
 CHECKPOINTS_DIR = os.path.join(os.path.dirname(workdir_lib.MODELS_DIR), "checkpoints")
 
 COPIED = (workdir_lib.MODEL_FILENAME, "config.json", "train.json", curves.CURVE_FILENAME,
-          os.path.join("eval", "ber.csv"), os.path.join("eval", "summary.json"), os.path.join("eval", "ber.png"))
+          os.path.join("eval", "ber.png"))
+# Written, not copied: the model's receiver renamed from its run's name to the shipped one.
+EVALUATION = ("summary.json", "ber.csv")
 
 
 def _sinr(value):
@@ -113,7 +115,7 @@ def model_card(name, settings, trained, summary, rows, exports=()):
                       for record, preflight in exports])]
         lines += ["", "Each .tflite comes with its .json (the export record: scenario, channel layout, input and output "
                   "quantization) and its .preflight.json (every operator's status).", ""]
-    lines += ["", f"Files: {', '.join(os.path.basename(p) for p in COPIED)} (those the run has).", ""]
+    lines += ["", f"Files: {', '.join([os.path.basename(p) for p in COPIED] + list(EVALUATION))} (those the run has).", ""]
     return "\n".join(lines)
 
 

@@ -123,6 +123,15 @@ def median_pass(passes):
                 spread=round((rates[-1] - rates[0]) / middle["inferences_per_s"], 4))
 
 
+def timer_row(role, fmt, file, timing, watts):
+    """A side-by-side row of a `timer`'s (median) pass: batch 1 only, energy its CPU time x `watts`."""
+    return {"model": role, "format": fmt, "file": file, "batch1_latency_ms": timing["mean_ms"],
+            "inferences_per_s": timing["inferences_per_s"], "passes": timing["inferences_per_s_passes"],
+            "spread": timing["spread"], "throughput_slots_per_s": None, "best_batch": None,
+            "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
+            "energy_mj_per_inference": watts * timing["cpu_ms_per_inference"]}
+
+
 def sinr_needed(rows, receiver, target):
     from edge import ber as ber_lib
     return ber_lib.sinr_at_ber([(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"]))
@@ -216,12 +225,7 @@ def main():
         for method, onnx in onnx_timers.items():
             timings.setdefault(("student", f"onnxruntime {method}"), []).append(onnx(args.count))
     for role, model_dir, methods, files, ber_dir, _ in models:
-        keras = median_pass(timings[role, "keras"])
-        rows.append({"model": role, "format": "float Keras", "file": model_dir, "batch1_latency_ms": keras["mean_ms"],
-                     "inferences_per_s": keras["inferences_per_s"], "passes": keras["inferences_per_s_passes"],
-                     "spread": keras["spread"], "throughput_slots_per_s": None, "best_batch": None,
-                     "cpu_ms_per_inference": keras["cpu_ms_per_inference"], "busy_cores": keras["busy_cores"],
-                     "energy_mj_per_inference": energy.watts * keras["cpu_ms_per_inference"]})
+        rows.append(timer_row(role, "float Keras", model_dir, median_pass(timings[role, "keras"]), energy.watts))
         for method in methods:
             timing = median_pass(timings[role, method])
             rows.append({"model": role, "format": {"float": "float TFLite", "ptq": "int8 TFLite (PTQ)",
@@ -234,13 +238,9 @@ def main():
                          "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
                          "energy_mj_per_inference": timing["energy_mj_per_inference"]})
         for method in onnx_timers if role == "student" else ():
-            onnx = median_pass(timings[role, f"onnxruntime {method}"])
-            rows.append({"model": role, "format": {"float": "float ONNX Runtime", "ptq": "int8 ONNX Runtime (PTQ)"}[method],
-                         "file": files[method], "reference": True, "batch1_latency_ms": onnx["mean_ms"],
-                         "inferences_per_s": onnx["inferences_per_s"], "passes": onnx["inferences_per_s_passes"],
-                         "spread": onnx["spread"], "throughput_slots_per_s": None, "best_batch": None,
-                         "cpu_ms_per_inference": onnx["cpu_ms_per_inference"], "busy_cores": onnx["busy_cores"],
-                         "energy_mj_per_inference": energy.watts * onnx["cpu_ms_per_inference"], "gm_ber": None})
+            fmt = {"float": "float ONNX Runtime", "ptq": "int8 ONNX Runtime (PTQ)"}[method]
+            rows.append(dict(timer_row(role, fmt, files[method], median_pass(timings[role, f"onnxruntime {method}"]),
+                                       energy.watts), reference=True, gm_ber=None))
         ber = read_json(os.path.join(ber_dir, "summary.json"))
         ber_rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
         summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_rows)
