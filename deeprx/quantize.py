@@ -12,7 +12,8 @@ The model is fully convolutional: it is rebuilt with batch 1 on the grid of --pr
 the scenario overrides), which may have another number of PRB than it was trained on, but
 must otherwise be its training scenario. Weights, activations and the model's input and
 output are int8 (biases int32), calibrated on slots of the training channels spread over the
-whole SINR range. --method=qat first fine-tunes with fake quantization
+evaluation grid's SINR points from --calibration_min_sinr_db (10 dB) up, where the BER targets
+lie. --method=qat first fine-tunes with fake quantization on the same SINR range
 (tensorflow-model-optimization; the stand-alone BatchNormalization layers of the
 pre-activation blocks get an output-only quantize config, and keep their batch statistics
 frozen during the fine-tune). The file is OUT/<model name>_<int8|int8_qat|float>.tflite;
@@ -44,8 +45,9 @@ def define_flags():
     flags.DEFINE_enum("method", "ptq", list(quantize_lib.METHODS),
                       "post-training quantization, quantization-aware fine-tuning, or the float32 graph")
     flags.DEFINE_integer("calibration_slots", 256, "representative slots, spread over the SINR range")
-    flags.DEFINE_float("calibration_min_sinr_db", None, "calibrate on the evaluation grid's SINR points from this "
-                       "one up (default: all): the int8 ranges then fit the slots where the BER target lies")
+    flags.DEFINE_float("calibration_min_sinr_db", quantize_lib.DEFAULT_CALIBRATION_MIN_SINR_DB,
+                       "calibrate (PTQ) and fine-tune (QAT) on the evaluation grid's SINR points from this one up, "
+                       "where BER 1e-2..1e-3 lies: the int8 ranges then fit those slots (-100: the whole grid)")
     flags.DEFINE_integer("qat_steps", 300, "QAT: fine-tuning steps")
     flags.DEFINE_integer("qat_batch_size", 16, "QAT: slots per step")
     flags.DEFINE_float("qat_learning_rate", 1e-4, "QAT: Adam learning rate (constant)")

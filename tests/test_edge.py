@@ -93,20 +93,39 @@ def test_llr_signs_of_each_export_agree_with_the_float_model(exported, method, a
 
 
 def test_calibration_from_a_sinr_up_narrows_the_input_range_and_is_recorded(exported, tmp_path):
+    """The default calibrates from 10 dB (tiny grid: 12 and 20 dB); -100 takes the whole grid."""
     result = run_module("deeprx.quantize", f"--model={exported['model_dir']}", "--preset=tiny", *SCENARIO,
-                        "--calibration_slots=32", "--calibration_min_sinr_db=10", f"--out={tmp_path}")
+                        "--calibration_slots=32", "--calibration_min_sinr_db=-100", f"--out={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "32 calibration slots over SINR 12..20 dB" in result.stdout
+    assert "32 calibration slots over SINR -4..20 dB" in result.stdout
     with open(tmp_path / "student_int8.json") as f:
-        high = json.load(f)
-    with open(exported["ptq"].replace(".tflite", ".json")) as f:
         whole = json.load(f)
+    with open(exported["ptq"].replace(".tflite", ".json")) as f:
+        high = json.load(f)
     assert high["calibration_sinr_db"] == [12.0, 20.0] and whole["calibration_sinr_db"] == [-4.0, 20.0]
     # Less noise in the calibration slots: a finer input scale for the same slots' count.
     assert high["input"]["scale"] < 0.8 * whole["input"]["scale"]
     result = run_module("deeprx.quantize", f"--model={exported['model_dir']}", "--preset=tiny", *SCENARIO,
                         "--calibration_min_sinr_db=30", f"--out={tmp_path}")
     assert result.returncode == 2 and "calibration_min_sinr_db 30 is above the whole SINR grid" in result.stderr
+
+
+def test_qat_fine_tunes_on_the_calibration_sinr_range(monkeypatch):
+    """QAT's fine-tune draws its slots' SINR from the calibration grid's range, not the scenario's."""
+    from deeprx.network import training
+    seen = {}
+
+    class Trainer:
+        def __init__(self, model, scenario, train_config, workdir, log):
+            seen["config"] = train_config
+
+        def fit(self):
+            return None
+
+    monkeypatch.setattr(training, "Trainer", Trainer)
+    quantize_lib.fine_tune(None, None, quantize_lib.ExportConfig(method="qat", qat_steps=3), (12.0, 20.0))
+    assert seen["config"].sinr_sampling == "sinr" and seen["config"].train_sinr_db == (12.0, 20.0)
+    assert seen["config"].steps == 3
 
 
 def test_vectors_file_format(exported):
