@@ -2,6 +2,7 @@
 
 Example usage:
   python -m deeprx.kernels fit --preset=cpu --out=runs/kernels-cpu
+  python -m deeprx.kernels refit --preset=cpu --out=runs/kernels-cpu   # the regressors again, no timing
   python -m deeprx.kernels predict --predictor=runs/kernels-cpu --model=pretrained:teacher-cpu-1dmrs --preset=cpu
   python -m deeprx.kernels predict --predictor=runs/kernels-cpu --model=edge_out/deeprx_int8.tflite
 
@@ -12,7 +13,10 @@ threads), tflite_float and tflite_int8 (the CPU interpreter, LiteRT with XNNPACK
 operator's features: its type, kernel size, dilation, channels in/out, spatial size, depth
 multiplier, data type (the backend) and threads, with the FLOPs, activation and weight bytes
 they imply. Its latency and CPU time are predicted by one gradient-boosted tree ensemble
-(scikit-learn) per backend, fitted on log2 seconds, as nn-Meter fits random forests per kernel.
+(scikit-learn) per backend, as nn-Meter fits random forests per kernel, fitted on log2 seconds
+per FLOP (trees do not extrapolate: an operator larger than the fit's gets an efficiency from
+its neighbours, not their time; chosen over log2 seconds by cross-validation over the fit's
+layers, fit.json's target_cv: deeprx/costs/kernel_regression.py).
 
 `fit` samples --fit_layers one-layer models over that space (14 x 24..264 grids, 4..320
 channels, dilations up to 4 x 8, depth multiplier 1 or 2), converts each per backend, times
@@ -32,7 +36,10 @@ probe: the median without that division). Each held-out TFLite model's own opera
 timed alone as the fit's are (ops_alone_wall_ms): fit.json's heldout_decomposition splits the
 error into the operators' context in the whole model (measured / that sum) and the regressors
 (predicted / that sum). `predict --probe` times the probe now, for the same reading.
-A rerun of `fit` on the same OUT resumes kernels.csv only on the CPU it was timed on.
+A rerun of `fit` on the same OUT resumes kernels.csv only on the CPU it was timed on. `refit`
+(the fit's flags) fits the regressors again on OUT's kernels.csv and predicts its held-out
+models again, keeping every timing and measurement: it times nothing and runs on any machine
+(fit.json's `refit` records when and where; the figures stay those of the fit's CPU).
 Writes OUT/kernels.csv (every operator timing), OUT/heldout.csv, OUT/heldout_summary.json
 ({family: {backend: {mape, within_10pct, models, predictions}}}), OUT/fit.json,
 OUT/heldout.png, OUT/probe.json and OUT/predictor.joblib.
@@ -63,22 +70,22 @@ FLAGS = flags.FLAGS
 def define_flags():
     """This command's flags (defined only when it runs, so that every module imports
     together in one process)."""
-    flags.DEFINE_string("out", None, "fit: the predictor directory to write")
+    flags.DEFINE_string("out", None, "fit: the predictor directory to write; refit: one of fit")
     flags.DEFINE_string("predictor", None, "predict: a directory of `fit`")
     flags.DEFINE_string("model", None, "predict: a run directory of python -m deeprx.train, or a .tflite")
     flags.DEFINE_list("backends", list(predictor_lib.BACKENDS), "backends to fit or predict")
     flags.DEFINE_list("threads", ["1", "2"], "TFLite interpreter threads to time and predict")
     flags.DEFINE_integer("fit_layers", 240, "fit: one-layer models sampled")
-    flags.DEFINE_list("heldout_widths", ["0.3", "0.6", "0.9"], "fit: width multipliers of held-out family (a)")
-    flags.DEFINE_list("heldout_prbs", ["4", "16"], "fit: PRB counts of held-out family (b), DeepRx width 0.5")
+    flags.DEFINE_list("heldout_widths", ["0.3", "0.6", "0.9"], "fit, refit: width multipliers of held-out family (a)")
+    flags.DEFINE_list("heldout_prbs", ["4", "16"], "fit, refit: PRB counts of held-out family (b), DeepRx width 0.5")
     flags.DEFINE_list("heldout_resnets", ["16x2", "32x3", "64x3", "96x4"],
-                      "fit: plain ResNets of held-out family (c), CHANNELSxBLOCKS")
+                      "fit, refit: plain ResNets of held-out family (c), CHANNELSxBLOCKS")
     flags.DEFINE_integer("heldout_rounds", 3, "fit: round-robin passes over the held-out models, each measured once "
                          "a pass; a row is the median of its passes", lower_bound=1)
     flags.DEFINE_bool("probe", False, "predict: time the fit's probe model now and give the predictions at the "
                       "machine's speed of the moment (else in the fit's time)")
     flags.DEFINE_float("min_seconds", 0.2, "timing: repeat each operator or model for at least this long")
-    flags.DEFINE_string("energy_source", "cputime", "fit: cputime[:W per busy core], or none")
+    flags.DEFINE_string("energy_source", "cputime", "fit: cputime[:W per busy core], or none (refit keeps the fit's)")
     scenario_flags.define_flags()
 
 
@@ -96,7 +103,7 @@ def main(argv):
     if unknown or not FLAGS.backends:
         raise cli.FlagError("backends", f"choose from {','.join(predictor_lib.BACKENDS)}, got {','.join(FLAGS.backends)}")
     threads = _numbers("threads", int)
-    if argv[1] == "fit":
+    if argv[1] in ("fit", "refit"):
         cli.check_out_dir(FLAGS.out)
         resnets = []
         with cli.flag("heldout_resnets"):
@@ -106,17 +113,24 @@ def main(argv):
                     raise ValueError(f"expected CHANNELSxBLOCKS such as 32x3, got {spec!r}")
                 resnets.append((int(channels), int(blocks)))
         source = None
-        if FLAGS.energy_source != "none":
+        if FLAGS.energy_source != "none" and argv[1] == "fit":
             with cli.flag("energy_source"):
                 if not FLAGS.energy_source.startswith("cputime"):
                     raise ValueError("a per-operator energy prediction is checked against cputime[:W] only")
                 source = power_sources.parse_source(FLAGS.energy_source)
         families = kernel_models.heldout_families(scenario, _numbers("heldout_widths", float),
                                                   _numbers("heldout_prbs", int), resnets)
-        result = predictor_lib.fit(scenario, FLAGS.backends, threads, kernel_models.fit_space(FLAGS.fit_layers),
-                                   families, FLAGS.min_seconds, FLAGS.out, source,
-                                   command=" ".join(["python -m deeprx.kernels"] + sys.argv[1:]),
-                                   rounds=FLAGS.heldout_rounds)
+        command = " ".join(["python -m deeprx.kernels"] + sys.argv[1:])
+        if argv[1] == "refit":
+            for name in ("kernels.csv", "heldout.csv", "fit.json", "probe.json"):
+                if not os.path.isfile(os.path.join(FLAGS.out, name)):
+                    raise cli.FlagError("out", f"no {name} in {FLAGS.out!r}: refit needs a finished fit there")
+            with cli.flag("out"):
+                result = predictor_lib.refit(families, FLAGS.out, command)
+        else:
+            result = predictor_lib.fit(scenario, FLAGS.backends, threads, kernel_models.fit_space(FLAGS.fit_layers),
+                                       families, FLAGS.min_seconds, FLAGS.out, source, command=command,
+                                       rounds=FLAGS.heldout_rounds)
         plots.heldout_plot(FLAGS.out)
         print(f"Wrote {FLAGS.out}: held-out latency MAPE / within +-10%:", flush=True)
         for family, backends in result["heldout_latency"].items():
@@ -176,4 +190,4 @@ def _models_to_predict(path, scenario):
 
 
 if __name__ == "__main__":
-    cli.run(main, define_flags, commands=("fit", "predict"))
+    cli.run(main, define_flags, commands=("fit", "refit", "predict"))

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 
+import joblib
 import numpy as np
 import pytest
 import tf_keras as keras
@@ -155,7 +156,40 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
                           f"--model={smoke_run['workdir']}", "--threads=2", "--backends=tflite_int8", timeout=300)
     assert unfitted.returncode == 2 and "not fitted for tflite_int8 at 2 thread(s)" in unfitted.stderr
     no_command = run_module("deeprx.kernels", "--preset=tiny", timeout=60)
-    assert no_command.returncode == 2 and "give a command first: fit|predict" in no_command.stderr
+    assert no_command.returncode == 2 and "give a command first: fit|refit|predict" in no_command.stderr
+
+    # refit: the regressors again on the same timings, the held-out models predicted again, no
+    # measurement changed. Spoiled predictions come back as the fit's (same data, seeded trees).
+    spoiled = [dict(r, predicted_wall_ms="0.0", predicted_cpu_ms="0.0", predicted_mj="0.0") for r in heldout]
+    with open(os.path.join(out, "heldout.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(heldout[0]))
+        writer.writeheader()
+        writer.writerows(spoiled)
+    flags = ["--preset=tiny", "--heldout_widths=0.2", "--heldout_prbs=2", "--heldout_resnets=8x1", f"--out={out}"]
+    refit = run_module("deeprx.kernels", "refit", *flags, timeout=600)
+    assert refit.returncode == 0, refit.stderr[-3000:]
+    with open(os.path.join(out, "heldout.csv")) as f:
+        refitted = list(csv.DictReader(f))
+    predicted_columns = ("predicted_wall_ms", "predicted_cpu_ms", "predicted_mj")
+    for before, again in zip(heldout, refitted):
+        assert {k: v for k, v in again.items() if k not in predicted_columns} == \
+            {k: v for k, v in before.items() if k not in predicted_columns}
+        # (fit.json keeps the empty call to 1 ns: the last digit may differ)
+        assert [float(again[k]) for k in predicted_columns] == pytest.approx([float(before[k]) for k in predicted_columns],
+                                                                              abs=2e-3)
+    with open(os.path.join(out, "fit.json")) as f:
+        after = json.load(f)
+    assert after["refit"]["command"].startswith("python -m deeprx.kernels refit") and after["date"] == fitted["date"]
+    for backend in kernel_predictor.BACKENDS:
+        assert set(after["target_cv"][backend]) == {"log2 seconds per FLOP", "log2 seconds"}
+    other = run_module("deeprx.kernels", "refit", *flags[:1], "--heldout_widths=0.3", *flags[2:], timeout=600)
+    assert other.returncode == 2 and "is not a held-out model of these flags" in other.stderr
+    # A predictor of an earlier target is refused, with the command that makes a new one.
+    old = kernel_predictor.load_predictor(out)
+    old.target = "log2 seconds"
+    joblib.dump(old, os.path.join(out, "predictor.joblib"))
+    with pytest.raises(ValueError, match="predicts log2 seconds, not log2 seconds per FLOP: run python -m deeprx.kernels refit"):
+        kernel_predictor.load_predictor(out)
 
 
 def test_a_fit_resumes_only_in_its_probe_time_on_its_cpu(tmp_path):

@@ -16,13 +16,12 @@ import time
 import numpy as np
 
 from deeprx.costs import op_features
+from deeprx.costs import kernel_regression as regression
 from deeprx.costs import kernel_timing as timing
 from deeprx.evaluation import bench
 from edge import ber as ber_lib
 
 BACKENDS = ("keras_float", "tflite_float", "tflite_int8")
-REGRESSOR = ("sklearn GradientBoostingRegressor (600 trees of depth 5) on log2 seconds, one per backend and "
-             "quantity")
 # nn-Meter (Zhang et al., MobiSys 2021) on unseen models: share within +-10%.
 NN_METER_WITHIN_10PCT = {"mobile CPU": 0.9909, "mobile GPU": 0.9901, "VPU": 0.8361}
 PROBE = "3x3 conv 32->32, 3x3 depthwise dilated 2x3, ReLU on 14 x 96 (kernel_timing.probe_model)"
@@ -33,16 +32,18 @@ PROBE_NOTE = ("every operator and held-out timing is read against the probe mode
 
 @dataclasses.dataclass
 class Predictor:
-    """Per backend: a regressor of log2 wall seconds and one of log2 CPU seconds per operator
-    (their features: op_features.vector), and the empty call's (wall, CPU) seconds per threads."""
+    """Per backend: a regressor of wall and one of CPU seconds per operator
+    (kernel_regression: its target and features), and the empty call's (wall, CPU) seconds per
+    threads."""
     regressors: dict
     empty_call: dict  # {(backend, threads): (wall, cpu)}
     probe_reference: dict = None  # {(backend, threads): the probe's (wall, cpu) in the fit's time}
+    target: str = regression.TARGET
 
     def op_seconds(self, rows, backend, threads):
         """[(wall, CPU) seconds] per operator row."""
-        features = np.array([op_features.vector(row, threads) for row in rows])
-        wall, cpu = (2.0 ** self.regressors[backend, quantity].predict(features) for quantity in ("wall", "cpu"))
+        wall, cpu = (regression.predict_seconds(self.regressors[backend, quantity], rows, threads)
+                     for quantity in ("wall", "cpu"))
         return list(zip(wall, cpu))
 
     def model_seconds(self, rows, backend, threads):
@@ -108,33 +109,13 @@ def time_fit_ops(layers, timers, backends, tmp, out, keep=True, log=print):
     return rows
 
 
-_TEXT_COLUMNS = ("backend", "spec", "op", "dtype")
+_TEXT_COLUMNS = ("backend", "spec", "op", "dtype", "family", "model")
 
 
 def _typed(row):
-    """A kernels.csv row read back: numbers as numbers."""
-    return {k: v if k in _TEXT_COLUMNS else (float(v) if "." in v or "e" in v else int(v)) for k, v in row.items()}
-
-
-def fit_regressors(rows, backends, seed=0):
-    """{(backend, "wall"|"cpu"): regressor of log2 seconds}."""
-    from sklearn.ensemble import GradientBoostingRegressor
-    regressors = {}
-    for backend in backends:
-        subset = [r for r in rows if r["backend"] == backend]
-        if len(subset) < 10:
-            raise ValueError(f"{backend}: at least 10 timed operators are needed to fit, got {len(subset)}")
-        features = np.array([op_features.vector(r, r["threads"]) for r in subset])
-        for quantity in ("wall", "cpu"):
-            # A floor of 0.5 us: an op whose time is lost in the empty call's noise.
-            target = np.log2(np.maximum([r[f"{quantity}_us"] for r in subset], 0.5) / 1e6)
-            # Chosen by 5-fold cross-validation over the fit layers' operators (grouped by layer),
-            # never on the held-out models: op-level MAPE 16.9% float, 12.2% int8 against 19.0 and
-            # 14.8% for absolute-error trees of depth 4, 21.9% float for a random forest.
-            regressor = GradientBoostingRegressor(n_estimators=600, max_depth=5, learning_rate=0.05,
-                                                  subsample=0.8, random_state=seed)
-            regressors[backend, quantity] = regressor.fit(features, target)
-    return regressors
+    """A kernels.csv or heldout.csv row read back: numbers as numbers, empty cells None."""
+    return {k: v if k in _TEXT_COLUMNS else None if v == "" else float(v) if "." in v or "e" in v else int(v)
+            for k, v in row.items()}
 
 
 def summarize(heldout, key="wall"):
@@ -156,7 +137,6 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
     """Times the fit layers' operators, fits, predicts and measures the held-out families;
     writes OUT's files; returns fit.json's dict. energy_source: a CpuTimeSource whose W per
     busy core turns CPU seconds into joules (None: no energy columns)."""
-    import joblib
     start = time.time()
     os.makedirs(out, exist_ok=True)
     reference = _resumable_probe(out, log)
@@ -171,34 +151,92 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
                 f"{1e6 * timers.reference[backend, n][0]:.1f} us", flush=True)
         log(f"timing the operators of {len(fit_layers)} sampled layers on {', '.join(backends)}", flush=True)
         rows = time_fit_ops(fit_layers, timers, backends, tmp, out, keep, log)
-        predictor = Predictor(fit_regressors(rows, backends), timers.empty_call, timers.reference)
+        predictor = Predictor(regression.fit_regressors(rows, backends), timers.empty_call, timers.reference)
         heldout = measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source, log)
-    ber_lib.write_table(os.path.join(out, "heldout.csv"), heldout, list(heldout[0]))
-    summary = summarize(heldout)
-    ber_lib.write_json(os.path.join(out, "heldout_summary.json"), summary)
-    joblib.dump(predictor, os.path.join(out, ".predictor.joblib.tmp"))
-    os.replace(os.path.join(out, ".predictor.joblib.tmp"), os.path.join(out, "predictor.joblib"))
     result = {"what": "kernel-level latency and energy predictor: operator sums, no whole-model calibration",
               "probe": {"model": PROBE, "note": PROBE_NOTE, "factor_range": {
                   where: [min(r["probe_wall"] for r in table), max(r["probe_wall"] for r in table)]
                   for where, table in (("fit", rows), ("heldout", heldout))}},
               "grid_height": scenario.grid_shape[0], "fit_layers": len(fit_layers), "operators_timed": len(rows),
-              "features": list(op_features.FEATURE_NAMES), "regressor": REGRESSOR, "backends": list(backends),
-              "empty_call_us": {_key(*key): round(1e6 * s[0], 3) for key, s in predictor.empty_call.items()},
-              "heldout_latency": summary, "heldout_cpu_time": summarize(heldout, "cpu"),
-              "heldout_latency_without_probe": summarize(
-                  [dict(r, measured_wall_ms=r["unprobed_wall_ms"]) for r in heldout]),
+              "backends": list(backends),
+              "empty_call_us": {_key(*key): [round(1e6 * t, 3) for t in s] for key, s in predictor.empty_call.items()},
               "heldout_rounds": rounds, "heldout_spread": _spread_summary(heldout),
-              "heldout_decomposition": _decomposition(heldout),
               "nn_meter_within_10pct": NN_METER_WITHIN_10PCT, "seconds": round(time.time() - start, 1),
-              "command": command,
-              **bench.provenance()}
+              "command": command, **bench.provenance()}
     if energy_source is not None:
         result["energy_source"] = energy_source.name
         result["energy_note"] = ("energy = CPU seconds x W per busy core, predicted (operator CPU-time sum) and "
                                  "measured (the whole model's process CPU time): an estimate both ways, no meter")
+    return _write(out, rows, predictor, heldout, result, log)
+
+
+def refit(families, out, command=None, log=print):
+    """Fits OUT's regressors again on its kernels.csv and predicts its held-out models again,
+    keeping every timing and measurement: nothing is timed, so it runs on any machine (the
+    figures stay those of the CPU the fit timed, fit.json's `cpu`, and of its energy source).
+    `families` must rebuild the held-out models OUT measured (operator counts and FLOPs checked)."""
+    earlier = ber_lib.read_json(os.path.join(out, "fit.json"))
+    rows = [_typed(r) for r in ber_lib.read_csv(os.path.join(out, "kernels.csv"))]
+    heldout = [_typed(r) for r in ber_lib.read_csv(os.path.join(out, "heldout.csv"))]
+    empty_call = {}
+    for key, us in earlier["empty_call_us"].items():
+        backend, _, n = key.partition("@")
+        # fit.json files written before refit existed kept the empty call's wall time only: CPU taken equal.
+        empty_call[backend, int(n)] = tuple(t / 1e6 for t in (us if isinstance(us, list) else (us, us)))
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    log(f"fitting {len(rows)} operator timings of {earlier['cpu']} ({earlier['date']}) again", flush=True)
+    predictor = Predictor(regression.fit_regressors(rows, backends), empty_call,
+                          _probe_reference(ber_lib.read_json(os.path.join(out, "probe.json"))))
+    ops = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for family, models in families.items():
+            for name, keras_model, export_model in models:
+                for backend in backends:
+                    ops[family, name, backend] = timing.backend_rows(keras_model, export_model, backend, tmp)[0]
+    for row in heldout:
+        found = ops.get((row["family"], row["model"], row["backend"]))
+        if found is None or len(found) != row["operators"] or _mflops(found) != row["mflops"]:
+            raise ValueError(f"{out}/heldout.csv's {row['model']} ({row['family']}, {row['backend']}) is not a "
+                             f"held-out model of these flags: give those of the fit ({earlier['command']})")
+        # The fit's W per busy core, as its measured energy used it.
+        watts = row["measured_mj"] / row["measured_cpu_ms"] if row.get("measured_mj") is not None else None
+        row.update(_predicted(predictor, found, row["backend"], row["threads"], watts))
+    result = dict(earlier, refit={"command": command, **bench.provenance()})
+    return _write(out, rows, predictor, heldout, result, log)
+
+
+def _write(out, rows, predictor, heldout, result, log):
+    """Writes heldout.csv, heldout_summary.json, predictor.joblib and fit.json (`result` with
+    the regressors' description, cross-validation and held-out summaries); returns fit.json's dict."""
+    import joblib
+    log("cross-validating the regression targets over the fit's layers", flush=True)
+    ber_lib.write_table(os.path.join(out, "heldout.csv"), heldout, list(heldout[0]))
+    summary = summarize(heldout)
+    ber_lib.write_json(os.path.join(out, "heldout_summary.json"), summary)
+    joblib.dump(predictor, os.path.join(out, ".predictor.joblib.tmp"))
+    os.replace(os.path.join(out, ".predictor.joblib.tmp"), os.path.join(out, "predictor.joblib"))
+    result = dict(result, features=list(op_features.FEATURE_NAMES), regressor=regression.REGRESSOR,
+                  target_cv=regression.cross_validate(rows, result["backends"]),
+                  heldout_latency=summary, heldout_cpu_time=summarize(heldout, "cpu"),
+                  heldout_latency_without_probe=summarize([dict(r, measured_wall_ms=r["unprobed_wall_ms"])
+                                                           for r in heldout]),
+                  heldout_decomposition=_decomposition(heldout))
     ber_lib.write_json(os.path.join(out, "fit.json"), result)
     return result
+
+
+def _mflops(ops):
+    return round(sum(op["flops"] for op in ops) / 1e6, 3)
+
+
+def _predicted(predictor, ops, backend, threads, watts=None):
+    """heldout.csv's predicted columns of a model of operator rows `ops` (energy with `watts`
+    per busy core)."""
+    wall, cpu = predictor.model_seconds(ops, backend, threads)
+    row = {"predicted_wall_ms": round(1e3 * wall, 4), "predicted_cpu_ms": round(1e3 * cpu, 4)}
+    if watts is not None:
+        row["predicted_mj"] = round(watts * row["predicted_cpu_ms"], 4)
+    return row
 
 
 def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source=None, log=print):
@@ -243,21 +281,18 @@ def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_s
     rows = []
     for (family, name, backend, n, _, ops, _), taken, ops_alone in zip(jobs, passes, alone):
         wall, cpu = ([m[i] / s[i] for m, s in taken] for i in range(2))
-        predicted = predictor.model_seconds(ops, backend, n)
         row = {"family": family, "model": name, "backend": backend, "threads": n, "operators": len(ops),
-               "mflops": round(sum(op["flops"] for op in ops) / 1e6, 3),
-               "measured_wall_ms": round(1e3 * statistics.median(wall), 4),
-               "predicted_wall_ms": round(1e3 * predicted[0], 4),
-               "measured_cpu_ms": round(1e3 * statistics.median(cpu), 4),
-               "predicted_cpu_ms": round(1e3 * predicted[1], 4),
+               "mflops": _mflops(ops), "measured_wall_ms": round(1e3 * statistics.median(wall), 4),
+               "predicted_wall_ms": None, "measured_cpu_ms": round(1e3 * statistics.median(cpu), 4),
+               "predicted_cpu_ms": None,
                "spread_wall": round((max(wall) - min(wall)) / statistics.median(wall), 4),
                "ops_alone_wall_ms": None if ops_alone is None else round(1e3 * ops_alone, 4),
                "unprobed_wall_ms": round(1e3 * statistics.median(m[0] for m, _ in taken), 4),
                "probe_wall": round(statistics.median(s[0] for _, s in taken), 4),
                "probe_cpu": round(statistics.median(s[1] for _, s in taken), 4)}
         if energy_source is not None:
-            row["measured_mj"] = round(energy_source.watts * row["measured_cpu_ms"], 4)
-            row["predicted_mj"] = round(energy_source.watts * row["predicted_cpu_ms"], 4)
+            row.update(measured_mj=round(energy_source.watts * row["measured_cpu_ms"], 4), predicted_mj=None)
+        row.update(_predicted(predictor, ops, backend, n, energy_source and energy_source.watts))
         rows.append(row)
         log(f"  {family}: {name} {backend} {n} thread(s): measured {row['measured_wall_ms']:.3f} ms "
             f"(passes spread {100 * row['spread_wall']:.0f}%), "
@@ -299,8 +334,13 @@ def _resumable_probe(out, log):
         log(f"{out}/kernels.csv was timed on {earlier.get('cpu', 'an unknown CPU, without the probe')}: "
             "timing every operator again", flush=True)
         return None
+    return _probe_reference(earlier)
+
+
+def _probe_reference(probe):
+    """{(backend, threads): the probe's (wall, CPU) seconds} of a probe.json."""
     reference = {}
-    for key, times in earlier["reference_us"].items():
+    for key, times in probe["reference_us"].items():
         backend, _, n = key.partition("@")
         reference[backend, int(n)] = tuple(t / 1e6 for t in times)
     return reference
@@ -316,7 +356,11 @@ def load_predictor(directory):
     path = os.path.join(directory, "predictor.joblib")
     if not os.path.isfile(path):
         raise ValueError(f"no predictor.joblib in {directory!r}: run python -m deeprx.kernels fit --out={directory}")
-    return joblib.load(path)
+    predictor = joblib.load(path)
+    if getattr(predictor, "target", "log2 seconds") != regression.TARGET:
+        raise ValueError(f"{path} predicts {getattr(predictor, 'target', 'log2 seconds')}, not {regression.TARGET}: "
+                         f"run python -m deeprx.kernels refit --out={directory} (no timing) with the fit's flags")
+    return predictor
 
 
 def energy_score(model_j, reference_j):

@@ -166,6 +166,8 @@ def heldout_plot(out):
     if fit.get("heldout_rounds"):
         probe += (f"; measured: median of {fit['heldout_rounds']} round-robin passes, bars: their spread "
                   "(max - min)")
-    _footnote(figure, [f"{fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
-                       f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}{probe}"])
+    refit = (f"; regressors refitted {fit['refit']['date']} on these timings (nothing timed again)"
+             if "refit" in fit else "")
+    _footnote(figure, [f"timed on {fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
+                       f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}{probe}{refit}"])
     _save(figure, os.path.join(out, "heldout.png"))
