@@ -188,7 +188,13 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     old = kernel_predictor.load_predictor(out)
     old.target = "log2 seconds"
     joblib.dump(old, os.path.join(out, "predictor.joblib"))
-    with pytest.raises(ValueError, match="predicts log2 seconds, not log2 seconds per FLOP: run python -m deeprx.kernels refit"):
+    count = len(op_features.FEATURE_NAMES)
+    with pytest.raises(ValueError, match=f"predicts log2 seconds from {count} features, not log2 seconds per FLOP "
+                                         f"from {count}: run python -m deeprx.kernels refit"):
+        kernel_predictor.load_predictor(out)
+    old.target, old.features = kernel_predictor.regression.TARGET, old.features[:-3]
+    joblib.dump(old, os.path.join(out, "predictor.joblib"))
+    with pytest.raises(ValueError, match=f"from {count - 3} features, not log2 seconds per FLOP from {count}"):
         kernel_predictor.load_predictor(out)
 
 

