@@ -3,8 +3,8 @@ or keep an unfinished one's latest checkpoint in data/checkpoints/<name>/ for a 
 
 Example usage:
   python -m deeprx.ship --model=runs/teacher-cpu-1dmrs --name=teacher-cpu-1dmrs
-  python -m deeprx.ship --model=runs/kd-student-demo-2dmrs --name=kd-student-demo-2dmrs \
-      --tflite=edge_out/kd-student-demo-2dmrs_int8.tflite,edge_out/kd-student-demo-2dmrs_int8_qat.tflite
+  python -m deeprx.ship --model=runs/kd-student --name=kd-student-cpu-2dmrs \
+      --tflite=edge_out/kd-student_int8.tflite,edge_out/kd-student_int8_qat.tflite
   python -m deeprx.ship --model=runs/teacher-cpu-2dmrs --name=teacher-cpu-2dmrs --checkpoint_only
   (on a new machine: cp -r data/checkpoints/teacher-cpu-2dmrs runs/ and rerun the run's command)
 
