@@ -124,12 +124,22 @@ def median_pass(passes):
 
 
 def timer_row(role, fmt, file, timing, watts):
-    """A side-by-side row of a `timer`'s (median) pass: batch 1 only, energy its CPU time x `watts`."""
-    return {"model": role, "format": fmt, "file": file, "batch1_latency_ms": timing["mean_ms"],
-            "inferences_per_s": timing["inferences_per_s"], "passes": timing["inferences_per_s_passes"],
-            "spread": timing["spread"], "throughput_slots_per_s": None, "best_batch": None,
-            "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
-            "energy_mj_per_inference": watts * timing["cpu_ms_per_inference"]}
+    """A side-by-side row of a (median) timing pass. A pass of `timer` gives batch 1 only and its
+    energy as its CPU time x `watts`; a pass of edge.runner also gives its backend, p99 latency,
+    throughput at its best batch and its own energy figure (the same power model)."""
+    throughput = timing.get("throughput") or {}
+    row = {"model": role, "format": fmt, "file": file}
+    if "backend" in timing:
+        row["backend"] = timing["backend"]
+    row.update({"batch1_latency_ms": timing["mean_ms"], "inferences_per_s": timing["inferences_per_s"],
+                "passes": timing["inferences_per_s_passes"], "spread": timing["spread"]})
+    if "p99_ms" in timing:
+        row["p99_ms"] = timing["p99_ms"]
+    row.update({"throughput_slots_per_s": throughput.get("slots_per_s"), "best_batch": throughput.get("best_batch"),
+                "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
+                "energy_mj_per_inference": timing.get("energy_mj_per_inference",
+                                                      watts * timing["cpu_ms_per_inference"])})
+    return row
 
 
 def sinr_needed(rows, receiver, target):
@@ -227,16 +237,8 @@ def main():
     for role, model_dir, methods, files, ber_dir, _ in models:
         rows.append(timer_row(role, "float Keras", model_dir, median_pass(timings[role, "keras"]), energy.watts))
         for method in methods:
-            timing = median_pass(timings[role, method])
-            rows.append({"model": role, "format": {"float": "float TFLite", "ptq": "int8 TFLite (PTQ)",
-                                                   "qat": "int8 TFLite (QAT)"}[method],
-                         "file": files[method], "backend": timing["backend"], "batch1_latency_ms": timing["mean_ms"],
-                         "inferences_per_s": timing["inferences_per_s"], "passes": timing["inferences_per_s_passes"],
-                         "spread": timing["spread"], "p99_ms": timing["p99_ms"],
-                         "throughput_slots_per_s": timing["throughput"]["slots_per_s"],
-                         "best_batch": timing["throughput"]["best_batch"],
-                         "cpu_ms_per_inference": timing["cpu_ms_per_inference"], "busy_cores": timing["busy_cores"],
-                         "energy_mj_per_inference": timing["energy_mj_per_inference"]})
+            fmt = {"float": "float TFLite", "ptq": "int8 TFLite (PTQ)", "qat": "int8 TFLite (QAT)"}[method]
+            rows.append(timer_row(role, fmt, files[method], median_pass(timings[role, method]), energy.watts))
         for method in onnx_timers if role == "student" else ():
             fmt = {"float": "float ONNX Runtime", "ptq": "int8 ONNX Runtime (PTQ)"}[method]
             rows.append(dict(timer_row(role, fmt, files[method], median_pass(timings[role, f"onnxruntime {method}"]),
