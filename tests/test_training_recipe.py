@@ -3,9 +3,11 @@ training grid, learning curves, tf.distribute, saved-settings compatibility."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import tf_keras as keras
 from conftest import REPO, run_module
 from deeprx import ship
 from deeprx.core import config
+from deeprx.core import stop_clock
 from deeprx.core import workdir
 from deeprx.network import curves
 from deeprx.network import lamb
@@ -287,6 +290,58 @@ def test_ablation_trains_each_arm_and_draws_their_curves(tmp_path):
     (arms / "c-bad.flags").write_text(f"--flagfile={smoke}\n")
     bad = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
     assert bad.returncode == 2 and "--arms: arm" in bad.stderr and "sets no --curve_every" in bad.stderr
+
+
+def _busy(seconds):
+    """This thread's CPU work of about `seconds` (a sleep would run on while the process is
+    stopped; the process's CPU time would count other threads')."""
+    end, total = time.thread_time() + seconds, 0
+    while time.thread_time() < end:
+        total += 1
+    return total
+
+
+def test_a_real_stop_is_measured_from_the_step_it_fell_in():
+    clock = stop_clock.StopClock()
+    try:
+        start = time.perf_counter()
+        _busy(0.4)
+        assert clock.stopped_seconds(time.perf_counter() - start) == 0.0  # no SIGCONT: the usual step
+        # A process stopped for 1 s in the middle of the next step, from outside, as `pkill -STOP` does.
+        outside = subprocess.Popen(["sh", "-c", f"sleep 0.15; kill -STOP {os.getpid()}; sleep 1; kill -CONT {os.getpid()}"])
+        start = time.perf_counter()
+        _busy(0.4)
+        stopped = clock.stopped_seconds(time.perf_counter() - start)
+        outside.wait(timeout=10)
+        assert 0.6 < stopped < 1.6
+        assert clock.stopped_seconds(0.4) == 0.0  # counted once
+    finally:
+        clock.close()
+
+
+def test_training_time_leaves_out_a_stop(tiny, tmp_path):
+    """A step that took 2 s more and ended with SIGCONT (what a `kill -STOP` ... `kill -CONT`
+    inside it looks like to the process): train.json's training time leaves those 2 s out,
+    the wall time keeps them, and the log says so."""
+    lines = []
+    trainer = _trainer(tiny, tmp_path, steps=6, batch_size=4, log_every=1, checkpoint_every=6)
+    trainer.log = lambda *a, **k: lines.append(" ".join(map(str, a)))
+    step = trainer._train_step
+    calls = []
+
+    def stopped_at_the_fourth(seed):
+        calls.append(seed)
+        out = step(seed)
+        if len(calls) == 4:
+            time.sleep(2.0)
+            os.kill(os.getpid(), signal.SIGCONT)
+        return out
+    trainer._train_step = stopped_at_the_fourth
+    result = trainer.fit()
+    assert result["stopped_seconds_this_run"] == pytest.approx(2.0, abs=0.5)
+    assert result["train_seconds_total"] <= result["seconds_this_run"] - 1.5
+    assert [line for line in lines if "stopped for" in line] == [
+        "step 4: the process was stopped for 2 s (SIGSTOP); not counted as training time"]
 
 
 def test_collapse_rules():

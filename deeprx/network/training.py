@@ -17,6 +17,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from deeprx.core import config as config_lib
+from deeprx.core import stop_clock
 from deeprx.evaluation import bench
 from deeprx.evaluation import receivers as receivers_lib
 from deeprx.network import curves
@@ -278,12 +279,20 @@ class Trainer:
                   else tf.summary.create_noop_writer())
         start = last_time = time.time()
         last_step, sums, scalars, best_loss = start_step, {}, {}, None
-        timed_from = time.time()
+        timed_from, stopped, stopped_total, stops = time.time(), 0.0, 0.0, stop_clock.StopClock()
         for step in range(start_step, config.steps):
             seed = tf.constant(data_lib.slot_seed("train", config.seed, step), tf.int64)
+            step_start = time.time()
             for name, value in self._train_step(seed).items():
                 sums[name] = sums.get(name, 0.0) + float(value)
             done = step + 1
+            step_stopped = stops.stopped_seconds(time.time() - step_start)
+            if step_stopped:
+                stopped += step_stopped
+                stopped_total += step_stopped
+                last_time += step_stopped  # the progress line's rate counts training only
+                self.log(f"step {done}: the process was stopped for {step_stopped:.0f} s (SIGSTOP); "
+                         "not counted as training time", flush=True)
             checkpoint = done % config.checkpoint_every == 0 or done == config.steps
             if done % config.log_every == 0 or done == config.steps:
                 # Losses are averaged over the steps since the last progress line.
@@ -312,7 +321,7 @@ class Trainer:
                 if scalars.get("loss") is not None:
                     best_loss = min(best_loss if best_loss is not None else math.inf, scalars["loss"])
                 paused = time.time()
-                self.train_seconds.assign_add(paused - timed_from)
+                self.train_seconds.assign_add(paused - timed_from - stopped)
                 if checkpoint:
                     self.manager.save(checkpoint_number=done)
                 if curve_point:
@@ -322,13 +331,15 @@ class Trainer:
                              f"({point['seconds']:.0f} s to evaluate)", flush=True)
                     with writer.as_default(step=done):
                         tf.summary.scalar("curve_gm_ber", point["gm_ber"])
-                timed_from = time.time()
+                timed_from, stopped = time.time(), 0.0
                 last_time += timed_from - paused  # the progress line's rate counts training only
+        stops.close()
         writer.flush()
         seconds = time.time() - start
         trained = config.steps - start_step
         return {"steps": config.steps, "steps_this_run": trained, "seconds_this_run": round(seconds, 1),
-                "slots_per_s": round(trained * config.batch_size / seconds, 2) if trained else None,
+                "stopped_seconds_this_run": round(stopped_total, 1),
+                "slots_per_s": round(trained * config.batch_size / (seconds - stopped_total), 2) if trained else None,
                 "slots_seen": config.steps * config.batch_size,
                 "train_seconds_total": round(float(self.train_seconds.numpy()), 1),
                 **{f"final_{name}": value for name, value in scalars.items()}}
