@@ -48,7 +48,8 @@ class StopClock:
         if not self._continued():
             self._usual_seconds = step_seconds
             return 0.0
-        # A stop in the first step (or between steps) has no step to compare with: not counted.
+        # Not counted: a stop in the first step (no step to compare with), or between two steps
+        # (the step it is read after took its usual time).
         return max(0.0, step_seconds - (self._usual_seconds if self._usual_seconds is not None else step_seconds))
 
     def close(self):
