@@ -77,6 +77,15 @@ def test_the_export_graph_has_no_depthwise_conv_of_depth_multiplier_above_1(expo
         assert model["tensors"][op["inputs"][1]]["shape"][3] == model["tensors"][op["inputs"][0]]["shape"][3]
 
 
+def test_qat_export_has_the_operators_of_the_ptq_export(exported):
+    """QAT trains the graph the converter makes of the float model: the BN after each unit's
+    first 1x1 conv is folded into that conv (model.expanded), as PTQ's converter folds it, so
+    the quantizers QAT fits are those of the int8 model (unfolded, the edge-cpu student's QAT
+    export had 22 operators more, 11 MUL + ADD pairs, each an extra rounding)."""
+    ptq, qat = ([op["op"] for op in flatbuffer.read(exported[method])["operators"]] for method in ("ptq", "qat"))
+    assert "MUL" in ptq and qat == ptq
+
+
 @pytest.mark.parametrize("method, agreement", [("ptq", 0.95), ("qat", 0.95), ("float", 0.999)])
 def test_llr_signs_of_each_export_agree_with_the_float_model(exported, method, agreement):
     import tf_keras as keras

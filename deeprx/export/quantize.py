@@ -164,7 +164,7 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
             f"at learning rate {export_config.qat_learning_rate:g}, SINR {grid[0]:g}..{grid[-1]:g} dB", flush=True)
         fine_tune(model, scenario, export_config, (grid[0], grid[-1]), log)
         batch1 = qat_model(model_lib.build(model_config, scenario, name="deeprx", batch_size=1,
-                                           expand_depthwise=True))
+                                           inference_graph=True))
         batch1.set_weights(model.get_weights())
     else:
         model, model_config = run_dir.model_on_grid(scenario, name="deeprx")

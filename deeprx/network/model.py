@@ -21,6 +21,8 @@ import dataclasses
 import math
 from typing import List, Optional, Tuple
 
+import numpy as np
+
 from deeprx.core import config as config_lib
 
 PAPER_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 128, 128, 64, 64)
@@ -196,27 +198,39 @@ def student_config(teacher_config: DeepRxConfig, scenario, flops_ratio: float, v
     return size_for_flops(shape, scenario, flops_ratio * flops_per_slot(teacher_config, scenario))
 
 
+def folded_batch_norms(layers: List[Layer]) -> dict:
+    """{BN name: conv name} of the BNs the inference graph folds into the 1x1 conv before them:
+    unit 2's, whose input only they read (unit 1's BN reads the block input, which the residual
+    add reads too, and the head's the last block's sum)."""
+    return {layer.name: before.name for before, layer in zip(layers, layers[1:])
+            if layer.kind == "bn" and before.name.endswith("_pointwise1")}
+
+
 def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: str = "deeprx",
-          batch_size: Optional[int] = None, synchronized_bn: bool = False, expand_depthwise: bool = False):
+          batch_size: Optional[int] = None, synchronized_bn: bool = False, inference_graph: bool = False):
     """The Keras (tf_keras) functional model of the plan: [B, 14, K, C] -> logits [B, 14, K, m]
     (B fixed to `batch_size` if given, as a TFLite export wants). `synchronized_bn`: batch
     statistics over all replicas of a tf.distribute strategy (training on several devices);
-    the weights are the same as without. `expand_depthwise`: the inference graph of an
-    export (see `expanded`)."""
+    the weights are the same as without. `inference_graph`: the graph of an export (see
+    `expanded`)."""
     import tf_keras as keras
     from tf_keras import layers
     height, width = scenario.grid_shape
     inputs = keras.Input(shape=(height, width, scenario.num_input_channels), batch_size=batch_size, name="inputs")
     x = block_input = inputs
     current_block = None
-    for layer in plan(model_config, scenario):
+    layers_plan = plan(model_config, scenario)
+    folded = folded_batch_norms(layers_plan) if inference_graph else {}
+    for layer in layers_plan:
+        if layer.name in folded:
+            continue
         if layer.block != current_block:
             current_block, block_input = layer.block, x
         if layer.name.endswith("_projection"):
             block_input = keras_layer(layer)(block_input)
         elif layer.kind == "add":
             x = keras_layer(layer)([block_input, x])
-        elif expand_depthwise and layer.kind == "depthwise" and layer.channels_out > layer.channels_in:
+        elif inference_graph and layer.kind == "depthwise" and layer.channels_out > layer.channels_in:
             copies = layer.channels_out // layer.channels_in
             x = layers.Concatenate(name=f"{layer.name}_tile")([x] * copies)
             x = keras_layer(dataclasses.replace(layer, channels_in=layer.channels_out))(x)
@@ -236,16 +250,28 @@ def on_grid(model, model_config: DeepRxConfig, scenario: config_lib.ScenarioConf
 
 def expanded(model, model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig,
              batch_size: Optional[int] = None):
-    """`model` (a DeepRx of `model_config`) rebuilt for inference with every depthwise conv of
-    depth multiplier m > 1 written as its input tiled m times (a CONCATENATION) followed by a
-    depth-multiplier-1 depthwise conv, the same function exactly: output channel c*m + k of
-    the original is channel k*C + c of the expanded one, so the kernels and the next 1x1
-    conv's input rows are permuted to match, and no reordering op is needed. XNNPACK's int8
-    depthwise kernels have no fast path for a multiplier > 1 (25x slower: BUILD_NOTES.md)."""
-    copy = build(model_config, scenario, name=model.name, batch_size=batch_size, expand_depthwise=True)
+    """`model` (a DeepRx of `model_config`) rebuilt for inference, the same function:
+    - every depthwise conv of depth multiplier m > 1 written as its input tiled m times (a
+      CONCATENATION) followed by a depth-multiplier-1 depthwise conv: output channel c*m + k of
+      the original is channel k*C + c of the expanded one, so the kernels and the next 1x1
+      conv's input rows are permuted to match, and no reordering op is needed. XNNPACK's int8
+      depthwise kernels have no fast path for a multiplier > 1 (25x slower: BUILD_NOTES.md);
+    - the BN after each unit's first 1x1 conv folded into that conv's kernel and bias
+      (`folded_batch_norms`), as the TFLite converter folds it, so that a QAT model of this
+      graph quantizes the tensors the int8 model has (BUILD_NOTES.md)."""
+    copy = build(model_config, scenario, name=model.name, batch_size=batch_size, inference_graph=True)
+    layers_plan = plan(model_config, scenario)
+    folded = folded_batch_norms(layers_plan)
     permutation = {}
-    for layer in plan(model_config, scenario):
+    for layer in layers_plan:
         weights = model.get_layer(layer.name).get_weights()
+        if layer.name in folded:
+            conv = copy.get_layer(folded[layer.name])
+            kernel, bias = conv.get_weights()
+            gamma, beta, mean, variance = weights
+            scale = gamma / np.sqrt(variance + model.get_layer(layer.name).epsilon)
+            conv.set_weights([kernel * scale, (bias - mean) * scale + beta])
+            continue
         if layer.kind == "depthwise" and layer.channels_out > layer.channels_in:
             copies, channels = layer.channels_out // layer.channels_in, layer.channels_in
             order = [c * copies + k for k in range(copies) for c in range(channels)]
