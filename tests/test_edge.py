@@ -77,13 +77,18 @@ def test_the_export_graph_has_no_depthwise_conv_of_depth_multiplier_above_1(expo
         assert model["tensors"][op["inputs"][1]]["shape"][3] == model["tensors"][op["inputs"][0]]["shape"][3]
 
 
-def test_qat_export_has_the_operators_of_the_ptq_export(exported):
-    """QAT trains the graph the converter makes of the float model: the BN after each unit's
-    first 1x1 conv is folded into that conv (model.expanded), as PTQ's converter folds it, so
-    the quantizers QAT fits are those of the int8 model (unfolded, the edge-cpu student's QAT
-    export had 22 operators more, 11 MUL + ADD pairs, each an extra rounding)."""
-    ptq, qat = ([op["op"] for op in flatbuffer.read(exported[method])["operators"]] for method in ("ptq", "qat"))
-    assert "MUL" in ptq and qat == ptq
+def test_qat_export_has_the_operators_and_ranges_of_the_ptq_export(exported):
+    """QAT trains the graph the converter makes of the float model: the BN and ReLU after each
+    unit's first 1x1 conv merged into that conv (model.expanded), as PTQ's converter merges
+    them, so the quantizers QAT fits are those of the int8 model (unmerged, the edge-cpu
+    student's QAT export had 22 operators more, 11 MUL + ADD pairs, each an extra rounding).
+    Its activation ranges start from the calibration slots' (quantize.calibrate_ranges), not
+    from tfmot's -6..6, which a short fine-tune barely moves: the output's scale is PTQ's."""
+    ptq, qat = (flatbuffer.read(exported[method]) for method in ("ptq", "qat"))
+    assert "MUL" in [op["op"] for op in ptq["operators"]]
+    assert [op["op"] for op in qat["operators"]] == [op["op"] for op in ptq["operators"]]
+    (ptq_output,), (qat_output,) = ptq["outputs"], qat["outputs"]
+    assert 0.8 < qat_output["scale"] / ptq_output["scale"] < 1.25, (qat_output["scale"], ptq_output["scale"])
 
 
 @pytest.mark.parametrize("method, agreement", [("ptq", 0.95), ("qat", 0.95), ("float", 0.999)])

@@ -75,7 +75,7 @@ def test_bad_model_configs(kwargs, needle):
 @pytest.mark.parametrize("depth_multiplier", [1, 2, 3])
 def test_expanded_inference_graph_computes_the_same_function(tiny, depth_multiplier):
     """The export graph (input tiled + depth-multiplier-1 depthwise, permuted 1x1 rows, unit
-    2's BN folded into unit 1's 1x1 conv) gives the trained model's logits, with non-trivial
+    2's BN and ReLU merged into unit 1's 1x1 conv) gives the trained model's logits, with non-trivial
     BN statistics and distinct kernels."""
     import tf_keras as keras
     model_config = model.DeepRxConfig(width_multiplier=0.125, depth_multiplier=depth_multiplier)
@@ -85,9 +85,10 @@ def test_expanded_inference_graph_computes_the_same_function(tiny, depth_multipl
     copy = model.expanded(original, model_config, tiny, batch_size=2)
     kinds = {type(layer).__name__ for layer in copy.layers}
     assert ("Concatenate" in kinds) == (depth_multiplier > 1)
-    folded = model.folded_batch_norms(model.plan(model_config, tiny))
-    assert len(folded) == len(model_config.block_widths)  # one per block, unit 2's
-    assert not folded.keys() & {layer.name for layer in copy.layers}
+    merged = model.fused_into_conv(model.plan(model_config, tiny))
+    assert len(merged) == 2 * len(model_config.block_widths)  # unit 2's BN and ReLU in every block
+    assert not merged.keys() & {layer.name for layer in copy.layers}
+    assert {copy.get_layer(conv).activation.__name__ for conv in merged.values()} == {"relu"}
     assert all(layer.depth_multiplier == 1 for layer in copy.layers
                if isinstance(layer, keras.layers.DepthwiseConv2D))
     x = rng.normal(size=(2, *tiny.grid_shape, tiny.num_input_channels)).astype(np.float32)

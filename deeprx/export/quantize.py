@@ -119,6 +119,35 @@ def qat_model(model):
     return quantized
 
 
+# The names tfmot gives an activation quantizer's range variables (QuantizeLayer: the input's;
+# a wrapper: its layer's output, after the activation for a conv).
+ACTIVATION_RANGES = ("quantize_layer", "output", "post_activation")
+
+
+def calibrate_ranges(quantized, model, slots, batch_size=32):
+    """Sets the activation quantizers' ranges of `quantized` (qat_model(model)) to the min and
+    max (0 included) of `model`'s tensors on `slots`, as PTQ's calibration sets them. tfmot
+    starts them at -6..6 and moves them by an EMA of decay 0.999 per training step: after a
+    300-step fine-tune they would still be 74% their initial value (the edge-cpu student's QAT
+    export clipped its LLRs at +-6.4)."""
+    import tf_keras as keras
+    names = [layer.name for layer in model.layers[1:]]
+    probe = keras.Model(model.inputs, [model.inputs[0]] + [model.get_layer(name).output for name in names])
+    low, high = {}, {}
+    for start in range(0, len(slots), batch_size):
+        outputs = probe(np.concatenate(slots[start:start + batch_size]), training=False)
+        for name, value in zip(["inputs"] + names, outputs):
+            low[name] = min(low.get(name, 0.0), float(np.min(value)))
+            high[name] = max(high.get(name, 0.0), float(np.max(value)))
+    for layer in quantized.layers:
+        source = layer.layer.name if hasattr(layer, "layer") else "inputs"
+        for variable in layer.non_trainable_variables:
+            name = variable.name.split("/")[-1].split(":")[0]
+            for bound, values in (("min", low), ("max", high)):
+                if name in (f"{kind}_{bound}" for kind in ACTIVATION_RANGES):
+                    variable.assign(values[source])
+
+
 def fine_tune(model, scenario, export_config, sinr_range, log=print):
     """A short constant-learning-rate fine-tune with the training loss, on training slots of
     SINR drawn uniformly from `sinr_range` (dB): the calibration's, so that the quantizers'
@@ -159,7 +188,9 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
     # a multiplier-1 depthwise conv: the same function, 13x faster in int8 (model.expanded).
     if export_config.method == "qat":
         model, model_config = run_dir.model_on_grid(scenario, name="deeprx")
-        model = qat_model(model_lib.expanded(model, model_config, scenario))
+        float_graph = model_lib.expanded(model, model_config, scenario)
+        model = qat_model(float_graph)
+        calibrate_ranges(model, float_graph, representative)
         log(f"QAT: fine-tuning {export_config.qat_steps} steps of {export_config.qat_batch_size} slots "
             f"at learning rate {export_config.qat_learning_rate:g}, SINR {grid[0]:g}..{grid[-1]:g} dB", flush=True)
         fine_tune(model, scenario, export_config, (grid[0], grid[-1]), log)

@@ -198,12 +198,16 @@ def student_config(teacher_config: DeepRxConfig, scenario, flops_ratio: float, v
     return size_for_flops(shape, scenario, flops_ratio * flops_per_slot(teacher_config, scenario))
 
 
-def folded_batch_norms(layers: List[Layer]) -> dict:
-    """{BN name: conv name} of the BNs the inference graph folds into the 1x1 conv before them:
-    unit 2's, whose input only they read (unit 1's BN reads the block input, which the residual
-    add reads too, and the head's the last block's sum)."""
-    return {layer.name: before.name for before, layer in zip(layers, layers[1:])
-            if layer.kind == "bn" and before.name.endswith("_pointwise1")}
+def fused_into_conv(layers: List[Layer]) -> dict:
+    """{name: conv name} of the layers the inference graph merges into the 1x1 conv before them:
+    the BN (folded into its kernel and bias) and the ReLU (its activation) after each unit's
+    first 1x1 conv, whose output only they read. Unit 1's BN reads the block input, which the
+    residual add reads too, and the head's the last block's sum: they stay."""
+    merged = {}
+    for before, layer, after in zip(layers, layers[1:], layers[2:]):
+        if layer.kind == "bn" and before.name.endswith("_pointwise1") and after.kind == "relu":
+            merged.update({layer.name: before.name, after.name: before.name})
+    return merged
 
 
 def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name: str = "deeprx",
@@ -220,9 +224,9 @@ def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name:
     x = block_input = inputs
     current_block = None
     layers_plan = plan(model_config, scenario)
-    folded = folded_batch_norms(layers_plan) if inference_graph else {}
+    merged = fused_into_conv(layers_plan) if inference_graph else {}
     for layer in layers_plan:
-        if layer.name in folded:
+        if layer.name in merged:
             continue
         if layer.block != current_block:
             current_block, block_input = layer.block, x
@@ -235,7 +239,8 @@ def build(model_config: DeepRxConfig, scenario: config_lib.ScenarioConfig, name:
             x = layers.Concatenate(name=f"{layer.name}_tile")([x] * copies)
             x = keras_layer(dataclasses.replace(layer, channels_in=layer.channels_out))(x)
         else:
-            x = keras_layer(layer, synchronized_bn)(x)
+            relu = layer.name in merged.values()
+            x = keras_layer(layer, synchronized_bn, activation="relu" if relu else None)(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -256,17 +261,20 @@ def expanded(model, model_config: DeepRxConfig, scenario: config_lib.ScenarioCon
       the original is channel k*C + c of the expanded one, so the kernels and the next 1x1
       conv's input rows are permuted to match, and no reordering op is needed. XNNPACK's int8
       depthwise kernels have no fast path for a multiplier > 1 (25x slower: BUILD_NOTES.md);
-    - the BN after each unit's first 1x1 conv folded into that conv's kernel and bias
-      (`folded_batch_norms`), as the TFLite converter folds it, so that a QAT model of this
-      graph quantizes the tensors the int8 model has (BUILD_NOTES.md)."""
+    - the BN -> ReLU after each unit's first 1x1 conv merged into that conv (`fused_into_conv`):
+      BN folded into its kernel and bias, ReLU its activation, as the TFLite converter merges
+      them, so that a QAT model of this graph quantizes the tensors the int8 model has, the
+      conv's weights included (BUILD_NOTES.md)."""
     copy = build(model_config, scenario, name=model.name, batch_size=batch_size, inference_graph=True)
     layers_plan = plan(model_config, scenario)
-    folded = folded_batch_norms(layers_plan)
+    merged = fused_into_conv(layers_plan)
     permutation = {}
     for layer in layers_plan:
         weights = model.get_layer(layer.name).get_weights()
-        if layer.name in folded:
-            conv = copy.get_layer(folded[layer.name])
+        if layer.kind == "relu" and layer.name in merged:
+            continue
+        if layer.name in merged:
+            conv = copy.get_layer(merged[layer.name])
             kernel, bias = conv.get_weights()
             gamma, beta, mean, variance = weights
             scale = gamma / np.sqrt(variance + model.get_layer(layer.name).epsilon)
@@ -286,12 +294,13 @@ def expanded(model, model_config: DeepRxConfig, scenario: config_lib.ScenarioCon
     return copy
 
 
-def keras_layer(layer: Layer, synchronized_bn: bool = False):
-    """The tf_keras layer of one plan `Layer` (an "add" takes a list of two tensors)."""
+def keras_layer(layer: Layer, synchronized_bn: bool = False, activation=None):
+    """The tf_keras layer of one plan `Layer` (an "add" takes a list of two tensors);
+    `activation`: a conv's (the inference graph's merged ReLU)."""
     from tf_keras import layers
     if layer.kind == "conv":
         return layers.Conv2D(layer.channels_out, layer.kernel, padding="same", use_bias=layer.use_bias,
-                             name=layer.name)
+                             activation=activation, name=layer.name)
     if layer.kind == "depthwise":
         return layers.DepthwiseConv2D(layer.kernel, padding="same", depth_multiplier=layer.channels_out
                                       // layer.channels_in, dilation_rate=layer.dilation, use_bias=layer.use_bias,
