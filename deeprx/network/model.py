@@ -271,14 +271,13 @@ def expanded(model, model_config: DeepRxConfig, scenario: config_lib.ScenarioCon
     permutation = {}
     for layer in layers_plan:
         weights = model.get_layer(layer.name).get_weights()
-        if layer.kind == "relu" and layer.name in merged:
-            continue
         if layer.name in merged:
-            conv = copy.get_layer(merged[layer.name])
-            kernel, bias = conv.get_weights()
-            gamma, beta, mean, variance = weights
-            scale = gamma / np.sqrt(variance + model.get_layer(layer.name).epsilon)
-            conv.set_weights([kernel * scale, (bias - mean) * scale + beta])
+            if layer.kind == "bn":  # folded into the conv's kernel and bias; the ReLU is its activation
+                conv = copy.get_layer(merged[layer.name])
+                kernel, bias = conv.get_weights()
+                gamma, beta, mean, variance = weights
+                scale = gamma / np.sqrt(variance + model.get_layer(layer.name).epsilon)
+                conv.set_weights([kernel * scale, (bias - mean) * scale + beta])
             continue
         if layer.kind == "depthwise" and layer.channels_out > layer.channels_in:
             copies, channels = layer.channels_out // layer.channels_in, layer.channels_in
