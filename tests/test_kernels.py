@@ -83,6 +83,9 @@ def test_fit_space_is_seeded_and_spans_the_shapes():
     assert {layer.dilation for layer in layers if layer.kind == "depthwise"} == set(kernel_models.DILATIONS)
     assert min(layer.width for layer in layers) == 24 and max(layer.width for layer in layers) == 264
     assert all(4 <= layer.channels_out <= 640 for layer in layers)
+    conv3x3 = [layer for layer in layers if layer.kind == "conv" and layer.kernel == 3]
+    square = [layer for layer in conv3x3 if layer.channels_in == layer.channels_out]
+    assert 0.25 < len(square) / len(conv3x3) < 0.6 and len(square) < len(conv3x3)
 
 
 def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):

@@ -67,7 +67,10 @@ def _channels(rng, low=4, high=320):
 
 def fit_space(count, seed=0, widths=(24, 264), high=320):
     """`count` layers sampled (seeded) over kinds, grid widths (multiples of 12 in `widths`),
-    channel counts (log-uniform, 4..high), kernel sizes, dilations and depth multipliers."""
+    channel counts (log-uniform, 4..high), kernel sizes, dilations and depth multipliers. 40%
+    of the 3x3 convs are square (channels in = out), the shape conv nets repeat: with the two
+    counts drawn apart, 3 of 105 were, and a fit on those missed plain ResNets of 3x3 convs
+    (data/results/energy-cpu/kernels, 2026-12-03)."""
     rng = np.random.RandomState(seed)
     kinds = ("conv1x1", "conv3x3", "depthwise", "depthwise", "bn", "bn_relu", "relu", "add", "concat")
     weights = np.array([4, 3, 3, 3, 1, 2, 1, 2, 1], float)
@@ -79,8 +82,14 @@ def fit_space(count, seed=0, widths=(24, 264), high=320):
         if kind == "conv1x1":
             layers.append(FitLayer("conv", width, c, _channels(rng, high=high)))
         elif kind == "conv3x3":
-            cin = _channels(rng, 2, high) if rng.rand() < 0.2 else c  # a stem: few input channels
-            layers.append(FitLayer("conv", width, cin, _channels(rng, high=high), kernel=3))
+            shape = rng.rand()
+            if shape < 0.2:  # a stem: few input channels
+                cin, cout = _channels(rng, 2, high), _channels(rng, high=high)
+            elif shape < 0.6:  # square, as in the blocks of a ResNet (or DeepRx's paper variant)
+                cin = cout = c
+            else:
+                cin, cout = c, _channels(rng, high=high)
+            layers.append(FitLayer("conv", width, cin, cout, kernel=3))
         elif kind == "depthwise":
             dilation = DILATIONS[rng.randint(len(DILATIONS))]
             layers.append(FitLayer("depthwise", width, c, c * (1 + (rng.rand() < 0.3)), 3, dilation))
