@@ -1,7 +1,7 @@
 """Benchmark (run on demand, not by the test suite): teacher and student, float and int8, side by side.
 
 Example usage (from the repository root, with nothing else running):
-  python tests/benchmarks/edge_cpu.py --student=runs/edge-student-cpu-2dmrs --teacher=runs/teacher-cpu
+  python tests/benchmarks/edge_cpu.py --student=pretrained:kd-student-cpu-2dmrs --teacher=pretrained:teacher-cpu-2dmrs
 
 On the --preset grid (default demo), through the project's own CLIs (their commands are
 printed and recorded), for the student and the teacher:

@@ -1,7 +1,7 @@
 """Benchmark (run on demand, not by the test suite): the energy study on this machine.
 
 Example usage (from the repository root, with nothing else running):
-  python tests/benchmarks/energy_cpu.py --teacher=runs/teacher-cpu --student=runs/edge-student-cpu-2dmrs
+  python tests/benchmarks/energy_cpu.py --teacher=pretrained:teacher-cpu-2dmrs --student=pretrained:kd-student-cpu-2dmrs
 
 On the --preset grid (default cpu), through the project's own CLIs (their commands are
 printed and recorded in OUT/summary.json):
