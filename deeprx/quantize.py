@@ -14,15 +14,16 @@ must otherwise be its training scenario. Weights, activations and the model's in
 output are int8 (biases int32), calibrated on slots of the training channels spread over the
 evaluation grid's SINR points from --calibration_min_sinr_db (10 dB) up, where the BER targets
 lie. --method=qat first fine-tunes with fake quantization on the same SINR range
-(tensorflow-model-optimization; the stand-alone BatchNormalization layers of the
-pre-activation blocks get an output-only quantize config, and keep their batch statistics
-frozen during the fine-tune). The file is OUT/<model name>_<int8|int8_qat|float>.tflite;
+(tensorflow-model-optimization), its activation ranges first set from the calibration slots;
+the stand-alone BatchNormalization layers of the pre-activation blocks get an output-only
+quantize config, and keep their batch statistics frozen during the fine-tune. The file is OUT/<model name>_<int8|int8_qat|float>.tflite;
 beside X.tflite, X.json records
 what the device needs: input/output scale and zero point, grid, channel layout, modulation,
 FLOPs per slot, the source model, the method and the converter version. The exported graph
 writes each depthwise conv of depth multiplier > 1 as its input tiled (CONCATENATION) and a
-multiplier-1 depthwise conv, an exact rewrite that XNNPACK's int8 kernels run 13x faster
-(deeprx.network.model.expanded, BUILD_NOTES.md).
+multiplier-1 depthwise conv, an exact rewrite that XNNPACK's int8 kernels run 13x faster,
+and merges the BN and ReLU after each unit's first 1x1 conv into that conv, as the converter
+does, so that QAT trains the graph it exports (deeprx.network.model.expanded, BUILD_NOTES.md).
 """
 
 import os
