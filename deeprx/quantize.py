@@ -16,9 +16,9 @@ evaluation grid's SINR points from --calibration_min_sinr_db (10 dB) up, where t
 lie. --method=qat first fine-tunes with fake quantization on the same SINR range
 (tensorflow-model-optimization), its activation ranges first set from the calibration slots;
 the stand-alone BatchNormalization layers of the pre-activation blocks get an output-only
-quantize config, and keep their batch statistics frozen during the fine-tune. The file is OUT/<model name>_<int8|int8_qat|float>.tflite;
-beside X.tflite, X.json records
-what the device needs: input/output scale and zero point, grid, channel layout, modulation,
+quantize config, and keep their batch statistics frozen during the fine-tune. The file is
+OUT/<model name>_<int8|int8_qat|float>.tflite; beside X.tflite, X.json records what the device
+needs: input/output scale and zero point, grid, channel layout, modulation,
 FLOPs per slot, the source model, the method and the converter version. The exported graph
 writes each depthwise conv of depth multiplier > 1 as its input tiled (CONCATENATION) and a
 multiplier-1 depthwise conv, an exact rewrite that XNNPACK's int8 kernels run 13x faster,

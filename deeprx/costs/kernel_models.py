@@ -85,7 +85,7 @@ def fit_space(count, seed=0, widths=(24, 264), high=320):
             shape = rng.rand()
             if shape < 0.2:  # a stem: few input channels
                 cin, cout = _channels(rng, 2, high), _channels(rng, high=high)
-            elif shape < 0.6:  # square, as in the blocks of a ResNet (or DeepRx's paper variant)
+            elif shape < 0.6:  # square, as in the blocks of a ResNet
                 cin = cout = c
             else:
                 cin, cout = c, _channels(rng, high=high)
