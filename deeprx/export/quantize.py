@@ -139,13 +139,13 @@ def calibrate_ranges(quantized, model, slots, batch_size=32):
         for name, value in zip(["inputs"] + names, outputs):
             low[name] = min(low.get(name, 0.0), float(np.min(value)))
             high[name] = max(high.get(name, 0.0), float(np.max(value)))
+    bounds = {f"{kind}_{bound}": values for kind in ACTIVATION_RANGES for bound, values in (("min", low), ("max", high))}
     for layer in quantized.layers:
         source = layer.layer.name if hasattr(layer, "layer") else "inputs"
         for variable in layer.non_trainable_variables:
             name = variable.name.split("/")[-1].split(":")[0]
-            for bound, values in (("min", low), ("max", high)):
-                if name in (f"{kind}_{bound}" for kind in ACTIVATION_RANGES):
-                    variable.assign(values[source])
+            if name in bounds:
+                variable.assign(bounds[name][source])
 
 
 def fine_tune(model, scenario, export_config, sinr_range, log=print):
