@@ -45,6 +45,13 @@ def test_tflite_operators_carry_what_changes_their_cost(dtype, tmp_path):
     # Dilation reaches the regressor: the same conv undilated is another feature vector.
     undilated = dict(conv, dilation_h=1, dilation_w=1)
     assert op_features.vector(conv, 2) != op_features.vector(undilated, 2)
+    # How full the last block of 64 channels is reaches it too: 64 channels fill it, 68 use
+    # 68 of 128, 60 of 64.
+    names = op_features.FEATURE_NAMES
+    for channels, share in ((64, 1.0), (68, 68 / 128), (60, 60 / 64), (8, 8 / 64)):
+        features = dict(zip(names, op_features.vector(dict(conv, channels_in=channels), 2)))
+        assert features["channels_in_fill64"] == pytest.approx(share)
+        assert features["channels_out_fill64"] == pytest.approx(16 / 64)
     # One-op models cut from the file hold one operator each, with the same features.
     parts = kernel_timing.split_ops(path, str(tmp_path))
     assert [op_features.tflite_ops(p) for p in parts] == [[conv], [depthwise]]

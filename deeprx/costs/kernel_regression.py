@@ -8,7 +8,9 @@ gets that operator's efficiency times its own FLOPs, which is how conv kernels s
 choice is made by cross-validation over the fit's own operators (`cross_validate`, recorded in
 fit.json's target_cv), never on the held-out models. (Three features that the same
 cross-validation preferred, a conv's GEMM shape and FLOPs per byte, made the held-out models'
-predictions worse and were left out on that evidence: data/results/energy-cpu/kernels.)"""
+predictions worse and were left out on that evidence. The block-fill features of op_features
+were kept on it: they bring the predictions closer to the held-out operators' own times in
+every family. data/results/energy-cpu/kernels.)"""
 
 import numpy as np
 
