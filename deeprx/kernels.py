@@ -24,7 +24,10 @@ every operator alone (a .tflite's operators cut out one per model; a Keras model
 one per model, in a graph: what 4 more runs add, / 4) and fits. It then predicts and measures
 whole models it never saw, in three families: (a) DeepRx paper and edge variants at
 --heldout_widths, (b) width 0.5 on --heldout_prbs grids, (c) plain ResNets of 3x3 convs; a
-prediction is the operators' sum plus one empty call, with no calibration to whole models.
+prediction is the operators' sum plus one empty call, times a context factor per TFLite
+backend and threads: the median of measured / operators alone over --context_models
+multi-layer models of the fit's own operators (residual chains; OUT/context.csv, fit.json's
+context), measured as the held-out models are. No held-out model calibrates anything.
 Drift: a VM's speed wanders by 10% and more within an hour, so a fixed probe model (a conv and a
 dilated depthwise, no held-out model) is timed around every block of 10 fit layers and around
 every held-out measurement, and every timing is divided by its speed factor (its time then over
@@ -40,7 +43,7 @@ A rerun of `fit` on the same OUT resumes kernels.csv only on the CPU it was time
 (the fit's flags) fits the regressors again on OUT's kernels.csv and predicts its held-out
 models again, keeping every timing and measurement: it times nothing and runs on any machine
 (fit.json's `refit` records when and where; the figures stay those of the fit's CPU).
-Writes OUT/kernels.csv (every operator timing), OUT/heldout.csv, OUT/heldout_summary.json
+Writes OUT/kernels.csv (every operator timing), OUT/context.csv, OUT/heldout.csv, OUT/heldout_summary.json
 ({family: {backend: {mape, within_10pct, models, predictions}}}), OUT/fit.json,
 OUT/heldout.png, OUT/probe.json and OUT/predictor.joblib.
 
@@ -76,6 +79,8 @@ def define_flags():
     flags.DEFINE_list("backends", list(predictor_lib.BACKENDS), "backends to fit or predict")
     flags.DEFINE_list("threads", ["1", "2"], "TFLite interpreter threads to time and predict")
     flags.DEFINE_integer("fit_layers", 240, "fit: one-layer models sampled")
+    flags.DEFINE_integer("context_models", 12, "fit: multi-layer models of the fit's operators measured whole and by "
+                         "operators alone, for the context factor (0: none, a factor of 1)", lower_bound=0)
     flags.DEFINE_list("heldout_widths", ["0.3", "0.6", "0.9"], "fit, refit: width multipliers of held-out family (a)")
     flags.DEFINE_list("heldout_prbs", ["4", "16"], "fit, refit: PRB counts of held-out family (b), DeepRx width 0.5")
     flags.DEFINE_list("heldout_resnets", ["16x2", "32x3", "64x3", "96x4"],
@@ -130,7 +135,8 @@ def main(argv):
         else:
             result = predictor_lib.fit(scenario, FLAGS.backends, threads, kernel_models.fit_space(FLAGS.fit_layers),
                                        families, FLAGS.min_seconds, FLAGS.out, source, command=command,
-                                       rounds=FLAGS.heldout_rounds)
+                                       rounds=FLAGS.heldout_rounds,
+                                       context_models=kernel_models.context_models(FLAGS.context_models))
         plots.heldout_plot(FLAGS.out)
         print(f"Wrote {FLAGS.out}: held-out latency MAPE / within +-10%:", flush=True)
         for family, backends in result["heldout_latency"].items():

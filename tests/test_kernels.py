@@ -2,6 +2,7 @@
 Keras models, and the fit / held-out / predict commands on a tiny configuration."""
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -99,7 +100,8 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     out = str(tmp_path / "kernels")
     fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--fit_layers=12", "--heldout_widths=0.2",
                      "--heldout_prbs=2", "--heldout_resnets=8x1", "--threads=1", "--min_seconds=0.01",
-                     "--energy_source=cputime:5", "--heldout_rounds=2", f"--out={out}", timeout=900)
+                     "--energy_source=cputime:5", "--heldout_rounds=2", "--context_models=2", f"--out={out}",
+                     timeout=900)
     assert fit.returncode == 0, fit.stderr[-3000:]
     with open(os.path.join(out, "heldout.csv")) as f:
         heldout = list(csv.DictReader(f))
@@ -131,6 +133,29 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     wall, cpu = predictor.model_seconds(op_features.keras_ops(resnet), "keras_float", int(row["threads"]))
     # ... in the fit's time, as the measurement: the median of two passes, each read against the probe.
     assert 1e3 * wall == pytest.approx(float(row["predicted_wall_ms"]), abs=1e-3)
+    # The context factor: the median of measured / operators alone over the fit's own two
+    # multi-layer models, per TFLite backend; a TFLite prediction is the operators' sum plus
+    # the empty call, times it.
+    with open(os.path.join(out, "context.csv")) as f:
+        context = list(csv.DictReader(f))
+    assert {(r["backend"], r["threads"]) for r in context} == {("tflite_float", "1"), ("tflite_int8", "1")}
+    assert len({r["model"] for r in context}) == 2 and all(r["model"].startswith("chain ") for r in context)
+    with open(os.path.join(out, "fit.json")) as f:
+        factors = json.load(f)["context"]["factors"]
+    for backend in ("tflite_float", "tflite_int8"):
+        ratios = [float(r["measured_wall_ms"]) / float(r["ops_alone_wall_ms"]) for r in context if r["backend"] == backend]
+        assert factors[f"{backend}@1"] == pytest.approx(np.median(ratios), abs=1e-4)
+        assert predictor.context[backend, 1] == pytest.approx(np.median(ratios), abs=1e-4)
+    ops = kernel_timing.backend_rows(resnet, resnet, "tflite_int8", str(tmp_path))[0]
+    int8_row = next(r for r in heldout if r["family"] == "plain_resnet" and r["backend"] == "tflite_int8")
+    operators_sum = sum(w for w, _ in predictor.op_seconds(ops, "tflite_int8", 1)) + \
+        predictor.empty_call["tflite_int8", 1][0]
+    assert 1e3 * predictor.context["tflite_int8", 1] * operators_sum == pytest.approx(
+        float(int8_row["predicted_wall_ms"]), abs=6e-5)  # heldout.csv keeps 0.1 us
+    doubled = dataclasses.replace(predictor, context={("tflite_int8", 1): 2.0})
+    assert doubled.model_seconds(ops, "tflite_int8", 1)[0] == pytest.approx(2 * operators_sum)
+    assert dataclasses.replace(predictor, context=None).model_seconds(ops, "tflite_int8", 1)[0] == \
+        pytest.approx(operators_sum)
     assert all(0.2 < float(r["probe_wall"]) < 5 for r in heldout + timed)
     assert all(0 <= float(r["spread_wall"]) < 2 for r in heldout) and any(float(r["spread_wall"]) > 0 for r in heldout)
     assert "held-out pass 2/2" in fit.stdout
@@ -190,6 +215,7 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     with open(os.path.join(out, "fit.json")) as f:
         after = json.load(f)
     assert after["refit"]["command"].startswith("python -m deeprx.kernels refit") and after["date"] == fitted["date"]
+    assert after["context"] == fitted["context"] and after["context"]["models"] == 2  # from context.csv
     for backend in kernel_predictor.BACKENDS:
         assert set(after["target_cv"][backend]) == {"log2 seconds per FLOP", "log2 seconds"}
     other = run_module("deeprx.kernels", "refit", *flags[:1], "--heldout_widths=0.3", *flags[2:], timeout=600)

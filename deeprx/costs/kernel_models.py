@@ -98,6 +98,36 @@ def fit_space(count, seed=0, widths=(24, 264), high=320):
     return layers
 
 
+def context_models(count, seed=1, widths=(24, 264), height=14):
+    """`count` multi-layer models of the fit space's operators (seeded), on which the fit
+    measures what running inside a whole model adds to the operators' times alone (the context
+    factor): a 3x3 stem conv from 2..16 channels to C (8..192), 2..5 residual blocks (a dilated
+    depthwise conv, depth multiplier 1 or 2, or a 3x3 conv; BN, ReLU; a 1x1 conv back to C; the
+    block's input added) and a 1x1 head. None is a held-out model: kinds, grids, channel counts
+    and dilations are drawn as the fit's layers are."""
+    import tf_keras as keras
+    from tf_keras import layers
+    rng = np.random.RandomState(seed)
+    models = []
+    for index in range(count):
+        width = 12 * rng.randint(widths[0] // 12, widths[1] // 12 + 1)
+        channels, blocks = _channels(rng, 8, 192), rng.randint(2, 6)
+        inputs = keras.Input(shape=(height, width, _channels(rng, 2, 16)), batch_size=1)
+        x = layers.Conv2D(channels, 3, padding="same")(inputs)
+        for _ in range(blocks):
+            if rng.rand() < 0.6:
+                y = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=1 + (rng.rand() < 0.3),
+                                           dilation_rate=DILATIONS[rng.randint(len(DILATIONS))])(x)
+            else:
+                y = layers.Conv2D(channels, 3, padding="same")(x)
+            y = layers.Conv2D(channels, 1)(layers.ReLU()(layers.BatchNormalization()(y)))
+            x = layers.Add()([x, y])
+        x = layers.Conv2D(_channels(rng, 2, 16), 1)(layers.ReLU()(x))
+        model = keras.Model(inputs, x, name=f"chain{index}")
+        models.append((f"chain {index}: {channels} ch x {blocks} blocks on 14 x {width}", model, model))
+    return models
+
+
 def plain_resnet(scenario, channels, blocks, name):
     """A receiver-sized ResNet of standard 3x3 convs (conv-BN-ReLU-conv-BN + skip, ReLU): the
     other conv-net family of the held-out set."""

@@ -3,9 +3,12 @@ python -m deeprx.kernels, whose docstring describes the method.
 
 Fit: synthetic one-layer models sampled over a space of operator shapes
 (kernel_models.fit_space), each converted per backend; every operator is timed alone (TFLite:
-cut out as a one-op model) and becomes a row. Held out: whole models the fit never saw, in
-families (kernel_models.heldout_families), predicted as the sum of their operators plus one
-empty call, and measured in round-robin passes."""
+cut out as a one-op model) and becomes a row. Context: multi-layer models of the same
+operators (kernel_models.context_models), each measured whole and by its operators alone; the
+median ratio per backend and threads is what running inside a whole model adds. Held out:
+whole models the fit never saw, in families (kernel_models.heldout_families), predicted as
+the sum of their operators plus one empty call, times that context factor, and measured in
+round-robin passes."""
 
 import dataclasses
 import os
@@ -13,10 +16,9 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
-
 from deeprx.costs import op_features
 from deeprx.costs import kernel_regression as regression
+from deeprx.costs import kernel_summary as summary_lib
 from deeprx.costs import kernel_timing as timing
 from deeprx.evaluation import bench
 from edge import ber as ber_lib
@@ -25,6 +27,10 @@ BACKENDS = ("keras_float", "tflite_float", "tflite_int8")
 # nn-Meter (Zhang et al., MobiSys 2021) on unseen models: share within +-10%.
 NN_METER_WITHIN_10PCT = {"mobile CPU": 0.9909, "mobile GPU": 0.9901, "VPU": 0.8361}
 PROBE = "3x3 conv 32->32, 3x3 depthwise dilated 2x3, ReLU on 14 x 96 (kernel_timing.probe_model)"
+CONTEXT_NOTE = ("a prediction is the operators' sum plus one empty call, times the context factor of its backend "
+                "and threads: the median of measured / operators alone over the fit's own multi-layer models "
+                "(context.csv, kernel_models.context_models), none of them a held-out model; 1 where none was "
+                "measured (float Keras)")
 PROBE_NOTE = ("every operator and held-out timing is read against the probe model timed around it: its time is "
               "divided by the probe's speed factor (the probe's time then over its time at the start of the fit); no "
               "held-out model is used")
@@ -33,13 +39,14 @@ PROBE_NOTE = ("every operator and held-out timing is read against the probe mode
 @dataclasses.dataclass
 class Predictor:
     """Per backend: a regressor of wall and one of CPU seconds per operator
-    (kernel_regression: its target and features), and the empty call's (wall, CPU) seconds per
-    threads."""
+    (kernel_regression: its target and features), the empty call's (wall, CPU) seconds per
+    threads, and the context factor per TFLite backend and threads (1 where none was measured)."""
     regressors: dict
     empty_call: dict  # {(backend, threads): (wall, cpu)}
     probe_reference: dict = None  # {(backend, threads): the probe's (wall, cpu) in the fit's time}
     target: str = regression.TARGET
     features: tuple = op_features.FEATURE_NAMES
+    context: dict = None  # {(backend, threads): measured / operators alone, on the fit's multi-layer models}
 
     def op_seconds(self, rows, backend, threads):
         """[(wall, CPU) seconds] per operator row."""
@@ -49,10 +56,11 @@ class Predictor:
 
     def model_seconds(self, rows, backend, threads):
         """(wall, CPU) seconds per inference of a model of operator `rows`: the operators' sum
-        plus one empty call. No calibration to whole models."""
+        plus one empty call, times the context factor. No calibration on a held-out model."""
         per_op = self.op_seconds(rows, backend, threads)
         empty = self.empty_call[backend, threads]
-        return tuple(sum(op[i] for op in per_op) + empty[i] for i in range(2))
+        factor = (self.context or {}).get((backend, threads), 1.0)
+        return tuple(factor * (sum(op[i] for op in per_op) + empty[i]) for i in range(2))
 
 
 def own_op_seconds(timer, keras_model, path, tmp):
@@ -119,25 +127,12 @@ def _typed(row):
             for k, v in row.items()}
 
 
-def summarize(heldout, key="wall"):
-    """{family: {backend: {"mape", "within_10pct", "models", "predictions"}}} of heldout.csv rows."""
-    summary = {}
-    for family in dict.fromkeys(r["family"] for r in heldout):
-        for backend in dict.fromkeys(r["backend"] for r in heldout):
-            rows = [r for r in heldout if r["family"] == family and r["backend"] == backend]
-            errors = [abs(r[f"predicted_{key}_ms"] - r[f"measured_{key}_ms"]) / r[f"measured_{key}_ms"] for r in rows]
-            summary.setdefault(family, {})[backend] = {
-                "mape": round(100 * float(np.mean(errors)), 2),
-                "within_10pct": round(float(np.mean([e <= 0.10 for e in errors])), 3),
-                "models": len({r["model"] for r in rows}), "predictions": len(rows)}
-    return summary
-
-
 def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, energy_source=None, command=None,
-        rounds=3, log=print):
-    """Times the fit layers' operators, fits, predicts and measures the held-out families;
-    writes OUT's files; returns fit.json's dict. energy_source: a CpuTimeSource whose W per
-    busy core turns CPU seconds into joules (None: no energy columns)."""
+        rounds=3, context_models=(), log=print):
+    """Times the fit layers' operators, fits, measures the context models (the context
+    factors), predicts and measures the held-out families; writes OUT's files; returns
+    fit.json's dict. energy_source: a CpuTimeSource whose W per busy core turns CPU seconds
+    into joules (None: no energy columns)."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     reference = _resumable_probe(out, log)
@@ -153,32 +148,39 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
         log(f"timing the operators of {len(fit_layers)} sampled layers on {', '.join(backends)}", flush=True)
         rows = time_fit_ops(fit_layers, timers, backends, tmp, out, keep, log)
         predictor = Predictor(regression.fit_regressors(rows, backends), timers.empty_call, timers.reference)
+        context = _context_rows(context_models, [b for b in backends if b != "keras_float"], timers, predictor,
+                                tmp, rounds, out, keep, log)
+        predictor.context = summary_lib.context_factors(context)
         heldout = measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source, log)
-    result = {"what": "kernel-level latency and energy predictor: operator sums, no whole-model calibration",
+    result = {"what": "kernel-level latency and energy predictor: operator sums x a context factor measured on the "
+                      "fit's own multi-layer models; no calibration on a held-out model",
               "probe": {"model": PROBE, "note": PROBE_NOTE, "factor_range": {
                   where: [min(r["probe_wall"] for r in table), max(r["probe_wall"] for r in table)]
                   for where, table in (("fit", rows), ("heldout", heldout))}},
               "grid_height": scenario.grid_shape[0], "fit_layers": len(fit_layers), "operators_timed": len(rows),
               "backends": list(backends),
               "empty_call_us": {_key(*key): [round(1e6 * t, 3) for t in s] for key, s in predictor.empty_call.items()},
-              "heldout_rounds": rounds, "heldout_spread": _spread_summary(heldout),
+              "heldout_rounds": rounds, "heldout_spread": summary_lib.spread_summary(heldout),
               "nn_meter_within_10pct": NN_METER_WITHIN_10PCT, "seconds": round(time.time() - start, 1),
               "command": command, **bench.provenance()}
     if energy_source is not None:
         result["energy_source"] = energy_source.name
         result["energy_note"] = ("energy = CPU seconds x W per busy core, predicted (operator CPU-time sum) and "
                                  "measured (the whole model's process CPU time): an estimate both ways, no meter")
-    return _write(out, rows, predictor, heldout, result, log)
+    return _write(out, rows, predictor, context, heldout, result, log)
 
 
 def refit(families, out, command=None, log=print):
     """Fits OUT's regressors again on its kernels.csv and predicts its held-out models again,
-    keeping every timing and measurement: nothing is timed, so it runs on any machine (the
-    figures stay those of the CPU the fit timed, fit.json's `cpu`, and of its energy source).
-    `families` must rebuild the held-out models OUT measured (operator counts and FLOPs checked)."""
+    keeping every timing and measurement (the context factors too, from its context.csv, if
+    any): nothing is timed, so it runs on any machine (the figures stay those of the CPU the fit
+    timed, fit.json's `cpu`, and of its energy source). `families` must rebuild the held-out
+    models OUT measured (operator counts and FLOPs checked)."""
     earlier = ber_lib.read_json(os.path.join(out, "fit.json"))
     rows = [_typed(r) for r in ber_lib.read_csv(os.path.join(out, "kernels.csv"))]
     heldout = [_typed(r) for r in ber_lib.read_csv(os.path.join(out, "heldout.csv"))]
+    context_path = os.path.join(out, "context.csv")
+    context = [_typed(r) for r in ber_lib.read_csv(context_path)] if os.path.isfile(context_path) else []
     empty_call = {}
     for key, us in earlier["empty_call_us"].items():
         backend, _, n = key.partition("@")
@@ -187,7 +189,8 @@ def refit(families, out, command=None, log=print):
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     log(f"fitting {len(rows)} operator timings of {earlier['cpu']} ({earlier['date']}) again", flush=True)
     predictor = Predictor(regression.fit_regressors(rows, backends), empty_call,
-                          _probe_reference(ber_lib.read_json(os.path.join(out, "probe.json"))))
+                          _probe_reference(ber_lib.read_json(os.path.join(out, "probe.json"))),
+                          context=summary_lib.context_factors(context))
     ops = {}
     with tempfile.TemporaryDirectory() as tmp:
         for family, models in families.items():
@@ -203,25 +206,31 @@ def refit(families, out, command=None, log=print):
         watts = row["measured_mj"] / row["measured_cpu_ms"] if row.get("measured_mj") is not None else None
         row.update(_predicted(predictor, found, row["backend"], row["threads"], watts))
     result = dict(earlier, refit={"command": command, **bench.provenance()})
-    return _write(out, rows, predictor, heldout, result, log)
+    return _write(out, rows, predictor, context, heldout, result, log)
 
 
-def _write(out, rows, predictor, heldout, result, log):
+def _write(out, rows, predictor, context, heldout, result, log):
     """Writes heldout.csv, heldout_summary.json, predictor.joblib and fit.json (`result` with
-    the regressors' description, cross-validation and held-out summaries); returns fit.json's dict."""
+    the regressors' description, cross-validation, the context factors and held-out
+    summaries); returns fit.json's dict."""
     import joblib
     log("cross-validating the regression targets over the fit's layers", flush=True)
     ber_lib.write_table(os.path.join(out, "heldout.csv"), heldout, list(heldout[0]))
-    summary = summarize(heldout)
+    summary = summary_lib.summarize(heldout)
     ber_lib.write_json(os.path.join(out, "heldout_summary.json"), summary)
     joblib.dump(predictor, os.path.join(out, ".predictor.joblib.tmp"))
     os.replace(os.path.join(out, ".predictor.joblib.tmp"), os.path.join(out, "predictor.joblib"))
     result = dict(result, features=list(op_features.FEATURE_NAMES), regressor=regression.REGRESSOR,
                   target_cv=regression.cross_validate(rows, result["backends"]),
-                  heldout_latency=summary, heldout_cpu_time=summarize(heldout, "cpu"),
-                  heldout_latency_without_probe=summarize([dict(r, measured_wall_ms=r["unprobed_wall_ms"])
-                                                           for r in heldout]),
-                  heldout_decomposition=_decomposition(heldout))
+                  context={"factors": {_key(*key): f for key, f in (predictor.context or {}).items()},
+                           "models": len({r["model"] for r in context}), "note": CONTEXT_NOTE},
+                  heldout_latency=summary, heldout_cpu_time=summary_lib.summarize(heldout, "cpu"),
+                  heldout_latency_without_probe=summary_lib.summarize(
+                      [dict(r, measured_wall_ms=r["unprobed_wall_ms"]) for r in heldout]),
+                  heldout_latency_without_context=summary_lib.summarize(
+                      [dict(r, predicted_wall_ms=r["predicted_wall_ms"] / (predictor.context or {}).get(
+                          (r["backend"], r["threads"]), 1.0)) for r in heldout]),
+                  heldout_decomposition=summary_lib.decomposition(heldout))
     ber_lib.write_json(os.path.join(out, "fit.json"), result)
     return result
 
@@ -238,6 +247,29 @@ def _predicted(predictor, ops, backend, threads, watts=None):
     if watts is not None:
         row["predicted_mj"] = round(watts * row["predicted_cpu_ms"], 4)
     return row
+
+
+def _context_rows(models, backends, timers, predictor, tmp, rounds, out, keep, log):
+    """OUT/context.csv's rows: the fit's multi-layer `models` measured whole and by their
+    operators alone on the TFLite `backends`, as held-out models are (measure_heldout); with
+    `keep` (a resumed fit on its CPU), kept from OUT's context.csv when it holds exactly these
+    models, else measured and written there at once."""
+    jobs = {(name, backend, n) for name, _, _ in models for backend in backends for n, _ in timers.of(backend)}
+    path = os.path.join(out, "context.csv")
+    if keep and os.path.isfile(path):
+        kept = [_typed(r) for r in ber_lib.read_csv(path)]
+        if {(r["model"], r["backend"], r["threads"]) for r in kept} == jobs:
+            log(f"context: {len(kept)} measurements kept from {path}", flush=True)
+            return kept
+    if not jobs:
+        if os.path.isfile(path):
+            os.remove(path)  # an earlier fit's, not this one's
+        return []
+    log(f"context: measuring {len(models)} multi-layer models of the fit's operators whole and by operators alone",
+        flush=True)
+    rows = measure_heldout({"context": models}, backends, timers, predictor, tmp, rounds, log=log)
+    ber_lib.write_table(path, rows, list(rows[0]))
+    return rows
 
 
 def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source=None, log=print):
@@ -300,28 +332,6 @@ def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_s
             + ("" if ops_alone is None else f"its operators alone {row['ops_alone_wall_ms']:.3f} ms, ")
             + f"predicted {row['predicted_wall_ms']:.3f} ms", flush=True)
     return rows
-
-
-def _decomposition(heldout):
-    """{family: {TFLite backend: medians of measured / operators alone (the context: caches,
-    fusions, the runtime between operators) and predicted / operators alone (the regressors)}}."""
-    result = {}
-    for row in heldout:
-        if row["ops_alone_wall_ms"] is not None:
-            result.setdefault(row["family"], {}).setdefault(row["backend"], []).append(row)
-    return {family: {backend: {
-        "measured_over_ops_alone": round(statistics.median(r["measured_wall_ms"] / r["ops_alone_wall_ms"] for r in rows), 4),
-        "predicted_over_ops_alone": round(statistics.median(r["predicted_wall_ms"] / r["ops_alone_wall_ms"] for r in rows), 4)}
-        for backend, rows in backends.items()} for family, backends in result.items()}
-
-
-def _spread_summary(heldout):
-    """{backend: median and max of the held-out rows' pass spread}: the noise a +-10% target
-    is read against."""
-    return {backend: {"median": round(statistics.median(r["spread_wall"] for r in rows), 4),
-                      "max": round(max(r["spread_wall"] for r in rows), 4)}
-            for backend in dict.fromkeys(r["backend"] for r in heldout)
-            for rows in [[r for r in heldout if r["backend"] == backend]]}
 
 
 def _resumable_probe(out, log):

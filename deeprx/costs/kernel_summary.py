@@ -1,0 +1,67 @@
+"""The figures fit.json gives of the kernel-level predictor's whole-model measurements
+(deeprx/costs/kernel_predictor.py): held-out errors per family and backend, their split into
+context and regressors, the passes' noise, and the context factors measured on the fit's own
+multi-layer models."""
+
+import statistics
+
+import numpy as np
+
+
+def summarize(heldout, key="wall"):
+    """{family: {backend: {"mape", "within_10pct", "models", "predictions"}}} of heldout.csv rows."""
+    summary = {}
+    for family in dict.fromkeys(r["family"] for r in heldout):
+        for backend in dict.fromkeys(r["backend"] for r in heldout):
+            rows = [r for r in heldout if r["family"] == family and r["backend"] == backend]
+            errors = [abs(r[f"predicted_{key}_ms"] - r[f"measured_{key}_ms"]) / r[f"measured_{key}_ms"] for r in rows]
+            summary.setdefault(family, {})[backend] = {
+                "mape": round(100 * float(np.mean(errors)), 2),
+                "within_10pct": round(float(np.mean([e <= 0.10 for e in errors])), 3),
+                "models": len({r["model"] for r in rows}), "predictions": len(rows)}
+    return summary
+
+
+def _ratios(rows, numerator):
+    """{backend: [numerator / operators alone]} of the rows that have operators alone."""
+    ratios = {}
+    for row in rows:
+        if row["ops_alone_wall_ms"] is not None:
+            ratios.setdefault(row["backend"], []).append(row[numerator] / row["ops_alone_wall_ms"])
+    return ratios
+
+
+def decomposition(heldout):
+    """{family: {TFLite backend: medians of measured / operators alone (the context: caches,
+    fusions, the runtime between operators) and predicted / operators alone (the regressors)}}."""
+    result = {}
+    for family in dict.fromkeys(r["family"] for r in heldout):
+        rows = [r for r in heldout if r["family"] == family]
+        measured, predicted = _ratios(rows, "measured_wall_ms"), _ratios(rows, "predicted_wall_ms")
+        if measured:
+            result[family] = {backend: {
+                "measured_over_ops_alone": round(statistics.median(measured[backend]), 4),
+                "predicted_over_ops_alone": round(statistics.median(predicted[backend]), 4)}
+                for backend in measured}
+    return result
+
+
+def context_factors(context_rows):
+    """{(backend, threads): median of measured / operators alone} over the fit's multi-layer
+    models (context.csv rows): what running inside a whole model adds to its operators' times
+    alone, applied to every prediction of that backend and threads."""
+    factors = {}
+    for row in context_rows:
+        if row["ops_alone_wall_ms"] is not None:
+            factors.setdefault((row["backend"], row["threads"]), []).append(
+                row["measured_wall_ms"] / row["ops_alone_wall_ms"])
+    return {key: round(statistics.median(ratios), 4) for key, ratios in factors.items()}
+
+
+def spread_summary(heldout):
+    """{backend: median and max of the held-out rows' pass spread}: the noise a +-10% target
+    is read against."""
+    return {backend: {"median": round(statistics.median(r["spread_wall"] for r in rows), 4),
+                      "max": round(max(r["spread_wall"] for r in rows), 4)}
+            for backend in dict.fromkeys(r["backend"] for r in heldout)
+            for rows in [[r for r in heldout if r["backend"] == backend]]}
