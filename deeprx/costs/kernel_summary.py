@@ -22,12 +22,12 @@ def summarize(heldout, key="wall"):
     return summary
 
 
-def _ratios(rows, numerator):
-    """{backend: [numerator / operators alone]} of the rows that have operators alone."""
+def _ratios(rows, numerator, key=lambda row: row["backend"]):
+    """{key(row): [numerator / operators alone]} of the rows that have operators alone."""
     ratios = {}
     for row in rows:
         if row["ops_alone_wall_ms"] is not None:
-            ratios.setdefault(row["backend"], []).append(row[numerator] / row["ops_alone_wall_ms"])
+            ratios.setdefault(key(row), []).append(row[numerator] / row["ops_alone_wall_ms"])
     return ratios
 
 
@@ -50,12 +50,8 @@ def context_factors(context_rows):
     """{(backend, threads): median of measured / operators alone} over the fit's multi-layer
     models (context.csv rows): what running inside a whole model adds to its operators' times
     alone, applied to every prediction of that backend and threads."""
-    factors = {}
-    for row in context_rows:
-        if row["ops_alone_wall_ms"] is not None:
-            factors.setdefault((row["backend"], row["threads"]), []).append(
-                row["measured_wall_ms"] / row["ops_alone_wall_ms"])
-    return {key: round(statistics.median(ratios), 4) for key, ratios in factors.items()}
+    ratios = _ratios(context_rows, "measured_wall_ms", key=lambda row: (row["backend"], row["threads"]))
+    return {key: round(statistics.median(values), 4) for key, values in ratios.items()}
 
 
 def spread_summary(heldout):
