@@ -374,10 +374,3 @@ def load_predictor(directory):
                          f"from {len(op_features.FEATURE_NAMES)}: run python -m deeprx.kernels refit "
                          f"--out={directory} (no timing) with the fit's flags")
     return predictor
-
-
-def energy_score(model_j, reference_j):
-    """100 x E_reference / E_model: 200 means half the reference's energy per inference."""
-    if not model_j > 0 or not reference_j > 0:
-        raise ValueError("an energy score needs positive energies")
-    return 100.0 * reference_j / model_j
