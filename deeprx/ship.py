@@ -165,8 +165,9 @@ def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR, tflite=()):
 
 
 def keep_checkpoint(run_dir, name, checkpoints_dir=CHECKPOINTS_DIR):
-    """Replaces checkpoints_dir/name by the run's settings, curve and latest checkpoint only
-    (copied beside, then renamed into place); returns the directory."""
+    """Replaces checkpoints_dir/name by the run's settings, curve, train.json (if written: its
+    last losses outlive a restore) and latest checkpoint only (copied beside, then renamed into
+    place); returns the directory."""
     import tensorflow as tf
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
@@ -175,7 +176,7 @@ def keep_checkpoint(run_dir, name, checkpoints_dir=CHECKPOINTS_DIR):
     tmp = os.path.join(checkpoints_dir, ".tmp-" + name)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(tmp, "checkpoints"))
-    for relative in ("config.json", "flags.txt", curves.CURVE_FILENAME):
+    for relative in ("config.json", "flags.txt", "train.json", curves.CURVE_FILENAME):
         if os.path.isfile(os.path.join(run_dir, relative)):
             shutil.copyfile(os.path.join(run_dir, relative), os.path.join(tmp, relative))
     prefix = os.path.basename(latest)

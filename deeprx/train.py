@@ -236,7 +236,10 @@ def train_and_evaluate(run, command):
         shutil.rmtree(trainer.scratch_dir, ignore_errors=True)
         return
     training.save_model(model, os.path.join(run.workdir, "model.keras"))
-    ber_lib.write_json(os.path.join(run.workdir, "train.json"), {
+    record = os.path.join(run.workdir, "train.json")
+    if not timing["steps_this_run"] and os.path.isfile(record):  # resumed finished: keep the last logged losses
+        timing = {**{k: v for k, v in ber_lib.read_json(record).items() if k.startswith("final_")}, **timing}
+    ber_lib.write_json(record, {
         "parameters": model.count_params(), "flops_per_slot": flops,
         "width_multiplier": run.model_config.width_multiplier, "replicas": replicas, **timing, "command": command,
         "commit": bench.code_version(), **bench.provenance()})

@@ -54,8 +54,10 @@ def test_tiny_sweep_writes_every_step(tiny_sweep):
     for row, entry in zip(rows, sorted(summary["runs"], key=lambda e: (e["num_dmrs"], e["seed"]))):
         assert float(row[4]) == pytest.approx(entry["gm_ber_kd"] - entry["gm_ber_scratch"], abs=1e-3)
     for entry in summary["runs"]:
-        assert set(entry) == {"seed", "num_dmrs", "gm_ber_kd", "gm_ber_scratch", "gain_db_at_1e-2", "gain_db_at_1e-3"}
+        assert set(entry) == {"seed", "num_dmrs", "gm_ber_kd", "gm_ber_scratch", "gain_db_at_1e-2", "gain_db_at_1e-3",
+                              "kd_share"}
         assert -10 < entry["gm_ber_kd"] < 0 and -10 < entry["gm_ber_scratch"] < 0
+        assert 0 < entry["kd_share"] < 1 and f"| {entry['kd_share']:.0%} |" in table
     # Learning curves every 2 of the 4 student steps: KD vs scratch at both budgets, per DMRS count.
     budgets = _table(workdir, "kd_curves.csv")
     assert [(r["num_dmrs"], r["step"], r["seeds"]) for r in budgets] == [
@@ -161,6 +163,7 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
     assert summary["hint"]["kd_feature_weight"] == 0.5 and (hint["num_dmrs"], hint["seed"]) == (1, 0)
     kd_dmrs1, = [e for e in summary["runs"] if e["num_dmrs"] == 1]
     assert hint["gm_ber_kd"] == kd_dmrs1["gm_ber_kd"] and hint["gm_ber_hint"] != hint["gm_ber_kd"]
+    assert 0 < hint["kd_share"] < 1 and 0 < hint["feature_share"] < 1
     budgets = _table(workdir, "kd_curves.csv")
     assert sorted({(r["comparison"], r["num_dmrs"]) for r in budgets}) == [
         ("KD - scratch", "1"), ("KD - scratch", "2"), ("KD+hint - KD", "1"), ("KD+hint - scratch", "1")]
@@ -203,7 +206,8 @@ def test_gain_is_scratch_sinr_minus_kd_sinr():
     scratch = {"gm_ber": -1.5, "sinr_at_ber_1e-2": 12.5, "sinr_at_ber_1e-3": 20.0}
     assert kd_summary.kd_entry(1, 2, kd, scratch) == {
         "seed": 1, "num_dmrs": 2, "gm_ber_kd": -2.0, "gm_ber_scratch": -1.5,
-        "gain_db_at_1e-2": 2.5, "gain_db_at_1e-3": None}
+        "gain_db_at_1e-2": 2.5, "gain_db_at_1e-3": None, "kd_share": None}
+    assert kd_summary.kd_table([kd_summary.kd_entry(1, 2, kd, scratch)]).rstrip().endswith("| not recorded |")
 
 
 def test_given_teachers_of_each_dmrs_count_are_used_not_trained(tmp_path):

@@ -140,12 +140,14 @@ class RunDir:
         return model_lib.on_grid(trained, model_config, scenario, name=name, batch_size=batch_size), model_config
 
     def result(self):
-        """Its evaluation summary (gm_ber, sinr_at_ber_1e-2, ...) with its parameters and FLOPs per slot."""
+        """Its evaluation summary (gm_ber, sinr_at_ber_1e-2, ...) with its parameters, FLOPs per slot
+        and the loss shares of its last progress line (kd_share, feature_share: None if not logged)."""
         with open(self.eval_file("summary.json")) as f:
             summary = json.load(f)[self.name]
         with open(self.file("train.json")) as f:
             trained = json.load(f)
-        return {**summary, "parameters": trained["parameters"], "flops_per_slot": trained["flops_per_slot"]}
+        return {**summary, "parameters": trained["parameters"], "flops_per_slot": trained["flops_per_slot"],
+                **{share: trained.get(f"final_{share}") for share in ("kd_share", "feature_share")}}
 
     def ber_rows(self, receivers=None):
         """Its evaluation's ber.csv rows, of its own model or of `receivers`."""

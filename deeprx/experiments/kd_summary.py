@@ -6,35 +6,44 @@ from edge import ber as ber_lib
 
 
 def kd_entry(seed, dmrs, kd, scratch):
-    """One kd_summary.json entry (gains: ber.sinr_gains of KD over scratch)."""
+    """One kd_summary.json entry (gains: ber.sinr_gains of KD over scratch; kd_share: the KD term's
+    share of the KD student's loss on its last progress line, None if that run's record lost it)."""
     return {"seed": seed, "num_dmrs": dmrs, "gm_ber_kd": kd["gm_ber"], "gm_ber_scratch": scratch["gm_ber"],
-            **ber_lib.sinr_gains(kd, scratch)}
+            **ber_lib.sinr_gains(kd, scratch), "kd_share": kd.get("kd_share")}
 
 
 def hint_entry(seed, dmrs, hint, kd, scratch):
     """One entry of kd_summary.json's hint runs: the KD+hint student against KD and scratch."""
     return {"seed": seed, "num_dmrs": dmrs, "gm_ber_hint": hint["gm_ber"], "gm_ber_kd": kd["gm_ber"],
             "gm_ber_scratch": scratch["gm_ber"],
-            **{f"{key}_vs_kd": gain for key, gain in ber_lib.sinr_gains(hint, kd).items()}}
+            **{f"{key}_vs_kd": gain for key, gain in ber_lib.sinr_gains(hint, kd).items()},
+            "kd_share": hint.get("kd_share"), "feature_share": hint.get("feature_share")}
 
 
 def kd_table(entries):
     """kd_summary.json's runs as a markdown table (kd_summary.md), per DMRS count and seed."""
     return _table(("DMRS symbols", "seed", "Geometric Mean BER, KD", "from scratch", "KD - scratch (< 0: KD better)",
-                   "SINR gain at BER 1e-2 (> 0: KD better)", "at BER 1e-3"),
+                   "SINR gain at BER 1e-2 (> 0: KD better)", "at BER 1e-3", "KD share of the loss (last log)"),
                   [(e["num_dmrs"], e["seed"], f"{e['gm_ber_kd']:.3f}", f"{e['gm_ber_scratch']:.3f}",
                     f"{e['gm_ber_kd'] - e['gm_ber_scratch']:+.3f}", ber_lib.gain_text(e["gain_db_at_1e-2"]),
-                    ber_lib.gain_text(e["gain_db_at_1e-3"])) for e in _ordered(entries)])
+                    ber_lib.gain_text(e["gain_db_at_1e-3"]), _share(e.get("kd_share")))
+                   for e in _ordered(entries)])
 
 
 def hint_table(entries):
     """kd_summary.json's hint runs as a markdown table."""
     return _table(("DMRS symbols", "seed", "Geometric Mean BER, KD+hint", "KD", "from scratch",
-                   "KD+hint - KD (< 0: hint better)", "SINR gain over KD at BER 1e-2", "at BER 1e-3"),
+                   "KD+hint - KD (< 0: hint better)", "SINR gain over KD at BER 1e-2", "at BER 1e-3",
+                   "KD share, hint share of the loss (last log)"),
                   [(e["num_dmrs"], e["seed"], f"{e['gm_ber_hint']:.3f}", f"{e['gm_ber_kd']:.3f}",
                     f"{e['gm_ber_scratch']:.3f}", f"{e['gm_ber_hint'] - e['gm_ber_kd']:+.3f}",
-                    ber_lib.gain_text(e["gain_db_at_1e-2_vs_kd"]), ber_lib.gain_text(e["gain_db_at_1e-3_vs_kd"]))
+                    ber_lib.gain_text(e["gain_db_at_1e-2_vs_kd"]), ber_lib.gain_text(e["gain_db_at_1e-3_vs_kd"]),
+                    f"{_share(e.get('kd_share'))}, {_share(e.get('feature_share'))}")
                    for e in _ordered(entries)])
+
+
+def _share(value):
+    return "not recorded" if value is None else f"{value:.0%}"
 
 
 def _ordered(entries):
