@@ -139,7 +139,8 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     with open(os.path.join(out, "context.csv")) as f:
         context = list(csv.DictReader(f))
     assert {(r["backend"], r["threads"]) for r in context} == {("tflite_float", "1"), ("tflite_int8", "1")}
-    assert len({r["model"] for r in context}) == 2 and all(r["model"].startswith("chain ") for r in context)
+    kinds = sorted(r["model"].split()[0] for r in context if r["backend"] == "tflite_float")
+    assert kinds == ["chain", "chain", "preact", "preact"]  # --context_models=2 of each kind
     with open(os.path.join(out, "fit.json")) as f:
         factors = json.load(f)["context"]["factors"]
     for backend in ("tflite_float", "tflite_int8"):
@@ -215,7 +216,7 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     with open(os.path.join(out, "fit.json")) as f:
         after = json.load(f)
     assert after["refit"]["command"].startswith("python -m deeprx.kernels refit") and after["date"] == fitted["date"]
-    assert after["context"] == fitted["context"] and after["context"]["models"] == 2  # from context.csv
+    assert after["context"] == fitted["context"] and after["context"]["models"] == 4  # from context.csv: 2 of each kind
     for backend in kernel_predictor.BACKENDS:
         assert set(after["target_cv"][backend]) == {"log2 seconds per FLOP", "log2 seconds"}
     other = run_module("deeprx.kernels", "refit", *flags[:1], "--heldout_widths=0.3", *flags[2:], timeout=600)

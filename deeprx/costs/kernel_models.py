@@ -99,21 +99,23 @@ def fit_space(count, seed=0, widths=(24, 264), high=320):
 
 
 def context_models(count, seed=1, widths=(24, 264), height=14):
-    """`count` multi-layer models of the fit space's operators (seeded), on which the fit
+    """2 x `count` multi-layer models of the fit space's operators (seeded), on which the fit
     measures what running inside a whole model adds to the operators' times alone (the context
-    factor): a 3x3 stem conv from 2..16 channels to C (8..192), 2..5 residual blocks (a dilated
-    depthwise conv, depth multiplier 1 or 2, or a 3x3 conv; BN, ReLU; a 1x1 conv back to C; the
-    block's input added) and a 1x1 head. None is a held-out model: kinds, grids, channel counts
-    and dilations are drawn as the fit's layers are."""
+    factor): `count` residual chains and `count` pre-activation chains. None is a held-out
+    model: kinds, grids, channel counts and dilations are drawn as the fit's layers are."""
+    return residual_chains(count, seed, widths, height) + preactivation_chains(count, seed + 1, widths, height)
+
+
+def residual_chains(count, seed, widths=(24, 264), height=14):
+    """A 3x3 stem conv from 2..16 channels to C (8..192), 2..5 residual blocks (a dilated
+    depthwise conv, depth multiplier 1 or 2, or a 3x3 conv; BN, ReLU; a 1x1 conv back to C;
+    the block's input added) and a 1x1 head: BN follows a conv and folds into it."""
     import tf_keras as keras
     from tf_keras import layers
     rng = np.random.RandomState(seed)
     models = []
     for index in range(count):
-        width = 12 * rng.randint(widths[0] // 12, widths[1] // 12 + 1)
-        channels, blocks = _channels(rng, 8, 192), rng.randint(2, 6)
-        inputs = keras.Input(shape=(height, width, _channels(rng, 2, 16)), batch_size=1)
-        x = layers.Conv2D(channels, 3, padding="same")(inputs)
+        width, channels, blocks, inputs, x = _chain_start(rng, widths, height, max_blocks=5)
         for _ in range(blocks):
             if rng.rand() < 0.6:
                 y = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=1 + (rng.rand() < 0.3),
@@ -126,6 +128,46 @@ def context_models(count, seed=1, widths=(24, 264), height=14):
         model = keras.Model(inputs, x, name=f"chain{index}")
         models.append((f"chain {index}: {channels} ch x {blocks} blocks on 14 x {width}", model, model))
     return models
+
+
+def preactivation_chains(count, seed, widths=(24, 264), height=14):
+    """A 3x3 stem conv from 2..16 channels to C (8..192), 2..11 pre-activation residual blocks
+    of depthwise-separable units (twice: BN, ReLU, a dilated 3x3 depthwise conv, a 1x1 conv;
+    the block's input added; the ResNet-v2 / MobileNet block shape) and a BN-ReLU-1x1 head. A
+    BN after an add cannot fold into a conv: it runs as its own multiply and add, as in
+    pre-activation receivers. BN statistics are drawn, so none folds to the identity."""
+    import tf_keras as keras
+    from tf_keras import layers
+    rng = np.random.RandomState(seed)
+    models = []
+    for index in range(count):
+        width, channels, blocks, inputs, x = _chain_start(rng, widths, height, max_blocks=11)
+        for _ in range(blocks):
+            y = x
+            dilation = DILATIONS[rng.randint(len(DILATIONS))]
+            for _ in range(2):
+                y = layers.ReLU()(layers.BatchNormalization()(y))
+                y = layers.DepthwiseConv2D(3, padding="same", dilation_rate=dilation)(y)
+                y = layers.Conv2D(channels, 1)(y)
+            x = layers.Add()([x, y])
+        x = layers.Conv2D(_channels(rng, 2, 16), 1)(layers.ReLU()(layers.BatchNormalization()(x)))
+        model = keras.Model(inputs, x, name=f"preact{index}")
+        for layer in model.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.set_weights([w + rng.rand(*w.shape).astype("float32") for w in layer.get_weights()])
+        models.append((f"preact {index}: {channels} ch x {blocks} blocks on 14 x {width}", model, model))
+    return models
+
+
+def _chain_start(rng, widths, height, max_blocks):
+    """A context chain's drawn grid width, channels C (8..192) and blocks (2..max_blocks), its
+    input (2..16 channels) and its 3x3 stem conv to C."""
+    import tf_keras as keras
+    from tf_keras import layers
+    width = 12 * rng.randint(widths[0] // 12, widths[1] // 12 + 1)
+    channels, blocks = _channels(rng, 8, 192), rng.randint(2, max_blocks + 1)
+    inputs = keras.Input(shape=(height, width, _channels(rng, 2, 16)), batch_size=1)
+    return width, channels, blocks, inputs, layers.Conv2D(channels, 3, padding="same")(inputs)
 
 
 def plain_resnet(scenario, channels, blocks, name):
