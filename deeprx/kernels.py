@@ -24,11 +24,11 @@ every operator alone (a .tflite's operators cut out one per model; a Keras model
 one per model, in a graph: what 4 more runs add, / 4) and fits. It then predicts and measures
 whole models it never saw, in three families: (a) DeepRx paper and edge variants at
 --heldout_widths, (b) width 0.5 on --heldout_prbs grids, (c) plain ResNets of 3x3 convs; a
-prediction is the operators' sum plus one empty call, times a context factor per TFLite
-backend and threads: the median of measured / operators alone over 2 x --context_models
-multi-layer models of the fit's own operators (residual chains whose BN folds into a conv,
-pre-activation chains of separable units; OUT/context.csv, fit.json's context), measured as
-the held-out models are. No held-out model calibrates anything.
+prediction is the operators' sum, each times the context factor of its kind (conv, depthwise,
+elementwise), TFLite backend and threads, plus one empty call. The factors are fitted on
+2 x --context_models multi-layer models of the fit's own operators (residual chains whose BN
+folds into a conv, pre-activation chains of separable units; OUT/context.csv, fit.json's
+context), measured as the held-out models are. No held-out model calibrates anything.
 Drift: a VM's speed wanders by 10% and more within an hour, so a fixed probe model (a conv and a
 dilated depthwise, no held-out model) is timed around every block of 10 fit layers and around
 every held-out measurement, and every timing is divided by its speed factor (its time then over
@@ -80,7 +80,7 @@ def define_flags():
     flags.DEFINE_list("backends", list(predictor_lib.BACKENDS), "backends to fit or predict")
     flags.DEFINE_list("threads", ["1", "2"], "TFLite interpreter threads to time and predict")
     flags.DEFINE_integer("fit_layers", 240, "fit: one-layer models sampled")
-    flags.DEFINE_integer("context_models", 12, "fit: multi-layer models of each kind (residual chains, pre-activation "
+    flags.DEFINE_integer("context_models", 12, "fit, refit: multi-layer models of each kind (residual chains, pre-activation "
                          "chains) of the fit's operators measured whole and by operators alone, for the context "
                          "factor (0: none, a factor of 1)", lower_bound=0)
     flags.DEFINE_list("heldout_widths", ["0.3", "0.6", "0.9"], "fit, refit: width multipliers of held-out family (a)")
@@ -133,7 +133,8 @@ def main(argv):
                 if not os.path.isfile(os.path.join(FLAGS.out, name)):
                     raise cli.FlagError("out", f"no {name} in {FLAGS.out!r}: refit needs a finished fit there")
             with cli.flag("out"):
-                result = predictor_lib.refit(families, FLAGS.out, command)
+                result = predictor_lib.refit(families, FLAGS.out, command,
+                                             context_models=kernel_models.context_models(FLAGS.context_models))
         else:
             result = predictor_lib.fit(scenario, FLAGS.backends, threads, kernel_models.fit_space(FLAGS.fit_layers),
                                        families, FLAGS.min_seconds, FLAGS.out, source, command=command,

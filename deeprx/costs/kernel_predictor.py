@@ -4,11 +4,11 @@ python -m deeprx.kernels, whose docstring describes the method.
 Fit: synthetic one-layer models sampled over a space of operator shapes
 (kernel_models.fit_space), each converted per backend; every operator is timed alone (TFLite:
 cut out as a one-op model) and becomes a row. Context: multi-layer models of the same
-operators (kernel_models.context_models), each measured whole and by its operators alone; the
-median ratio per backend and threads is what running inside a whole model adds. Held out:
-whole models the fit never saw, in families (kernel_models.heldout_families), predicted as
-the sum of their operators plus one empty call, times that context factor, and measured in
-round-robin passes."""
+operators (kernel_models.context_models), each measured whole and by its operators alone; a
+factor per operator kind, backend and threads (fitted on them) is what running inside a whole
+model adds. Held out: whole models the fit never saw, in families
+(kernel_models.heldout_families), predicted as the sum of their operators, each times its
+kind's context factor, plus one empty call, and measured in round-robin passes."""
 
 import dataclasses
 import os
@@ -27,10 +27,11 @@ BACKENDS = ("keras_float", "tflite_float", "tflite_int8")
 # nn-Meter (Zhang et al., MobiSys 2021) on unseen models: share within +-10%.
 NN_METER_WITHIN_10PCT = {"mobile CPU": 0.9909, "mobile GPU": 0.9901, "VPU": 0.8361}
 PROBE = "3x3 conv 32->32, 3x3 depthwise dilated 2x3, ReLU on 14 x 96 (kernel_timing.probe_model)"
-CONTEXT_NOTE = ("a prediction is the operators' sum plus one empty call, times the context factor of its backend "
-                "and threads: the median of measured / operators alone over the fit's own multi-layer models "
-                "(context.csv, kernel_models.context_models), none of them a held-out model; 1 where none was "
-                "measured (float Keras)")
+CONTEXT_NOTE = ("a prediction is the sum of the operators, each times the context factor of its kind (conv, "
+                "depthwise, elementwise), backend and threads, plus one empty call; the factors are fitted on the "
+                "fit's own multi-layer models (context.csv, kernel_models.context_models; measured ~ sum of factor x "
+                "the kind's predicted operators, non-negative least squares on relative errors), none of them a "
+                "held-out model; 1 where none was measured (float Keras)")
 PROBE_NOTE = ("every operator and held-out timing is read against the probe model timed around it: its time is "
               "divided by the probe's speed factor (the probe's time then over its time at the start of the fit); no "
               "held-out model is used")
@@ -40,13 +41,13 @@ PROBE_NOTE = ("every operator and held-out timing is read against the probe mode
 class Predictor:
     """Per backend: a regressor of wall and one of CPU seconds per operator
     (kernel_regression: its target and features), the empty call's (wall, CPU) seconds per
-    threads, and the context factor per TFLite backend and threads (1 where none was measured)."""
+    threads, and the context factors per TFLite backend and threads (1 where none was measured)."""
     regressors: dict
     empty_call: dict  # {(backend, threads): (wall, cpu)}
     probe_reference: dict = None  # {(backend, threads): the probe's (wall, cpu) in the fit's time}
     target: str = regression.TARGET
     features: tuple = op_features.FEATURE_NAMES
-    context: dict = None  # {(backend, threads): measured / operators alone, on the fit's multi-layer models}
+    context: dict = None  # {(backend, threads): {operator kind: factor}}, fitted on the fit's multi-layer models
 
     def op_seconds(self, rows, backend, threads):
         """[(wall, CPU) seconds] per operator row."""
@@ -54,13 +55,23 @@ class Predictor:
                      for quantity in ("wall", "cpu"))
         return list(zip(wall, cpu))
 
+    def kind_seconds(self, rows, backend, threads):
+        """{operator kind: (wall, CPU) seconds} of operator `rows`, each kind's operators summed
+        (no context factor, no empty call)."""
+        sums = {kind: [0.0, 0.0] for kind in op_features.CONTEXT_KINDS}
+        for row, seconds in zip(rows, self.op_seconds(rows, backend, threads)):
+            for i in range(2):
+                sums[op_features.op_kind(row)][i] += seconds[i]
+        return {kind: tuple(s) for kind, s in sums.items()}
+
     def model_seconds(self, rows, backend, threads):
-        """(wall, CPU) seconds per inference of a model of operator `rows`: the operators' sum
-        plus one empty call, times the context factor. No calibration on a held-out model."""
-        per_op = self.op_seconds(rows, backend, threads)
+        """(wall, CPU) seconds per inference of a model of operator `rows`: the operators' sum,
+        each kind's times its context factor, plus one empty call. No calibration on a held-out
+        model."""
+        factors = (self.context or {}).get((backend, threads), {})
+        kinds = self.kind_seconds(rows, backend, threads)
         empty = self.empty_call[backend, threads]
-        factor = (self.context or {}).get((backend, threads), 1.0)
-        return tuple(factor * (sum(op[i] for op in per_op) + empty[i]) for i in range(2))
+        return tuple(sum(factors.get(kind, 1.0) * s[i] for kind, s in kinds.items()) + empty[i] for i in range(2))
 
 
 def own_op_seconds(timer, keras_model, path, tmp):
@@ -150,10 +161,10 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
         predictor = Predictor(regression.fit_regressors(rows, backends), timers.empty_call, timers.reference)
         context = _context_rows(context_models, [b for b in backends if b != "keras_float"], timers, predictor,
                                 tmp, rounds, out, keep, log)
-        predictor.context = summary_lib.context_factors(context)
+        predictor.context = summary_lib.context_factors(context, predictor.empty_call)
         heldout = measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source, log)
-    result = {"what": "kernel-level latency and energy predictor: operator sums x a context factor measured on the "
-                      "fit's own multi-layer models; no calibration on a held-out model",
+    result = {"what": "kernel-level latency and energy predictor: operator sums, each kind's x a context factor "
+                      "fitted on the fit's own multi-layer models; no calibration on a held-out model",
               "probe": {"model": PROBE, "note": PROBE_NOTE, "factor_range": {
                   where: [min(r["probe_wall"] for r in table), max(r["probe_wall"] for r in table)]
                   for where, table in (("fit", rows), ("heldout", heldout))}},
@@ -170,12 +181,10 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
     return _write(out, rows, predictor, context, heldout, result, log)
 
 
-def refit(families, out, command=None, log=print):
-    """Fits OUT's regressors again on its kernels.csv and predicts its held-out models again,
-    keeping every timing and measurement (the context factors too, from its context.csv, if
-    any): nothing is timed, so it runs on any machine (the figures stay those of the CPU the fit
-    timed, fit.json's `cpu`, and of its energy source). `families` must rebuild the held-out
-    models OUT measured (operator counts and FLOPs checked)."""
+def refit(families, out, command=None, context_models=(), log=print):
+    """Fits OUT's regressors (kernels.csv) and context factors (context.csv, if any) again and
+    predicts its held-out models again: nothing is timed, so it runs on any machine (the figures
+    stay those of the fit's CPU). `families` and `context_models` rebuild the models OUT measured."""
     earlier = ber_lib.read_json(os.path.join(out, "fit.json"))
     rows = [_typed(r) for r in ber_lib.read_csv(os.path.join(out, "kernels.csv"))]
     heldout = [_typed(r) for r in ber_lib.read_csv(os.path.join(out, "heldout.csv"))]
@@ -189,33 +198,43 @@ def refit(families, out, command=None, log=print):
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     log(f"fitting {len(rows)} operator timings of {earlier['cpu']} ({earlier['date']}) again", flush=True)
     predictor = Predictor(regression.fit_regressors(rows, backends), empty_call,
-                          _probe_reference(ber_lib.read_json(os.path.join(out, "probe.json"))),
-                          context=summary_lib.context_factors(context))
-    ops = {}
+                          _probe_reference(ber_lib.read_json(os.path.join(out, "probe.json"))))
+    flags_hint = f"give those of the fit ({earlier['command']})"
     with tempfile.TemporaryDirectory() as tmp:
-        for family, models in families.items():
-            for name, keras_model, export_model in models:
-                for backend in backends:
-                    ops[family, name, backend] = timing.backend_rows(keras_model, export_model, backend, tmp)[0]
-    for row in heldout:
-        found = ops.get((row["family"], row["model"], row["backend"]))
-        if found is None or len(found) != row["operators"] or _mflops(found) != row["mflops"]:
-            raise ValueError(f"{out}/heldout.csv's {row['model']} ({row['family']}, {row['backend']}) is not a "
-                             f"held-out model of these flags: give those of the fit ({earlier['command']})")
-        # The fit's W per busy core, as its measured energy used it.
-        watts = row["measured_mj"] / row["measured_cpu_ms"] if row.get("measured_mj") is not None else None
-        row.update(_predicted(predictor, found, row["backend"], row["threads"], watts))
+        _predict_again(context, {"context": context_models}, predictor, tmp, f"{out}/context.csv", flags_hint)
+        predictor.context = summary_lib.context_factors(context, empty_call)
+        _predict_again(heldout, families, predictor, tmp, f"{out}/heldout.csv", flags_hint)
     result = dict(earlier, refit={"command": command, **bench.provenance()})
     return _write(out, rows, predictor, context, heldout, result, log)
 
 
+def _predict_again(table, families, predictor, tmp, where, flags_hint):
+    """Predicts `table`'s rows (heldout.csv, context.csv: `where`) again from `families`' models
+    rebuilt; ValueError if a row's model is not among them (operator counts and FLOPs checked)."""
+    ops = {}
+    for family, models in families.items():
+        for name, keras_model, export_model in models:
+            for backend in dict.fromkeys(r["backend"] for r in table):
+                ops[family, name, backend] = timing.backend_rows(keras_model, export_model, backend, tmp)[0]
+    for row in table:
+        found = ops.get((row["family"], row["model"], row["backend"]))
+        if found is None or len(found) != row["operators"] or _mflops(found) != row["mflops"]:
+            raise ValueError(f"{where}'s {row['model']} ({row['family']}, {row['backend']}) is not a model of "
+                             f"these flags: {flags_hint}")
+        # The fit's W per busy core, as its measured energy used it.
+        watts = row["measured_mj"] / row["measured_cpu_ms"] if row.get("measured_mj") is not None else None
+        row.update(_predicted(predictor, found, row["backend"], row["threads"], watts))
+
+
 def _write(out, rows, predictor, context, heldout, result, log):
-    """Writes heldout.csv, heldout_summary.json, predictor.joblib and fit.json (`result` with
-    the regressors' description, cross-validation, the context factors and held-out
-    summaries); returns fit.json's dict."""
+    """Writes heldout.csv, context.csv (if any), heldout_summary.json, predictor.joblib and
+    fit.json (`result` with the regressors' description, cross-validation, the context factors
+    and held-out summaries); returns fit.json's dict."""
     import joblib
     log("cross-validating the regression targets over the fit's layers", flush=True)
-    ber_lib.write_table(os.path.join(out, "heldout.csv"), heldout, list(heldout[0]))
+    for name, table in (("heldout.csv", heldout), ("context.csv", context)):
+        if table:
+            ber_lib.write_table(os.path.join(out, name), table, list(table[0]))
     summary = summary_lib.summarize(heldout)
     ber_lib.write_json(os.path.join(out, "heldout_summary.json"), summary)
     joblib.dump(predictor, os.path.join(out, ".predictor.joblib.tmp"))
@@ -228,8 +247,8 @@ def _write(out, rows, predictor, context, heldout, result, log):
                   heldout_latency_without_probe=summary_lib.summarize(
                       [dict(r, measured_wall_ms=r["unprobed_wall_ms"]) for r in heldout]),
                   heldout_latency_without_context=summary_lib.summarize(
-                      [dict(r, predicted_wall_ms=r["predicted_wall_ms"] / (predictor.context or {}).get(
-                          (r["backend"], r["threads"]), 1.0)) for r in heldout]),
+                      [dict(r, predicted_wall_ms=1e3 * predictor.empty_call[r["backend"], r["threads"]][0] + sum(
+                          r[f"predicted_ops_{kind}_ms"] for kind in op_features.CONTEXT_KINDS)) for r in heldout]),
                   heldout_decomposition=summary_lib.decomposition(heldout))
     ber_lib.write_json(os.path.join(out, "fit.json"), result)
     return result
@@ -246,6 +265,9 @@ def _predicted(predictor, ops, backend, threads, watts=None):
     row = {"predicted_wall_ms": round(1e3 * wall, 4), "predicted_cpu_ms": round(1e3 * cpu, 4)}
     if watts is not None:
         row["predicted_mj"] = round(watts * row["predicted_cpu_ms"], 4)
+    # Each kind's operators without context or empty call: what the context factors are fitted on.
+    row.update({f"predicted_ops_{kind}_ms": round(1e3 * seconds[0], 4)
+                for kind, seconds in predictor.kind_seconds(ops, backend, threads).items()})
     return row
 
 
@@ -260,6 +282,7 @@ def _context_rows(models, backends, timers, predictor, tmp, rounds, out, keep, l
         kept = [_typed(r) for r in ber_lib.read_csv(path)]
         if {(r["model"], r["backend"], r["threads"]) for r in kept} == jobs:
             log(f"context: {len(kept)} measurements kept from {path}", flush=True)
+            _predict_again(kept, {"context": models}, predictor, tmp, path, "the context models changed")
             return kept
     if not jobs:
         if os.path.isfile(path):

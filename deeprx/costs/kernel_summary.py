@@ -7,6 +7,8 @@ import statistics
 
 import numpy as np
 
+from deeprx.costs import op_features
+
 
 def summarize(heldout, key="wall"):
     """{family: {backend: {"mape", "within_10pct", "models", "predictions"}}} of heldout.csv rows."""
@@ -22,12 +24,12 @@ def summarize(heldout, key="wall"):
     return summary
 
 
-def _ratios(rows, numerator, key=lambda row: row["backend"]):
-    """{key(row): [numerator / operators alone]} of the rows that have operators alone."""
+def _ratios(rows, numerator):
+    """{backend: [numerator / operators alone]} of the rows that have operators alone."""
     ratios = {}
     for row in rows:
         if row["ops_alone_wall_ms"] is not None:
-            ratios.setdefault(key(row), []).append(row[numerator] / row["ops_alone_wall_ms"])
+            ratios.setdefault(row["backend"], []).append(row[numerator] / row["ops_alone_wall_ms"])
     return ratios
 
 
@@ -46,12 +48,22 @@ def decomposition(heldout):
     return result
 
 
-def context_factors(context_rows):
-    """{(backend, threads): median of measured / operators alone} over the fit's multi-layer
-    models (context.csv rows): what running inside a whole model adds to its operators' times
-    alone, applied to every prediction of that backend and threads."""
-    ratios = _ratios(context_rows, "measured_wall_ms", key=lambda row: (row["backend"], row["threads"]))
-    return {key: round(statistics.median(values), 4) for key, values in ratios.items()}
+def context_factors(context_rows, empty_call):
+    """{(backend, threads): {operator kind: factor}} fitted on the fit's multi-layer models
+    (context.csv rows): measured time - one empty call ~ sum over kinds of factor x the kind's
+    predicted operators-alone time (predicted_ops_<kind>_ms), by non-negative least squares on
+    relative errors. It holds what running inside a whole model adds to each kind's operators
+    (and the regressors' bias per kind on such models); a kind absent from the models gets 1."""
+    from scipy.optimize import nnls
+    factors = {}
+    for key in dict.fromkeys((r["backend"], r["threads"]) for r in context_rows):
+        rows = [r for r in context_rows if (r["backend"], r["threads"]) == key]
+        a = np.array([[r[f"predicted_ops_{kind}_ms"] for kind in op_features.CONTEXT_KINDS] for r in rows])
+        y = np.array([r["measured_wall_ms"] for r in rows]) - 1e3 * empty_call[key][0]
+        fitted, _ = nnls(a / y[:, None], np.ones(len(rows)))
+        factors[key] = {kind: round(float(f), 4) if a[:, i].any() else 1.0
+                        for i, (kind, f) in enumerate(zip(op_features.CONTEXT_KINDS, fitted))}
+    return factors
 
 
 def spread_summary(heldout):

@@ -25,6 +25,14 @@ FEATURE_NAMES = (tuple(f"op={op}" for op in OP_TYPES) + NUMERIC
                  + ("log2_pixels", "log2_flops", "log2_activation_bytes", "log2_weight_bytes", "threads",
                     "channels_in_fill64", "channels_out_fill64"))
 DTYPE_BYTES = {"float32": 4, "int8": 1}
+# The operator kinds a context factor is fitted for (op_kind): running inside a whole model
+# changes their times differently (elementwise operators read tensors written earlier).
+CONTEXT_KINDS = ("conv", "depthwise", "elementwise")
+
+
+def op_kind(row):
+    """The context kind of an operator row: conv, depthwise, or elementwise (every other op)."""
+    return {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise"}.get(row["op"], "elementwise")
 
 
 def _row(op, dtype, height, width, channels_in, channels_out, kernel=(1, 1), dilation=(1, 1), inputs=1):
