@@ -136,6 +136,7 @@ def heldout_plot(out):
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     families = list(dict.fromkeys(r["family"] for r in rows))
     markers = dict(zip(families, "os^Dv"))
+    factors = {key.partition("@")[0] for key in fit.get("context", {}).get("factors", {})}
     figure, axes = plt.subplots(1, len(backends), figsize=(4.2 * len(backends), 4.4), squeeze=False)
     for ax, backend in zip(axes[0], backends):
         mine = [r for r in rows if r["backend"] == backend]
@@ -158,7 +159,8 @@ def heldout_plot(out):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("measured latency [ms]", fontsize=8)
-        ax.set_ylabel("predicted: operator sum + empty call [ms]", fontsize=8)
+        ax.set_ylabel("predicted: operators x context + empty call [ms]" if backend in factors
+                      else "predicted: operator sum + empty call [ms]", fontsize=8)
         ax.set_title(backend, fontsize=9)
         ax.legend(fontsize=5.5, loc="upper left")
     figure.suptitle("Kernel-level predictor on held-out models (no whole-model calibration)", fontsize=10)
@@ -166,8 +168,11 @@ def heldout_plot(out):
     if fit.get("heldout_rounds"):
         probe += (f"; measured: median of {fit['heldout_rounds']} round-robin passes, bars: their spread "
                   "(max - min)")
-    refit = (f"; regressors refitted {fit['refit']['date']} on these timings (nothing timed again)"
+    refit = (f"; regressors and context refitted {fit['refit']['date']} on these timings (nothing timed again)"
              if "refit" in fit else "")
+    if factors:
+        refit += (f"; context factors per operator kind from {fit['context']['models']} multi-layer models of the "
+                  "fit's operators (fit.json)")
     _footnote(figure, [f"timed on {fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
                        f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}{probe}{refit}"])
     _save(figure, os.path.join(out, "heldout.png"))
