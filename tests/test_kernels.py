@@ -147,6 +147,7 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     for backend in ("tflite_float", "tflite_int8"):
         assert factors[f"{backend}@1"] == predictor.context[backend, 1]
         assert set(factors[f"{backend}@1"]) == {"conv", "depthwise", "elementwise"}
+        assert all(0.5 <= f <= 3 for f in factors[f"{backend}@1"].values())  # kernel_summary.CONTEXT_FACTOR_BOUNDS
         rows = [r for r in context if r["backend"] == backend]
         empty_ms = 1e3 * predictor.empty_call[backend, 1][0]
 

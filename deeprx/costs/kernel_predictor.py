@@ -30,8 +30,8 @@ PROBE = "3x3 conv 32->32, 3x3 depthwise dilated 2x3, ReLU on 14 x 96 (kernel_tim
 CONTEXT_NOTE = ("a prediction is the sum of the operators, each times the context factor of its kind (conv, "
                 "depthwise, elementwise), backend and threads, plus one empty call; the factors are fitted on the "
                 "fit's own multi-layer models (context.csv, kernel_models.context_models; measured ~ sum of factor x "
-                "the kind's predicted operators, non-negative least squares on relative errors), none of them a "
-                "held-out model; 1 where none was measured (float Keras)")
+                "the kind's predicted operators, least squares on relative errors, factors within 0.5-3), none of "
+                "them a held-out model; 1 where none was measured (float Keras)")
 PROBE_NOTE = ("every operator and held-out timing is read against the probe model timed around it: its time is "
               "divided by the probe's speed factor (the probe's time then over its time at the start of the fit); no "
               "held-out model is used")

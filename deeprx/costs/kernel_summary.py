@@ -48,19 +48,25 @@ def decomposition(heldout):
     return result
 
 
+# An operator inside a whole model takes between half and 3x its time alone: the bounds keep a
+# fit on few or similar models from pricing a kind at nothing (or at a multiple no model shows).
+CONTEXT_FACTOR_BOUNDS = (0.5, 3.0)
+
+
 def context_factors(context_rows, empty_call):
     """{(backend, threads): {operator kind: factor}} fitted on the fit's multi-layer models
     (context.csv rows): measured time - one empty call ~ sum over kinds of factor x the kind's
-    predicted operators-alone time (predicted_ops_<kind>_ms), by non-negative least squares on
-    relative errors. It holds what running inside a whole model adds to each kind's operators
-    (and the regressors' bias per kind on such models); a kind absent from the models gets 1."""
-    from scipy.optimize import nnls
+    predicted operators-alone time (predicted_ops_<kind>_ms), by least squares on relative
+    errors within CONTEXT_FACTOR_BOUNDS. It holds what running inside a whole model adds to
+    each kind's operators (and the regressors' bias per kind on such models); a kind absent
+    from the models gets 1."""
+    from scipy.optimize import lsq_linear
     factors = {}
     for key in dict.fromkeys((r["backend"], r["threads"]) for r in context_rows):
         rows = [r for r in context_rows if (r["backend"], r["threads"]) == key]
         a = np.array([[r[f"predicted_ops_{kind}_ms"] for kind in op_features.CONTEXT_KINDS] for r in rows])
         y = np.array([r["measured_wall_ms"] for r in rows]) - 1e3 * empty_call[key][0]
-        fitted, _ = nnls(a / y[:, None], np.ones(len(rows)))
+        fitted = lsq_linear(a / y[:, None], np.ones(len(rows)), bounds=CONTEXT_FACTOR_BOUNDS).x
         factors[key] = {kind: round(float(f), 4) if a[:, i].any() else 1.0
                         for i, (kind, f) in enumerate(zip(op_features.CONTEXT_KINDS, fitted))}
     return factors
