@@ -56,8 +56,7 @@ class Predictor:
         return list(zip(wall, cpu))
 
     def kind_seconds(self, rows, backend, threads):
-        """{operator kind: (wall, CPU) seconds} of operator `rows`, each kind's operators summed
-        (no context factor, no empty call)."""
+        """{operator kind: (wall, CPU) seconds summed over its operators in `rows`}, no context."""
         sums = {kind: [0.0, 0.0] for kind in op_features.CONTEXT_KINDS}
         for row, seconds in zip(rows, self.op_seconds(rows, backend, threads)):
             for i in range(2):
@@ -65,11 +64,13 @@ class Predictor:
         return {kind: tuple(s) for kind, s in sums.items()}
 
     def model_seconds(self, rows, backend, threads):
-        """(wall, CPU) seconds per inference of a model of operator `rows`: the operators' sum,
-        each kind's times its context factor, plus one empty call. No calibration on a held-out
-        model."""
+        """(wall, CPU) seconds per inference of a model of operator `rows`: each kind's operators
+        times its context factor, plus one empty call. No calibration on a held-out model."""
+        return self.context_seconds(self.kind_seconds(rows, backend, threads), backend, threads)
+
+    def context_seconds(self, kinds, backend, threads):
+        """model_seconds from the model's kind_seconds."""
         factors = (self.context or {}).get((backend, threads), {})
-        kinds = self.kind_seconds(rows, backend, threads)
         empty = self.empty_call[backend, threads]
         return tuple(sum(factors.get(kind, 1.0) * s[i] for kind, s in kinds.items()) + empty[i] for i in range(2))
 
@@ -261,13 +262,13 @@ def _mflops(ops):
 def _predicted(predictor, ops, backend, threads, watts=None):
     """heldout.csv's predicted columns of a model of operator rows `ops` (energy with `watts`
     per busy core)."""
-    wall, cpu = predictor.model_seconds(ops, backend, threads)
+    kinds = predictor.kind_seconds(ops, backend, threads)
+    wall, cpu = predictor.context_seconds(kinds, backend, threads)
     row = {"predicted_wall_ms": round(1e3 * wall, 4), "predicted_cpu_ms": round(1e3 * cpu, 4)}
     if watts is not None:
         row["predicted_mj"] = round(watts * row["predicted_cpu_ms"], 4)
     # Each kind's operators without context or empty call: what the context factors are fitted on.
-    row.update({f"predicted_ops_{kind}_ms": round(1e3 * seconds[0], 4)
-                for kind, seconds in predictor.kind_seconds(ops, backend, threads).items()})
+    row.update({f"predicted_ops_{kind}_ms": round(1e3 * seconds[0], 4) for kind, seconds in kinds.items()})
     return row
 
 

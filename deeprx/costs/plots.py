@@ -136,7 +136,7 @@ def heldout_plot(out):
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     families = list(dict.fromkeys(r["family"] for r in rows))
     markers = dict(zip(families, "os^Dv"))
-    factors = {key.partition("@")[0] for key in fit.get("context", {}).get("factors", {})}
+    with_context = {key.partition("@")[0] for key in fit.get("context", {}).get("factors", {})}
     figure, axes = plt.subplots(1, len(backends), figsize=(4.2 * len(backends), 4.4), squeeze=False)
     for ax, backend in zip(axes[0], backends):
         mine = [r for r in rows if r["backend"] == backend]
@@ -159,7 +159,7 @@ def heldout_plot(out):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("measured latency [ms]", fontsize=8)
-        ax.set_ylabel("predicted: operators x context + empty call [ms]" if backend in factors
+        ax.set_ylabel("predicted: operators x context + empty call [ms]" if backend in with_context
                       else "predicted: operator sum + empty call [ms]", fontsize=8)
         ax.set_title(backend, fontsize=9)
         ax.legend(fontsize=5.5, loc="upper left")
@@ -170,7 +170,7 @@ def heldout_plot(out):
                   "(max - min)")
     refit = (f"; regressors and context refitted {fit['refit']['date']} on these timings (nothing timed again)"
              if "refit" in fit else "")
-    if factors:
+    if with_context:
         refit += (f"; context factors per operator kind from {fit['context']['models']} multi-layer models of the "
                   "fit's operators (fit.json)")
     _footnote(figure, [f"timed on {fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
