@@ -96,6 +96,16 @@ def test_fit_space_is_seeded_and_spans_the_shapes():
     assert 0.25 < len(square) / len(conv3x3) < 0.6 and len(square) < len(conv3x3)
 
 
+def test_fit_space_appends_square_convs_keeping_the_first_layers():
+    first = kernel_models.fit_space(kernel_models.SQUARE_FROM)
+    longer = kernel_models.fit_space(kernel_models.SQUARE_FROM + 40)
+    assert longer[:kernel_models.SQUARE_FROM] == first  # a resumed fit keeps their timings
+    extra = longer[kernel_models.SQUARE_FROM:]
+    assert len(extra) == 40 and len(set(extra)) > 30
+    assert all(layer.kind == "conv" and layer.kernel == 3 and layer.channels_in == layer.channels_out
+               and 16 <= layer.channels_in <= 128 for layer in extra)
+
+
 def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     out = str(tmp_path / "kernels")
     fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--fit_layers=12", "--heldout_widths=0.2",

@@ -46,7 +46,7 @@ def main():
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--energy_source", default="cputime", help="deeprx.energy --energy_source")
     parser.add_argument("--out", default=os.path.join(REPO, "data", "results", "energy-cpu"))
-    parser.add_argument("--fit_layers", type=int, default=720, help="one-layer models of the predictor's fit")
+    parser.add_argument("--fit_layers", type=int, default=800, help="one-layer models of the predictor's fit")
     parser.add_argument("--reuse_kernels", action="store_true",
                         help="keep OUT/kernels/ of an earlier run instead of fitting the predictor again")
     args = parser.parse_args()
@@ -67,15 +67,15 @@ def main():
     kernels_out = os.path.join(args.out, "kernels")
     kernels_args = ("deeprx.kernels", "fit", f"--preset={args.preset}", f"--fit_layers={args.fit_layers}",
                     f"--out={kernels_out}")
-    kernels_command = jobs.command_line(kernels_args)
-    if args.reuse_kernels and os.path.isfile(os.path.join(kernels_out, "fit.json")):
-        print(f"reusing {kernels_out} ({kernels_command})", flush=True)
-        commands.append(kernels_command)
-    else:
-        commands.append(run(*kernels_args))
+    reuse = args.reuse_kernels and os.path.isfile(os.path.join(kernels_out, "fit.json"))
+    if not reuse:
+        run(*kernels_args)
         os.remove(os.path.join(kernels_out, "predictor.joblib"))  # binary, rebuilt by the command
     with open(os.path.join(kernels_out, "fit.json")) as f:
         fit = json.load(f)
+    commands.append(fit["command"])  # the fit's own command, also when reused
+    if reuse:
+        print(f"reusing {kernels_out} ({fit['command']})", flush=True)
     teacher, student = summary.pop("teacher"), summary.pop("student")
     heldout = fit["heldout_latency"]
     summary.update({
