@@ -19,7 +19,8 @@ its neighbours, not their time; chosen over log2 seconds by cross-validation ove
 layers, fit.json's target_cv: deeprx/costs/kernel_regression.py).
 
 `fit` samples --fit_layers one-layer models over that space (14 x 24..264 grids, 4..320
-channels, dilations up to 4 x 8, depth multiplier 1 or 2), converts each per backend, times
+channels, dilations up to 4 x 8, depth multiplier 1 or 2; beyond the 720th, square 3x3 convs of
+16..128 channels: kernel_models.fit_space), converts each per backend, times
 every operator alone (a .tflite's operators cut out one per model; a Keras model's layers
 one per model, in a graph: what 4 more runs add, / 4) and fits. It then predicts and measures
 whole models it never saw, in three families: (a) DeepRx paper and edge variants at
