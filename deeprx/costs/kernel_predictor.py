@@ -212,12 +212,10 @@ def refit(families, out, command=None, context_models=(), log=print):
 def _predict_again(table, families, predictor, tmp, where, flags_hint):
     """Predicts `table`'s rows (heldout.csv, context.csv: `where`) again from `families`' models
     rebuilt; ValueError if a row's model is not among them (operator counts and FLOPs checked)."""
-    ops = {}
     backends = list(dict.fromkeys(r["backend"] for r in table))
-    for family, models in families.items():
-        for name, keras_model, export_model in models:
-            for backend in backends:
-                ops[family, name, backend] = timing.backend_rows(keras_model, export_model, backend, tmp)[0]
+    ops = {(family, name, backend): timing.backend_rows(keras_model, export_model, backend, tmp)[0]
+           for family, models in families.items() for name, keras_model, export_model in models
+           for backend in backends}
     for row in table:
         found = ops.get((row["family"], row["model"], row["backend"]))
         if found is None or len(found) != row["operators"] or _mflops(found) != row["mflops"]:
