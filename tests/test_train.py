@@ -30,14 +30,17 @@ def test_training_lowers_the_loss_on_held_out_slots(tiny, tmp_path):
                                        held_out.data_mask))
 
     before = loss()
-    train_config = config.TrainConfig(steps=60, batch_size=8, learning_rate=1e-2, warmup_steps=2,
-                                      checkpoint_every=30, log_every=60)
+    # 200 steps: at 60 the loss ended at 0.6932, just above ln 2, on an AMD EPYC (CI had passed on
+    # Intel Xeons: float rounding differs between CPUs);
+    # at 200 it is 0.667 there, clear of the uninformed guess.
+    train_config = config.TrainConfig(steps=200, batch_size=8, learning_rate=1e-2, warmup_steps=2,
+                                      checkpoint_every=100, log_every=200)
     timing = training.Trainer(keras_model, tiny, train_config, str(tmp_path), log=lambda *a, **k: None).fit()
-    assert timing["steps_this_run"] == 60
+    assert timing["steps_this_run"] == 200
     after = loss()
     assert after < before - 0.01
     assert after < math.log(2)  # better than the uninformed guess P(b=1) = 1/2
-    assert os.path.isfile(os.path.join(tmp_path, "checkpoints", "ckpt-30.index"))
+    assert os.path.isfile(os.path.join(tmp_path, "checkpoints", "ckpt-100.index"))
 
 
 def test_the_training_step_is_traced_once(tiny, tmp_path, monkeypatch):
