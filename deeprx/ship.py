@@ -205,8 +205,8 @@ def main(argv):
     with cli.flag("model"):
         if FLAGS.checkpoint_only:
             dest = keep_checkpoint(FLAGS.model, FLAGS.name)
-            print(f"Kept the latest checkpoint of {FLAGS.model} in {dest}: on a new machine, copy it to "
-                  f"runs/{FLAGS.name} and rerun the run's deeprx.train command with --workdir=runs/{FLAGS.name}")
+            print(f"Kept the latest checkpoint of {FLAGS.model} in {dest}: on a new machine, copy it back "
+                  f"to {FLAGS.model} and rerun the command that trained it (it resumes from there)")
             return
         dest = ship(FLAGS.model, FLAGS.name, tflite=FLAGS.tflite)
     print(f"Shipped {FLAGS.model} as pretrained:{FLAGS.name} in {dest} (MODEL.md)")
