@@ -30,9 +30,8 @@ def test_training_lowers_the_loss_on_held_out_slots(tiny, tmp_path):
                                        held_out.data_mask))
 
     before = loss()
-    # 200 steps: at 60 the loss ended at 0.6932, just above ln 2, on an AMD EPYC (CI had passed on
-    # Intel Xeons: float rounding differs between CPUs);
-    # at 200 it is 0.667 there, clear of the uninformed guess.
+    # 200 steps: at 60 the loss ended at 0.6932, just above ln 2, on an AMD EPYC (Intel Xeons had
+    # passed: float rounding differs between CPUs); at 200 it is 0.667 there.
     train_config = config.TrainConfig(steps=200, batch_size=8, learning_rate=1e-2, warmup_steps=2,
                                       checkpoint_every=100, log_every=200)
     timing = training.Trainer(keras_model, tiny, train_config, str(tmp_path), log=lambda *a, **k: None).fit()
