@@ -237,12 +237,16 @@ def train_and_evaluate(run, command):
         return
     training.save_model(model, os.path.join(run.workdir, "model.keras"))
     record = os.path.join(run.workdir, "train.json")
-    if not timing["steps_this_run"] and os.path.isfile(record):  # resumed finished: keep the last logged losses
-        timing = {**{k: v for k, v in ber_lib.read_json(record).items() if k.startswith("final_")}, **timing}
-    ber_lib.write_json(record, {
-        "parameters": model.count_params(), "flops_per_slot": flops,
-        "width_multiplier": run.model_config.width_multiplier, "replicas": replicas, **timing, "command": command,
-        "commit": bench.code_version(), **bench.provenance()})
+    this_run = {"command": command, "commit": bench.code_version(), **bench.provenance()}
+    if not timing["steps_this_run"] and os.path.isfile(record):
+        # Resumed finished (e.g. killed before its evaluation, or evaluated on another machine): the record
+        # stays the training's (its losses, time and machine); this run is listed after it.
+        trained = ber_lib.read_json(record)
+        entry = {**trained, "later_runs": trained.get("later_runs", []) + [this_run]}
+    else:
+        entry = {"parameters": model.count_params(), "flops_per_slot": flops,
+                 "width_multiplier": run.model_config.width_multiplier, "replicas": replicas, **timing, **this_run}
+    ber_lib.write_json(record, entry)
     print(f"Saved {run.workdir}/model.keras", flush=True)
     if FLAGS.eval:
         summary = training.evaluate_model(model, name, run.scenario, run.evaluation,

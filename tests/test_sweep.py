@@ -46,8 +46,11 @@ def test_tiny_sweep_writes_every_step(tiny_sweep):
     assert sorted((r["seed"], r["num_dmrs"]) for r in summary["runs"]) == [(0, 1), (0, 2)]
     with open(os.path.join(workdir, "kd_summary.md")) as f:
         text = f.read()
-    table, budgets_text = text.split("\n\n", 1)[1].split("\nOver training budgets", 1)
+    table, rest = text.split("\n\n", 1)[1].split("\nFinal evaluation", 1)
+    final_text, budgets_text = rest.split("\nOver training budgets", 1)
     assert kd_curves.markdown(summary["budgets"]) in budgets_text
+    assert kd_summary.final_table(summary["final"]) in final_text
+    assert [(r["num_dmrs"], r["seeds"], r["gm_ber_diff_n"]) for r in summary["final"]] == [(1, 1, 1), (2, 1, 1)]
     assert table == kd_summary.kd_table(summary["runs"]) and table in result.stdout
     rows = [line.split(" | ") for line in table.splitlines()[2:]]
     assert [(row[0], row[1]) for row in rows] == [("| 1", "0"), ("| 2", "0")]
@@ -208,6 +211,24 @@ def test_gain_is_scratch_sinr_minus_kd_sinr():
         "seed": 1, "num_dmrs": 2, "gm_ber_kd": -2.0, "gm_ber_scratch": -1.5,
         "gain_db_at_1e-2": 2.5, "gain_db_at_1e-3": None, "kd_share": None}
     assert kd_summary.kd_table([kd_summary.kd_entry(1, 2, kd, scratch)]).rstrip().endswith("| not recorded |")
+
+
+def test_final_evaluations_are_paired_by_seed_per_dmrs_count():
+    def entry(seed, dmrs, kd, scratch, gain):
+        return {"seed": seed, "num_dmrs": dmrs, "gm_ber_kd": kd, "gm_ber_scratch": scratch,
+                "gain_db_at_1e-2": gain, "gain_db_at_1e-3": None, "kd_share": 0.2}
+    rows = kd_summary.final_rows([entry(1, 2, -2.0, -2.1, -0.5), entry(0, 2, -2.0, -2.0, None),
+                                  entry(2, 2, -2.2, -2.0, 1.5), entry(0, 1, -1.1, -1.0, 0.2)])
+    assert [(r["num_dmrs"], r["seeds"]) for r in rows] == [(1, 1), (2, 3)]
+    two = rows[1]
+    assert two["gm_ber_diff_by_seed"] == "0:+0.0000 1:+0.1000 2:-0.2000"
+    mean, low, high, n = kd_curves.mean_interval([0.0, 0.1, -0.2])
+    assert (two["gm_ber_diff_mean"], two["gm_ber_diff_ci_low"], two["gm_ber_diff_ci_high"]) == pytest.approx(
+        (mean, low, high), abs=1e-4)
+    assert two["gain_db_at_1e-2_n"] == 2 and two["gain_db_at_1e-2_mean"] == pytest.approx(0.5)  # seed 0: no crossing
+    assert two["gain_db_at_1e-3_mean"] is None
+    table = kd_summary.final_table(rows)
+    assert "| 2 | 3 | -0.033 [" in table and "| +0.500 [" in table and "| none reached |" in table
 
 
 def test_given_teachers_of_each_dmrs_count_are_used_not_trained(tmp_path):

@@ -130,9 +130,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert f"Resuming from checkpoint at step {target}" in finished.stdout
     assert "unrestored values" not in finished.stderr and "could not be found" not in finished.stderr
-    with open(os.path.join(workdir, "train.json")) as f:  # the losses logged by the run that trained
+    with open(os.path.join(workdir, "train.json")) as f:  # the record of the run that trained, kept
         record = json.load(f)
-    assert record["steps_this_run"] == 0 and record["final_loss"] > 0
+    assert record["steps_this_run"] == 3 and record["final_loss"] > 0 and record["slots_per_s"] > 0
+    assert record["command"].endswith(f"--steps={target}") and len(record["later_runs"]) == 1
 
 
 def _model_weights(workdir):

@@ -84,13 +84,28 @@ def budget_rows(pairs, bits_per_point):
             for key, gain in ber_lib.sinr_gains(a, b).items():
                 if gain is not None:
                     per_seed[key][seed] = gain
-        row = {"step": step, "slots_seen": slots, "seeds": len(pairs)}
-        for name, values in per_seed.items():
-            mean, low, high, n = mean_interval(list(values.values()))
-            row.update({f"{name}_mean": _round(mean), f"{name}_ci_low": _round(low), f"{name}_ci_high": _round(high),
-                        f"{name}_n": n, f"{name}_by_seed": " ".join(f"{s}:{v:+.4f}" for s, v in values.items())})
-        rows.append(row)
+        rows.append({"step": step, "slots_seen": slots, "seeds": len(pairs), **paired_columns(per_seed)})
     return rows
+
+
+def paired_columns(per_seed):
+    """per_seed: {measure: {seed: A - B}} (a seed missing where its curves reached no crossing).
+    Per measure: mean, 95% interval, n and the per-seed values, as kd_curves.csv's columns."""
+    row = {}
+    for name, values in per_seed.items():
+        mean, low, high, n = mean_interval(list(values.values()))
+        row.update({f"{name}_mean": _round(mean), f"{name}_ci_low": _round(low), f"{name}_ci_high": _round(high),
+                    f"{name}_n": n, f"{name}_by_seed": " ".join(f"{s}:{v:+.4f}" for s, v in values.items())})
+    return row
+
+
+def cell(row, name):
+    """One measure of a paired_columns row as markdown: mean [95% interval] (n seeds)."""
+    if row[f"{name}_mean"] is None:
+        return "none reached"
+    interval = ("" if row[f"{name}_ci_low"] is None
+                else f" [{row[f'{name}_ci_low']:+.3f}, {row[f'{name}_ci_high']:+.3f}]")
+    return f"{row[f'{name}_mean']:+.3f}{interval} (n={row[f'{name}_n']})"
 
 
 def _round(value):
@@ -120,12 +135,6 @@ def columns():
 
 def markdown(rows):
     """The budget table: mean [95% interval] (n seeds) per measure, A - B per comparison."""
-    def cell(row, name):
-        if row[f"{name}_mean"] is None:
-            return "none reached"
-        interval = ("" if row[f"{name}_ci_low"] is None
-                    else f" [{row[f'{name}_ci_low']:+.3f}, {row[f'{name}_ci_high']:+.3f}]")
-        return f"{row[f'{name}_mean']:+.3f}{interval} (n={row[f'{name}_n']})"
     lines = ["| A - B | DMRS | step | slots | GM BER A - B (< 0: A better) | SINR gain at 1e-2 dB (> 0: A better) "
              "| at 1e-3 |", "|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -20,6 +20,30 @@ def hint_entry(seed, dmrs, hint, kd, scratch):
             "kd_share": hint.get("kd_share"), "feature_share": hint.get("feature_share")}
 
 
+def final_rows(entries):
+    """The final evaluations of kd_entry's runs, KD - scratch paired by seed: per DMRS count, the
+    mean and 95% interval across seeds of each kd_curves.MEASURES (a gain only where both
+    students reached the target BER)."""
+    rows = []
+    for dmrs in sorted({e["num_dmrs"] for e in entries}):
+        per_seed = {name: {} for name in kd_curves.MEASURES}
+        for e in _ordered(e for e in entries if e["num_dmrs"] == dmrs):
+            per_seed["gm_ber_diff"][e["seed"]] = round(e["gm_ber_kd"] - e["gm_ber_scratch"], 6)
+            for name in kd_curves.MEASURES[1:]:
+                if e[name] is not None:
+                    per_seed[name][e["seed"]] = e[name]
+        rows.append({"num_dmrs": dmrs, "seeds": len(per_seed["gm_ber_diff"]), **kd_curves.paired_columns(per_seed)})
+    return rows
+
+
+def final_table(rows):
+    """final_rows as markdown."""
+    return _table(("DMRS symbols", "seeds", "GM BER KD - scratch (< 0: KD better)", "SINR gain at BER 1e-2 dB "
+                   "(> 0: KD better)", "at BER 1e-3"),
+                  [(r["num_dmrs"], r["seeds"], *(kd_curves.cell(r, name) for name in kd_curves.MEASURES))
+                   for r in rows])
+
+
 def kd_table(entries):
     """kd_summary.json's runs as a markdown table (kd_summary.md), per DMRS count and seed."""
     return _table(("DMRS symbols", "seed", "Geometric Mean BER, KD", "from scratch", "KD - scratch (< 0: KD better)",
@@ -62,6 +86,8 @@ def markdown(summary):
     return (f"KD vs scratch students ({summary['student_mflops']:g} MFLOPs per slot, {summary['student_steps']} "
             f"steps), teacher {summary['teacher_mflops']:g} MFLOPs; alpha {summary['alpha']:g}, T "
             f"{summary['temperature']:g} ({summary['chosen_by']}).\n\n{kd_table(summary['runs'])}"
+            + (f"\nFinal evaluation, paired by seed (mean [95% t interval] across seeds):\n\n"
+               f"{final_table(summary['final'])}" if summary.get("final") else "")
             + (f"\nKD with a feature hint (--kd_feature_weight={hint['kd_feature_weight']:g}) against KD and "
                f"scratch:\n\n{hint_table(hint['runs'])}" if hint else "")
             + (f"\nOver training budgets (paired by seed; mean [95% t interval] across seeds):\n\n"

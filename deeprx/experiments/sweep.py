@@ -287,7 +287,8 @@ class Study:
         summary = {"alpha": alpha, "temperature": temperature, "chosen_by": chosen_by,
                    "student_mflops": round(sweep.base_student_flops / 1e6, 3),
                    "teacher_mflops": round(self.base_teacher_flops / 1e6, 3),
-                   "student_steps": sweep.student_steps, "runs": summary_runs, "budgets": budgets}
+                   "student_steps": sweep.student_steps, "runs": summary_runs,
+                   "final": kd_summary.final_rows(summary_runs), "budgets": budgets}
         if hint_runs:
             summary["hint"] = {"kd_feature_weight": sweep.hint_weight, "runs": hint_runs}
         ber_lib.write_json(path, summary)
