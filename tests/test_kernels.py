@@ -15,6 +15,7 @@ from conftest import run_module
 from deeprx.core import config
 from deeprx.costs import kernel_models
 from deeprx.costs import kernel_predictor
+from deeprx.costs import kernel_summary
 from deeprx.costs import kernel_timing
 from deeprx.costs import op_features
 
@@ -177,7 +178,8 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     doubled = dataclasses.replace(predictor, context={("tflite_int8", 1): dict.fromkeys(by_kind, 2.0)})
     assert doubled.model_seconds(ops, "tflite_int8", 1)[0] == pytest.approx(2 * operators_sum + empty)
     assert dataclasses.replace(predictor, context=None).model_seconds(ops, "tflite_int8", 1)[0] == \
-        pytest.approx(operators_sum + empty)
+        pytest.approx(operators_sum + empty) == doubled.context_seconds(
+            doubled.kind_seconds(ops, "tflite_int8", 1), "tflite_int8", 1, context=False)[0]
     # A speed factor, not a unit slip (a busy machine runs the probe several times slower).
     assert all(0.05 < float(r["probe_wall"]) < 20 for r in heldout + timed)
     assert all(0 <= float(r["spread_wall"]) < 2 for r in heldout) and any(float(r["spread_wall"]) > 0 for r in heldout)
@@ -186,6 +188,13 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     with open(os.path.join(out, "fit.json")) as f:
         fitted = json.load(f)
     assert fitted["heldout_rounds"] == 2
+    unscaled = [dict(r, predicted_wall_ms=1e3 * predictor.empty_call[r["backend"], r["threads"]][0] + sum(
+        r[f"predicted_ops_{kind}_ms"] for kind in op_features.CONTEXT_KINDS))
+        for r in map(kernel_predictor._typed, heldout)]
+    expected = kernel_summary.summarize(unscaled)  # every factor 1
+    for family, by_backend in fitted["heldout_latency_without_context"].items():
+        for backend, cell in by_backend.items():
+            assert cell["mape"] == pytest.approx(expected[family][backend]["mape"], abs=0.011)
     assert set(fitted["heldout_spread"]) == set(kernel_predictor.BACKENDS)
     # Each model's own operators timed alone: the error split into context and regressors.
     assert all(float(r["ops_alone_wall_ms"]) > 0 for r in heldout if r["backend"] != "keras_float")

@@ -68,9 +68,9 @@ class Predictor:
         times its context factor, plus one empty call. No calibration on a held-out model."""
         return self.context_seconds(self.kind_seconds(rows, backend, threads), backend, threads)
 
-    def context_seconds(self, kinds, backend, threads):
-        """model_seconds from the model's kind_seconds."""
-        factors = (self.context or {}).get((backend, threads), {})
+    def context_seconds(self, kinds, backend, threads, context=True):
+        """model_seconds from the model's kind_seconds (every factor 1 without `context`)."""
+        factors = (self.context or {}).get((backend, threads), {}) if context else {}
         empty = self.empty_call[backend, threads]
         return tuple(sum(factors.get(kind, 1.0) * s[i] for kind, s in kinds.items()) + empty[i] for i in range(2))
 
@@ -246,9 +246,9 @@ def _write(out, rows, predictor, context, heldout, result, log):
                   heldout_latency=summary, heldout_cpu_time=summary_lib.summarize(heldout, "cpu"),
                   heldout_latency_without_probe=summary_lib.summarize(
                       [dict(r, measured_wall_ms=r["unprobed_wall_ms"]) for r in heldout]),
-                  heldout_latency_without_context=summary_lib.summarize(
-                      [dict(r, predicted_wall_ms=1e3 * predictor.empty_call[r["backend"], r["threads"]][0] + sum(
-                          r[f"predicted_ops_{kind}_ms"] for kind in op_features.CONTEXT_KINDS)) for r in heldout]),
+                  heldout_latency_without_context=summary_lib.summarize([dict(r, predicted_wall_ms=1e3 * predictor.
+                      context_seconds({k: (r[f"predicted_ops_{k}_ms"] / 1e3, 0) for k in op_features.CONTEXT_KINDS},
+                                      r["backend"], r["threads"], context=False)[0]) for r in heldout]),
                   heldout_decomposition=summary_lib.decomposition(heldout))
     ber_lib.write_json(os.path.join(out, "fit.json"), result)
     return result
