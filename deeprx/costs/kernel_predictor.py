@@ -12,14 +12,14 @@ kind's context factor, plus one empty call, and measured in round-robin passes."
 
 import dataclasses
 import os
-import statistics
 import tempfile
 import time
 
-from deeprx.costs import op_features
+from deeprx.costs import kernel_heldout as heldout_lib
 from deeprx.costs import kernel_regression as regression
 from deeprx.costs import kernel_summary as summary_lib
 from deeprx.costs import kernel_timing as timing
+from deeprx.costs import op_features
 from deeprx.evaluation import bench
 from edge import ber as ber_lib
 
@@ -75,15 +75,6 @@ class Predictor:
         return tuple(sum(factors.get(kind, 1.0) * s[i] for kind, s in kinds.items()) + empty[i] for i in range(2))
 
 
-def own_op_seconds(timer, keras_model, path, tmp):
-    """[(wall, CPU) seconds] of every operator of a model timed alone, as the fit times them: a
-    .tflite's (path) operators cut out one per model, or (path None) a Keras model's layers,
-    each minus an empty call."""
-    if path is None:
-        return [timer.kernel_seconds(m) for m in timing.layer_models(keras_model)]
-    return [timer.op_seconds(p) for p in timing.split_ops(path, tmp)]
-
-
 def time_fit_ops(layers, timers, backends, tmp, out, keep=True, log=print):
     """kernels.csv rows: every operator of every fit layer's model, timed alone per backend and
     threads, in the probe's reference time: each block of 10 layers is timed between two probe
@@ -107,7 +98,7 @@ def time_fit_ops(layers, timers, backends, tmp, out, keep=True, log=print):
                 continue
             model = model or layer.keras_model()
             ops, op_path = timing.backend_rows(model, model, backend, tmp)
-            seconds = {n: own_op_seconds(timer, model, op_path, tmp) for n, timer in timers.of(backend)}
+            seconds = {n: timing.own_op_seconds(timer, model, op_path, tmp) for n, timer in timers.of(backend)}
             for n, per_op in seconds.items():
                 for op, (wall, cpu) in zip(ops, per_op):
                     rows.append({"backend": backend, "threads": n, "layer": index, "spec": layer.spec, **op,
@@ -163,7 +154,7 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
         context = _context_rows(context_models, [b for b in backends if b != "keras_float"], timers, predictor,
                                 tmp, rounds, out, keep, log)
         predictor.context = summary_lib.context_factors(context, predictor.empty_call)
-        heldout = measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source, log)
+        heldout = heldout_lib.measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source, log)
     result = {"what": "kernel-level latency and energy predictor: operator sums, each kind's x a context factor "
                       "fitted on the fit's own multi-layer models; no calibration on a held-out model",
               "probe": {"model": PROBE, "note": PROBE_NOTE, "factor_range": {
@@ -218,12 +209,12 @@ def _predict_again(table, families, predictor, tmp, where, flags_hint):
            for backend in backends}
     for row in table:
         found = ops.get((row["family"], row["model"], row["backend"]))
-        if found is None or len(found) != row["operators"] or _mflops(found) != row["mflops"]:
+        if found is None or len(found) != row["operators"] or heldout_lib.mflops(found) != row["mflops"]:
             raise ValueError(f"{where}'s {row['model']} ({row['family']}, {row['backend']}) is not a model of "
                              f"these flags: {flags_hint}")
         # The fit's W per busy core, as its measured energy used it.
         watts = row["measured_mj"] / row["measured_cpu_ms"] if row.get("measured_mj") is not None else None
-        row.update(_predicted(predictor, found, row["backend"], row["threads"], watts))
+        row.update(heldout_lib.predicted(predictor, found, row["backend"], row["threads"], watts))
 
 
 def _write(out, rows, predictor, context, heldout, result, log):
@@ -254,26 +245,9 @@ def _write(out, rows, predictor, context, heldout, result, log):
     return result
 
 
-def _mflops(ops):
-    return round(sum(op["flops"] for op in ops) / 1e6, 3)
-
-
-def _predicted(predictor, ops, backend, threads, watts=None):
-    """heldout.csv's predicted columns of a model of operator rows `ops` (energy with `watts`
-    per busy core)."""
-    kinds = predictor.kind_seconds(ops, backend, threads)
-    wall, cpu = predictor.context_seconds(kinds, backend, threads)
-    row = {"predicted_wall_ms": round(1e3 * wall, 4), "predicted_cpu_ms": round(1e3 * cpu, 4)}
-    if watts is not None:
-        row["predicted_mj"] = round(watts * row["predicted_cpu_ms"], 4)
-    # Each kind's operators without context or empty call: what the context factors are fitted on.
-    row.update({f"predicted_ops_{kind}_ms": round(1e3 * seconds[0], 4) for kind, seconds in kinds.items()})
-    return row
-
-
 def _context_rows(models, backends, timers, predictor, tmp, rounds, out, keep, log):
     """OUT/context.csv's rows: the fit's multi-layer `models` measured whole and by their
-    operators alone on the TFLite `backends`, as held-out models are (measure_heldout); with
+    operators alone on the TFLite `backends`, as held-out models are (kernel_heldout.measure_heldout); with
     `keep` (a resumed fit on its CPU), kept from OUT's context.csv when it holds exactly these
     models, else measured and written there at once."""
     jobs = {(name, backend, n) for name, _, _ in models for backend in backends for n, _ in timers.of(backend)}
@@ -290,70 +264,8 @@ def _context_rows(models, backends, timers, predictor, tmp, rounds, out, keep, l
         return []
     log(f"context: measuring {len(models)} multi-layer models of the fit's operators whole and by operators alone",
         flush=True)
-    rows = measure_heldout({"context": models}, backends, timers, predictor, tmp, rounds, log=log)
+    rows = heldout_lib.measure_heldout({"context": models}, backends, timers, predictor, tmp, rounds, log=log)
     ber_lib.write_table(path, rows, list(rows[0]))
-    return rows
-
-
-def measure_heldout(families, backends, timers, predictor, tmp, rounds, energy_source=None, log=print):
-    """heldout.csv rows: every held-out model on every backend and threads, predicted and
-    measured. A VM's speed wanders over minutes, so each model is measured in `rounds`
-    round-robin passes spread over the whole measurement, each pass read against the probe
-    timed around it; a row gives the median of its passes in the fit's reference time
-    (measured_*_ms: each pass's time over its probe factor; unprobed_wall_ms: without), the
-    passes' spread ((max - min) / median, the measurement's own noise), the median probe
-    factor, and (TFLite) the model's own operators timed alone as the fit times its own
-    (ops_alone_wall_ms, once, in the fit's time: the sum the predictor tries to predict)."""
-    jobs = []
-    for family, models in families.items():
-        for name, keras_model, export_model in models:
-            for backend in backends:
-                ops, path = timing.backend_rows(keras_model, export_model, backend, tmp)
-                jobs += [(family, name, backend, n, timer, ops, keras_model if path is None else path)
-                         for n, timer in timers.of(backend)]
-    passes = [[] for _ in jobs]
-    for done in range(1, rounds + 1):
-        for (_, _, backend, n, timer, _, model), taken in zip(jobs, passes):
-            before = timers.probe([(backend, n)])
-            measured = timer.model_seconds(model)
-            taken.append((measured, timers.speed(before, timers.probe([(backend, n)]))[backend, n]))
-        log(f"  held-out pass {done}/{rounds}: {len(jobs)} model measurements", flush=True)
-    # Each TFLite model's own operators timed alone, as the fit times its operators: whole model
-    # over this sum is what the operators' context changes; prediction over it, the regressors'
-    # error. (Not for Keras: a layer's own call takes seconds to trace, 100 layers a model.)
-    alone = []
-    tflite_jobs = sum(job[2] != "keras_float" for job in jobs)
-    for family, name, backend, n, timer, _, model in jobs:
-        if backend == "keras_float":
-            alone.append(None)
-            continue
-        before = timers.probe([(backend, n)])
-        per_op = own_op_seconds(timer, None, model, tmp)
-        speed = timers.speed(before, timers.probe([(backend, n)]))[backend, n]
-        alone.append((sum(op[0] for op in per_op) + timer.empty_call[0]) / speed[0])
-        done = sum(a is not None for a in alone)
-        log(f"  held-out operators timed alone: {done}/{tflite_jobs} TFLite models ({family}: {name} {backend})",
-            flush=True)
-    rows = []
-    for (family, name, backend, n, _, ops, _), taken, ops_alone in zip(jobs, passes, alone):
-        wall, cpu = ([m[i] / s[i] for m, s in taken] for i in range(2))
-        row = {"family": family, "model": name, "backend": backend, "threads": n, "operators": len(ops),
-               "mflops": _mflops(ops), "measured_wall_ms": round(1e3 * statistics.median(wall), 4),
-               "predicted_wall_ms": None, "measured_cpu_ms": round(1e3 * statistics.median(cpu), 4),
-               "predicted_cpu_ms": None,
-               "spread_wall": round((max(wall) - min(wall)) / statistics.median(wall), 4),
-               "ops_alone_wall_ms": None if ops_alone is None else round(1e3 * ops_alone, 4),
-               "unprobed_wall_ms": round(1e3 * statistics.median(m[0] for m, _ in taken), 4),
-               "probe_wall": round(statistics.median(s[0] for _, s in taken), 4),
-               "probe_cpu": round(statistics.median(s[1] for _, s in taken), 4)}
-        if energy_source is not None:
-            row.update(measured_mj=round(energy_source.watts * row["measured_cpu_ms"], 4), predicted_mj=None)
-        row.update(_predicted(predictor, ops, backend, n, energy_source and energy_source.watts))
-        rows.append(row)
-        log(f"  {family}: {name} {backend} {n} thread(s): measured {row['measured_wall_ms']:.3f} ms "
-            f"(passes spread {100 * row['spread_wall']:.0f}%), "
-            + ("" if ops_alone is None else f"its operators alone {row['ops_alone_wall_ms']:.3f} ms, ")
-            + f"predicted {row['predicted_wall_ms']:.3f} ms", flush=True)
     return rows
 
 

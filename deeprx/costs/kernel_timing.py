@@ -222,3 +222,12 @@ class Timers:
     @property
     def empty_call(self):
         return {key: timer.empty_call for key, timer in self.timers.items()}
+
+
+def own_op_seconds(timer, keras_model, path, tmp):
+    """[(wall, CPU) seconds] of every operator of a model timed alone, as the fit times them: a
+    .tflite's (path) operators cut out one per model, or (path None) a Keras model's layers,
+    each minus an empty call."""
+    if path is None:
+        return [timer.kernel_seconds(m) for m in layer_models(keras_model)]
+    return [timer.op_seconds(p) for p in split_ops(path, tmp)]
