@@ -16,6 +16,7 @@ from conftest import REPO, run_module
 from deeprx.core import config
 from deeprx.network import losses
 from deeprx.network import model
+from deeprx.network import schedule as schedule_lib
 from deeprx.network import training
 from deeprx.simulation import data
 
@@ -56,7 +57,7 @@ def test_the_training_step_is_traced_once(tiny, tmp_path, monkeypatch):
 
 
 def test_warmup_cosine_schedule():
-    schedule = training.WarmupDecay(1e-3, 10, 110, 0.01)
+    schedule = schedule_lib.WarmupDecay(1e-3, 10, 110, 0.01)
     assert float(schedule(0)) == pytest.approx(1e-4)
     assert float(schedule(10)) == pytest.approx(1e-3)
     assert float(schedule(60)) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
@@ -64,7 +65,7 @@ def test_warmup_cosine_schedule():
 
 
 def test_warmup_flat_linear_schedule():
-    schedule = training.WarmupDecay(1e-2, 10, 200, 0.01, "flat_linear")
+    schedule = schedule_lib.WarmupDecay(1e-2, 10, 200, 0.01, "flat_linear")
     assert float(schedule(0)) == pytest.approx(1e-3)
     assert float(schedule(10)) == pytest.approx(1e-2)
     assert float(schedule(100)) == pytest.approx(1e-2)  # flat to config.FLAT_FRACTION = 0.5 of the steps
