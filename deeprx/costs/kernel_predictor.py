@@ -237,12 +237,17 @@ def _write(out, rows, predictor, context, heldout, result, log):
                   heldout_latency=summary, heldout_cpu_time=summary_lib.summarize(heldout, "cpu"),
                   heldout_latency_without_probe=summary_lib.summarize(
                       [dict(r, measured_wall_ms=r["unprobed_wall_ms"]) for r in heldout]),
-                  heldout_latency_without_context=summary_lib.summarize([dict(r, predicted_wall_ms=1e3 * predictor.
-                      context_seconds({k: (r[f"predicted_ops_{k}_ms"] / 1e3, 0) for k in op_features.CONTEXT_KINDS},
-                                      r["backend"], r["threads"], context=False)[0]) for r in heldout]),
+                  heldout_latency_without_context=summary_lib.summarize(
+                      [dict(r, predicted_wall_ms=_without_context(predictor, r)) for r in heldout]),
                   heldout_decomposition=summary_lib.decomposition(heldout))
     ber_lib.write_json(os.path.join(out, "fit.json"), result)
     return result
+
+
+def _without_context(predictor, row):
+    """A heldout.csv row's predicted wall ms with every context factor 1."""
+    kinds = {kind: (row[f"predicted_ops_{kind}_ms"] / 1e3, 0.0) for kind in op_features.CONTEXT_KINDS}
+    return 1e3 * predictor.context_seconds(kinds, row["backend"], row["threads"], context=False)[0]
 
 
 def _context_rows(models, backends, timers, predictor, tmp, rounds, out, keep, log):
