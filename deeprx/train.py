@@ -17,6 +17,7 @@ read from the current directory; later flags win.
 import dataclasses
 import os
 import shutil
+import signal
 import sys
 
 from absl import flags
@@ -225,11 +226,16 @@ def train_and_evaluate(run, command):
         trainer = training.DistillationTrainer(distiller, run.kd, **trainer_args)
     else:
         trainer = training.Trainer(model, **trainer_args)
+    if FLAGS.distribute != "multiworker":  # a multi-worker save is collective: every worker must stop together
+        signal.signal(signal.SIGTERM, lambda signum, frame: trainer.stop_requested.set())
     try:
         timing = trainer.fit()
     except training.TrainingCollapsed as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except training.TrainingStopped as stopped:
+        print(f"{stopped}: rerun the same command to resume", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGTERM)
     # Saved on the scenario's grid with plain layers, however it trained.
     model = model_lib.on_grid(model, run.model_config, run.scenario, name="deeprx")
     if not chief:

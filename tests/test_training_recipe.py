@@ -380,3 +380,46 @@ def test_a_collapsed_run_stops_before_saving_and_names_the_last_checkpoint(tiny,
     with pytest.raises(training.TrainingCollapsed, match=r"step 4: the loss is nan.*ckpt-2"):
         trainer.fit()
     assert tf.train.latest_checkpoint(trainer.checkpoint_dir).endswith("ckpt-2")
+
+
+def test_a_one_device_mirrored_strategy_trains_as_the_default_one(tiny, tmp_path):
+    """--distribute=mirrored where there is one device (the CPU, or one GPU): one replica, whose
+    step is not a nested tf.function (that failed with "`merge_call` called while defining a
+    new graph"), and moves the weights as the default strategy's step on the same slots."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    assert strategy.num_replicas_in_sync == 1
+    mc = model.DeepRxConfig(width_multiplier=0.125)
+    tc = config.TrainConfig(steps=2, batch_size=4, learning_rate=1e-2, warmup_steps=1, checkpoint_every=2,
+                            log_every=2)
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        mirrored = model.build(mc, tiny)
+    single = model.build(mc, tiny)
+    single.set_weights(mirrored.get_weights())
+    initial = single.get_weights()
+    quiet = lambda *x, **k: None  # noqa: E731
+    a = training.Trainer(mirrored, tiny, tc, str(tmp_path / "a"), log=quiet, strategy=strategy)
+    b = training.Trainer(single, tiny, tc, str(tmp_path / "b"), log=quiet)
+    seed = tf.constant(7, tf.int64)
+    a._train_step(seed)
+    b._train_step(seed)
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(single.get_weights(), initial)) > 1e-3
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(mirrored.get_weights(), single.get_weights())) < 1e-5
+
+
+def test_a_stop_request_checkpoints_the_step_reached_and_the_run_resumes_there(tiny, tmp_path):
+    """Trainer.stop_requested (deeprx.train sets it on SIGTERM: a Slurm time limit, a sweep
+    stopping): the step in progress finishes, a checkpoint of it is saved off the
+    --checkpoint_every grid, and a new Trainer resumes from it."""
+    mc = model.DeepRxConfig(width_multiplier=0.125)
+    tc = config.TrainConfig(steps=6, batch_size=4, learning_rate=1e-2, warmup_steps=1, checkpoint_every=4,
+                            log_every=1)
+    lines = []
+    trainer = training.Trainer(model.build(mc, tiny), tiny, tc, str(tmp_path), log=lambda line, **_: lines.append(line))
+    trainer.stop_requested.set()
+    with pytest.raises(training.TrainingStopped, match="stopped at step 1 of 6"):
+        trainer.fit()
+    assert any("asked to stop" in line for line in lines)
+    resumed = training.Trainer(model.build(mc, tiny), tiny, tc, str(tmp_path), log=lambda *x, **k: None)
+    assert resumed.restore() == 1
+    assert resumed.fit()["steps_this_run"] == 5

@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import threading
 import time
 
 import tensorflow as tf
@@ -38,6 +39,12 @@ def save_model(model, path):
     tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
     model.save(tmp)
     os.replace(tmp, path)
+
+
+class TrainingStopped(RuntimeError):
+    """Training was asked to stop (Trainer.stop_requested, set on SIGTERM by deeprx.train: a
+    scheduler's time limit or preemption, a sweep stopping): a checkpoint at the step reached
+    was saved, and the same command resumes from it."""
 
 
 class TrainingCollapsed(RuntimeError):
@@ -118,6 +125,7 @@ class Trainer:
         self.chief = chief
         if not chief:
             self.log = lambda *args, **kwargs: None
+        self.stop_requested = threading.Event()  # set: checkpoint after this step and stop
         self.curve = None
         if train_config.curve_every:
             if not curve_sinr_db:
@@ -181,9 +189,10 @@ class Trainer:
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         batch = self.draw(seed, replica)
         channel = channel_target(batch.h) if self.aux_head is not None else None
-        # A nested tf.function may not hold the replicas' synchronization points (batch-norm
-        # statistics, gradient all-reduce): several replicas run the step's body directly.
-        update = self._update if self.strategy.num_replicas_in_sync == 1 else self._apply
+        # A nested tf.function may not hold a strategy's synchronization points (batch-norm
+        # statistics, gradient all-reduce), even with one replica: under any strategy but the
+        # default one the step's body runs directly.
+        update = self._apply if tf.distribute.has_strategy() else self._update
         return update(batch.inputs, batch.bits, batch.data_mask, channel)
 
     def _distributed_step(self, seed):
@@ -253,6 +262,12 @@ class Trainer:
                 last_time += step_stopped  # the progress line's rate counts training only
                 self.log(f"step {done}: the process was stopped for {step_stopped:.0f} s (SIGSTOP); "
                          "not counted as training time", flush=True)
+            if self.stop_requested.is_set() and done < config.steps:
+                self.train_seconds.assign_add(time.time() - timed_from - stopped)
+                self.manager.save(checkpoint_number=done)
+                self.log(f"step {done}: asked to stop (SIGTERM); checkpoint saved, the same command resumes from it",
+                         flush=True)
+                raise TrainingStopped(f"stopped at step {done} of {config.steps}, checkpoint saved")
             checkpoint = done % config.checkpoint_every == 0 or done == config.steps
             if done % config.log_every == 0 or done == config.steps:
                 # Losses are averaged over the steps since the last progress line.
