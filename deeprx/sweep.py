@@ -41,6 +41,7 @@ from deeprx.core import config as config_lib
 from deeprx.core import kd_config
 from deeprx.core import jobs
 from deeprx.core import scenario_flags
+from deeprx.experiments import backends
 from deeprx.experiments import kd_summary
 from deeprx.experiments import sweep as sweep_lib
 from deeprx.experiments import sweep_publish
@@ -70,7 +71,19 @@ def define_flags():
     flags.DEFINE_enum("fig6_kd", "best", ["best", "flags"],
                       "step 4 (alpha, T): step 3's best run, or --alpha/--temperature")
     flags.DEFINE_list("sweep_steps", ["1", "2", "3", "4"], "the steps to run")
-    flags.DEFINE_integer("parallel", 1, "training processes at a time, sharing the CPU cores")
+    flags.DEFINE_integer("parallel", 1, "training runs at a time (local: sharing this machine's cores; slurm: the "
+                         "job array's tasks at a time)")
+    flags.DEFINE_enum("backend", "local", list(backends.BACKENDS), "where the runs train: this machine, a Slurm "
+                      "cluster (submitit) or a Ray cluster; a rerun re-attaches to cluster jobs still running")
+    flags.DEFINE_string("ray_address", "auto", "--backend=ray: the cluster's head, host:port (auto: on a node)")
+    flags.DEFINE_integer("cpus_per_run", 1, "--backend=slurm/ray: CPUs per run (TensorFlow threads)")
+    flags.DEFINE_integer("gpus_per_run", 0, "--backend=slurm/ray: GPUs per run")
+    flags.DEFINE_float("mem_per_run_gb", 0.0, "--backend=slurm: memory per run (0: the partition's default)")
+    flags.DEFINE_integer("time_limit_min", 0, "--backend=slurm: time limit per job in minutes (0: the partition's); "
+                         "at the limit a run checkpoints and is requeued")
+    flags.DEFINE_string("partition", "", "--backend=slurm: partition (default: the cluster's default)")
+    flags.DEFINE_integer("signal_delay_s", 120, "--backend=slurm: the checkpoint signal comes this long before the "
+                         "time limit")
     flags.DEFINE_string("publish", None, "train nothing: copy the step files and every finished run's small files "
                                          "of --workdir into this directory (e.g. data/results/kd-cpu)")
     train_lib.define_flags()  # a sweep flagfile sets the training flags it passes on
@@ -175,6 +188,18 @@ def _dmrs_teachers(base_dmrs):
     return tuple(sorted(teachers.items()))
 
 
+def backend_from_flags(sweep):
+    """The backend of --backend, checked (a cluster's: reachable, the resources a run asks
+    exist there) before any run is submitted; raises cli.FlagError."""
+    resources = backends.Resources(cpus=FLAGS.cpus_per_run, gpus=FLAGS.gpus_per_run, mem_gb=FLAGS.mem_per_run_gb,
+                                   time_min=FLAGS.time_limit_min, partition=FLAGS.partition,
+                                   signal_delay_s=FLAGS.signal_delay_s)
+    with cli.flag("backend"):
+        backend = backends.make(FLAGS.backend, sweep.workdir, resources, sweep.parallel, FLAGS.ray_address)
+        backend.check([])
+    return backend
+
+
 def _stop(signum, frame):
     del frame
     raise SystemExit(f"stopped by signal {signum}; rerun the same command to resume")
@@ -192,7 +217,7 @@ def main(argv):
     # training processes: both now stop them (they resume from their checkpoints on rerun).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop)
-    summary = sweep_lib.run_sweep(sweep)
+    summary = sweep_lib.run_sweep(sweep, backend=backend_from_flags(sweep))
     if summary:
         print(kd_summary.kd_table(summary), flush=True)
 

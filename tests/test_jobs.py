@@ -96,12 +96,13 @@ def test_a_long_run_reports_its_progress_from_its_log(tmp_path):
     class Run:
         name, external, workdir, dir = "stepper-run", True, str(tmp_path / "run"), Dir()
 
-    class Runner(jobs.Runner):
-        def _start(self, run, label, env_):
-            return jobs.Job(("stepper",), self._log_path(run), env)
+    class Stepper(jobs.LocalBackend):
+        def submit(self, items):
+            return [jobs.LocalJob(jobs.Job(("stepper",), log_path, env)) for _, _, log_path, _ in items]
 
     lines = []
-    runner = Runner(str(tmp_path / "sweep"), log=lambda line, **_: lines.append(line), progress_every=0.5)
+    runner = jobs.Runner(str(tmp_path / "sweep"), log=lambda line, **_: lines.append(line), progress_every=0.5,
+                         backend=Stepper())
     runner.ensure([Run()], "[test]")
     progress = [line for line in lines if "[0 of 1 done]" in line]
     assert progress and all(line.startswith("  [test] stepper-run: step ") for line in progress), lines

@@ -4,8 +4,9 @@
 MODULE ARGS`: its output appended to a log file after a `$ command` header, progress
 lines echoed if asked, the child killed with its parent (SIGKILL too), and on failure a
 JobError naming the command, the exit status, the log and its last lines.
-`Runner`: `python -m deeprx.train` runs of a sweep or an ablation, a few at a time,
-skipped when finished, resumed when not.
+`Runner`: `python -m deeprx.train` runs of a sweep or an ablation through a backend
+(`LocalBackend`: a few at a time on this machine; deeprx.experiments.backends: Slurm, Ray),
+skipped when finished, resumed when not, re-attached to when a cluster still trains them.
 
 Flag-free library code (the CLIs define the flags).
 """
@@ -127,59 +128,154 @@ class TrainRun:
         return workdir_lib.RunDir(self.workdir)
 
 
+class LocalJob:
+    """A run started by LocalBackend: a Job on this machine (it dies with the driver)."""
+
+    def __init__(self, job):
+        self.job, self.log_path = job, job.log_path
+        self.job_id = str(job.process.pid)
+
+    def poll(self):
+        """None while the run trains, else its exit status."""
+        return None if self.job.running() else self.job.process.wait()
+
+    def wait(self):
+        self.job.wait()
+
+    def cancel(self):
+        self.job.stop()
+
+
+class LocalBackend:
+    """Runs on this machine, `parallel` processes at a time sharing its cores (today's runner).
+
+    The backend interface (deeprx.experiments.backends has the cluster ones): `name`;
+    `capacity(parallel)`, how many runs the Runner keeps submitted at once (None: all, the
+    cluster queues them); `check(runs)`, a BackendError before anything is submitted;
+    `submit([(run, args, log_path, env)])`, one handle per run (a cluster's as one array);
+    `attach(record, log_path)`, the handle of a run's job still alive from an earlier driver,
+    else None; a handle has `job_id`, `log_path`, `poll()` (None while alive, else the exit
+    status), `wait()` (JobError on failure) and `cancel()`. Local runs die with the driver, so
+    none is ever re-attached."""
+
+    name = "local"
+    detached = False  # its runs end with the driver
+
+    def capacity(self, parallel):
+        return parallel
+
+    def check(self, runs):
+        del runs
+
+    def environment(self, env, parallel, todo):
+        """With parallel > 1 each process gets an equal share of the CPU cores as TensorFlow
+        threads: on 2 cores, two 1-thread runs train about 1.4x faster in total than one
+        2-thread run (docs/distillation.md)."""
+        if parallel > 1 and todo > 1:
+            threads = str(max(1, (os.cpu_count() or 1) // min(parallel, todo)))
+            env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+        return env
+
+    def submit(self, items):
+        return [LocalJob(Job(("deeprx.train", *args), log_path, env)) for _, args, log_path, env in items]
+
+    def attach(self, record, log_path):
+        del record, log_path
+        return None
+
+
+class BackendError(ValueError):
+    """A backend cannot run this: one line saying what and what to do, before any submission."""
+
+
+BACKEND_RECORD = "backend_job.json"  # in a run directory: the job that trains it
+
+
 class Runner:
-    """Trains runs as deeprx.train processes, `parallel` at a time, skipping finished ones.
+    """Trains runs as deeprx.train processes through a backend (LocalBackend: `parallel` at a
+    time on this machine), skipping finished ones. Each submitted run's job is recorded in its
+    directory (BACKEND_RECORD); a rerun of the driver re-attaches to a cluster job still alive
+    instead of submitting the run again, and resubmits the runs whose jobs died."""
 
-    With parallel > 1 each process gets an equal share of the CPU cores as TensorFlow
-    threads: on 2 cores, two 1-thread runs train about 1.4x faster in total than one
-    2-thread run (docs/distillation.md)."""
-
-    def __init__(self, workdir, parallel=1, log=print, progress_every=600.0):
+    def __init__(self, workdir, parallel=1, log=print, progress_every=600.0, backend=None):
         self.workdir, self.parallel, self.log = workdir, parallel, log
         self.progress_every = progress_every  # seconds between progress lines of the running runs
+        self.backend = backend or LocalBackend()
         self.trained = 0
 
     def ensure(self, runs, label):
         """Trains every unfinished run of `runs` (independent of each other)."""
-        todo = []
+        todo, running = [], []
         for run in dict.fromkeys(runs):  # once each, in order
+            handle = self._attach(run)
             if run.dir.finished():
                 self.log(f"  {label} {run.name}: finished earlier, skipped", flush=True)
+                if handle:  # a job that outlived its driver after the run finished (a Ray actor)
+                    handle.cancel()
+                continue
+            if handle:
+                self.log(f"  {label} {run.name}: re-attached to {self.backend.name} job {handle.job_id}, still "
+                         f"training (output in {handle.log_path})", flush=True)
+                running.append((run, handle, time.time()))
             else:
                 todo.append(run)
-        env = dict(os.environ)
-        if self.parallel > 1 and len(todo) > 1:
-            threads = str(max(1, (os.cpu_count() or 1) // min(self.parallel, len(todo))))
-            env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
-        running, total, last_progress = [], len(todo), time.time()
+        self.backend.check(todo)
+        env = self.backend.environment(dict(os.environ), self.parallel, len(todo))
+        total, last_progress = len(todo) + len(running), time.time()
+        capacity = self.backend.capacity(self.parallel)
         try:
             while todo or running:
-                while todo and len(running) < self.parallel:
-                    run = todo.pop(0)
-                    running.append((run, self._start(run, label, env), time.time()))
+                free = len(todo) if capacity is None else capacity - len(running)
+                if todo and free > 0:
+                    batch, todo = todo[:free], todo[free:]
+                    running += [(run, handle, time.time()) for run, handle in zip(batch, self._submit(batch, label, env))]
                 time.sleep(0.5)
-                for item in [item for item in running if not item[1].running()]:
+                for item in [item for item in running if item[1].poll() is not None]:
                     running.remove(item)
                     self._finish(*item, label)
                 if running and time.time() - last_progress >= self.progress_every:
                     last_progress = time.time()
                     self._progress([run for run, _, _ in running], total - len(todo) - len(running), total, label)
-        finally:
-            for _, job, _ in running:  # on an error or Ctrl-C: stop the others (they resume later)
-                job.stop()
+        except BaseException:
+            if self.backend.detached and running:
+                self.log(f"  {label} {len(running)} {self.backend.name} job(s) left running; rerun the same command "
+                         "to re-attach to them", flush=True)
+            else:  # on an error or Ctrl-C: stop the others (they resume later)
+                for _, handle, _ in running:
+                    handle.cancel()
+            raise
 
-    def _start(self, run, label, env):
-        if not run.external:
-            self._claim(run, command_line(("deeprx.train", *run.args)))
-        log_path = self._log_path(run)
-        resuming = os.path.isdir(os.path.join(run.workdir, "checkpoints"))
-        self.log(f"  {label} {run.name}: training ({'resuming, ' if resuming else ''}"
-                 f"output in {log_path})", flush=True)
-        return Job(("deeprx.train", *run.args), log_path, env)
+    def _attach(self, run):
+        """The handle of the run's job still alive from an earlier driver of this backend, or None."""
+        path = os.path.join(run.workdir, BACKEND_RECORD)
+        if run.external or not os.path.isfile(path):
+            return None
+        record = ber_lib.read_json(path)
+        if record.get("backend") != self.backend.name:
+            return None
+        return self.backend.attach(record, self._log_path(run))
 
-    def _finish(self, run, job, start, label):
+    def _submit(self, runs, label, env):
+        items = []
+        for run in runs:
+            if not run.external:
+                self._claim(run, command_line(("deeprx.train", *run.args)))
+            resuming = os.path.isdir(os.path.join(run.workdir, "checkpoints"))
+            self.log(f"  {label} {run.name}: training on {self.backend.name} ({'resuming, ' if resuming else ''}"
+                     f"output in {self._log_path(run)})", flush=True)
+            items.append((run, run.args, self._log_path(run), env))
+        handles = self.backend.submit(items)
+        for run, handle in zip(runs, handles):
+            if not run.external:
+                ber_lib.write_json(os.path.join(run.workdir, BACKEND_RECORD),
+                                   {"backend": self.backend.name, "job_id": handle.job_id,
+                                    "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                    **getattr(handle, "record", {})})
+        return handles
+
+    def _finish(self, run, handle, start, label):
         try:
-            job.wait()
+            handle.wait()
         except JobError as error:
             raise JobError(f"{run.name} failed: {error}\nFix the cause and rerun the same command: "
                            "finished runs are kept.") from None

@@ -344,10 +344,11 @@ def plots_lib():
     return plots
 
 
-def run_sweep(sweep, log=print):
-    """Runs the steps of `sweep` in ORDER; returns kd_summary's runs (or None without step 4)."""
+def run_sweep(sweep, log=print, backend=None):
+    """Runs the steps of `sweep` in ORDER, its training runs through `backend` (default: this
+    machine, jobs.LocalBackend); returns kd_summary's runs (or None without step 4)."""
     os.makedirs(sweep.workdir, exist_ok=True)
-    runner = jobs.Runner(sweep.workdir, sweep.parallel, log)
+    runner = jobs.Runner(sweep.workdir, sweep.parallel, log, backend=backend)
     study = Study(sweep, runner, log)
     summary = best = None
     steps = set(sweep.steps) | ({3} if 4 in sweep.steps and sweep.fig6_kd == "best" else set())
