@@ -9,7 +9,7 @@ RUN := $(VENV)/bin/python
 EDGE_LITERT := .venv-edge-litert
 EDGE_TFLITE_RUNTIME := .venv-edge-tflite-runtime
 
-.PHONY: demo test install edge-venvs clean
+.PHONY: demo test install edge-venvs cluster-tools clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0] + ": run make PYTHON=python3.11 ..."'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade "pip>=23.2"
-	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[test]"
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[test,cluster]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,9 +37,13 @@ $(EDGE_TFLITE_RUNTIME)/.stamp:
 	$(EDGE_TFLITE_RUNTIME)/bin/pip install --quiet "numpy==1.26.4" "tflite-runtime==2.14.0"
 	touch $@
 
+# The single-node Slurm of tests/test_backends.py (apt-get where root; elsewhere they skip).
+cluster-tools:
+	bash tests/install_cluster_tools.sh
+
 # Two workers, a test file per worker at a time (module fixtures run once): most of a test's
 # time is single-threaded (imports, tracing, subprocess start-up). One file: pytest tests/x.py.
-test: $(STAMP) edge-venvs
+test: $(STAMP) edge-venvs cluster-tools
 	$(RUN) -m pytest -q -n 2 --dist loadfile tests
 
 clean:

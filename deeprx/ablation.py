@@ -93,8 +93,7 @@ def collect(runs, paths):
 
 def plot(curve_rows, arm_rows, path, title):
     from deeprx.evaluation import plots
-    plt = plots.plt
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    figure, (axes,) = plots.figure_and_axes(1, 2, figsize=(13, 4.6), sharey=True)
     for arm in arm_rows:
         points = [r for r in curve_rows if r["arm"] == arm["arm"]]
         gm = [float(r["gm_ber"]) for r in points]
@@ -108,9 +107,8 @@ def plot(curve_rows, arm_rows, path, title):
     axes[0].set_xlabel("training slots seen [thousands]")
     axes[1].set_xlabel("training wall-clock [min] (evaluations excluded)")
     axes[0].set_ylabel("Geometric Mean BER (test channels, lower is better)")
-    axes[1].legend(fontsize=8)
-    figure.suptitle(plots.textwrap.fill(title, width=140), fontsize=10)
-    figure.tight_layout()
+    plots.legend_outside(axes[1])
+    figure.suptitle(plots.textwrap.fill(title, width=170), fontsize=10)
     plots.save(figure, path)
 
 

@@ -227,14 +227,17 @@ def train_and_evaluate(run, command):
     else:
         trainer = training.Trainer(model, **trainer_args)
     if FLAGS.distribute != "multiworker":  # a multi-worker save is collective: every worker must stop together
-        signal.signal(signal.SIGTERM, lambda signum, frame: trainer.stop_requested.set())
+        # SIGTERM: a sweep stopping, a scheduler ending the job; SIGUSR2: Slurm's time-limit
+        # warning, which reaches every process of the job (submitit then requeues it).
+        for stop_signal in (signal.SIGTERM, signal.SIGUSR2):
+            signal.signal(stop_signal, lambda signum, frame: trainer.stop_requested.set())
     try:
         timing = trainer.fit()
     except training.TrainingCollapsed as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     except training.TrainingStopped as stopped:
-        print(f"{stopped}: rerun the same command to resume", file=sys.stderr, flush=True)
+        print(f"{stopped}: rerun the same command to resume", flush=True)
         sys.exit(128 + signal.SIGTERM)
     # Saved on the scenario's grid with plain layers, however it trained.
     model = model_lib.on_grid(model, run.model_config, run.scenario, name="deeprx")

@@ -15,6 +15,11 @@ Sources (`parse_source`; deeprx.energy adds codecarbon and nvml on a host):
   rated:WATTS  a rated power x the measured time (estimated): no base to subtract, since a
                rated power is the device's active power. The only option on a Coral board,
                which has no power sensor.
+  hwmon:PATH[@HZ]  a Linux hwmon power sensor (an INA219/INA226/INA260 on a board's I2C, the
+               `ina2xx` driver): PATH is its directory (/sys/class/hwmon/hwmonN) or one of its
+               files; power1_input (microwatts), else in1_input x curr1_input (millivolts x
+               milliamps), sampled in a background thread at HZ (default 100) through each
+               window (measured)
   cputime:W    the CPU time this process spent (user + system, all its threads, from the OS)
                x W watts per busy core (estimated): bills the cores the work kept busy, not
                the wall time; deeprx.energy's host version takes its W from CodeCarbon's TDP.
@@ -28,6 +33,7 @@ import datetime
 import glob
 import os
 import statistics
+import threading
 import time
 
 POWERCAP = "/sys/class/powercap"
@@ -169,6 +175,75 @@ class MeterCsvSource(TraceSource):
         TraceSource.__init__(self, lambda: read_meter_csv(path), "external meter %s" % path, clock)
 
 
+class HwmonSource(PowerSource):
+    """A Linux hwmon power sensor read in a background thread at `rate_hz` while a window
+    runs; the samples are integrated step-wise over the window (see integrate)."""
+
+    def __init__(self, path, rate_hz=100.0, clock=time.monotonic):
+        if not rate_hz > 0:
+            raise PowerError("a sampling rate must be positive, got %r Hz" % rate_hz)
+        self.rate_hz, self.clock = float(rate_hz), clock
+        directory = path if os.path.isdir(path) else os.path.dirname(path)
+        if os.path.isfile(path) and os.path.basename(path).startswith("power"):
+            self.files = (path,)
+        elif os.path.isfile(os.path.join(directory, "power1_input")):
+            self.files = (os.path.join(directory, "power1_input"),)
+        elif all(os.path.isfile(os.path.join(directory, name)) for name in ("in1_input", "curr1_input")):
+            self.files = (os.path.join(directory, "in1_input"), os.path.join(directory, "curr1_input"))
+        else:
+            raise PowerError("no hwmon power sensor at %s: expected power1_input, or in1_input and curr1_input "
+                             "(load the sensor's driver, e.g. ina2xx; ls /sys/class/hwmon/*/name)" % path)
+        try:
+            self.watts()
+        except (OSError, ValueError) as error:
+            raise PowerError("the hwmon sensor %s is not readable (%s): run as root or make its files "
+                             "readable" % (", ".join(self.files), error))
+        self.name = "hwmon sensor %s, sampled at %g Hz" % (" x ".join(self.files), self.rate_hz)
+
+    def watts(self):
+        values = []
+        for name in self.files:
+            with open(name) as f:
+                values.append(float(f.read().strip()))
+        if len(values) == 1:
+            return values[0] / 1e6          # microwatts
+        return values[0] * values[1] / 1e6  # millivolts x milliamps
+
+    def measure(self, workload):
+        samples, stop = [], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                samples.append((self.clock(), self.watts()))
+                stop.wait(1.0 / self.rate_hz)
+
+        samples.append((self.clock(), self.watts()))
+        thread = threading.Thread(target=sample, daemon=True)
+        start = self.clock()
+        thread.start()
+        try:
+            value = workload()
+        finally:
+            end = self.clock()
+            stop.set()
+            thread.join()
+        samples.append((self.clock(), self.watts()))
+        return end - start, integrate(sorted(samples), start, end, self.name), value
+
+
+def hwmon_source(argument):
+    """hwmon:PATH or hwmon:PATH@HZ."""
+    path, _, rate = argument.rpartition("@") if "@" in argument else (argument, "", "")
+    return HwmonSource(path, parse_rate(rate) if rate else 100.0)
+
+
+def parse_rate(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise PowerError("a sampling rate in Hz was expected after @, got %r" % text)
+
+
 class RaplSource(PowerSource):
     """The package-level RAPL counters (intel-rapl:N; AMD exposes them under the same name)."""
     name = "RAPL package counters"
@@ -235,9 +310,9 @@ def four_step(source, workload, inferences, base_seconds=5.0, windows=5, sleep=t
     return result, value
 
 
-SOURCES = {"rapl": lambda arg: RaplSource(), "meter": MeterCsvSource,
+SOURCES = {"rapl": lambda arg: RaplSource(), "meter": MeterCsvSource, "hwmon": hwmon_source,
            "rated": lambda arg: RatedSource(parse_watts(arg)), "cputime": lambda arg: CpuTimeSource(parse_watts(arg))}
-NEEDS_ARGUMENT = {"meter": "PATH", "rated": "WATTS", "cputime": "W"}
+NEEDS_ARGUMENT = {"meter": "PATH", "hwmon": "PATH", "rated": "WATTS", "cputime": "W"}
 
 
 def parse_watts(text):

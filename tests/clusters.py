@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 SLURM_DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -129,17 +130,23 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
                 with open(path) as f:
                     pid = int(f.read().strip())
                 os.kill(pid, 15)
-                _wait(lambda: not os.path.exists(f"/proc/{pid}"), 20, f"{name} to stop")
-            except (OSError, ValueError, RuntimeError):
+                _wait(lambda: not os.path.exists(f"/proc/{pid}"), 3, f"{name} to stop")
+            except RuntimeError:
+                os.kill(pid, 9)
+            except (OSError, ValueError):
                 pass
 
 
 class RayCluster:
-    def __init__(self, root):
-        self.root = str(root)
+    def __init__(self):
+        # Ray's sockets live under its temporary directory, and a Unix socket path has at most
+        # 107 bytes: a short directory of its own, not pytest's.
+        self.root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
         self.port = _free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
-        self.env = dict(os.environ, RAY_TMPDIR=self.root)
+        # Ray binds a node to the machine's network address unless it runs as a one-machine
+        # cluster (this variable off): then everything stays on 127.0.0.1.
+        self.env = dict(os.environ, RAY_TMPDIR=self.root, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
 
     @staticmethod
     def unavailable():
@@ -163,3 +170,4 @@ class RayCluster:
 
     def stop(self):
         self._ray("stop", "--force")
+        shutil.rmtree(self.root, ignore_errors=True)

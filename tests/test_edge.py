@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -282,6 +283,56 @@ def test_runner_in_a_tensorflow_free_venv_matches_the_host_evaluation(exported, 
     assert [(float(d[1]), int(d[3]), int(d[4])) for d in device] == \
         [(h["sinr_db"], h["bit_errors"], h["bits"]) for h in host]
     assert any(h["bit_errors"] for h in host)
+
+
+def test_runner_measures_energy_from_a_live_hwmon_sensor(exported, tmp_path):
+    """A sysfs-like hwmon tree standing for the board's INA226: a test thread sets its power
+    from the runner's CPU use (1 W idle, +3 W per busy core, from /proc/PID/stat over the last
+    100 ms). The runner samples it through its quiet base windows and its run: the base comes
+    back as about 1 W and the relative power as about 3 W x the run's busy cores."""
+    import threading
+    tree = tmp_path / "hwmon2"
+    tree.mkdir()
+    power_file = tree / "power1_input"
+
+    def set_watts(watts):
+        with open(str(power_file) + ".tmp", "w") as f:
+            f.write("%d\n" % round(watts * 1e6))
+        os.replace(str(power_file) + ".tmp", str(power_file))
+
+    set_watts(1.0)
+    out = tmp_path / "device"
+    process = subprocess.Popen([_venv_python("ai_edge_litert"), "-m", "edge.runner", f"--model={exported['ptq']}",
+                                "--count=400", "--warmup=2", "--threads=1", f"--energy_source=hwmon:{tree}@200",
+                                "--base_seconds=1", f"--out={out}"], cwd=_bundle(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def follow_cpu():
+        history = []
+        while process.poll() is None:
+            try:
+                with open(f"/proc/{process.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                break
+            history = (history + [(time.time(), (int(fields[11]) + int(fields[12])) / tick)])[-6:]
+            if len(history) > 1:
+                (t0, c0), (t1, c1) = history[0], history[-1]
+                set_watts(1.0 + 3.0 * (c1 - c0) / (t1 - t0))
+            time.sleep(0.02)
+
+    follower = threading.Thread(target=follow_cpu)
+    follower.start()
+    _, stderr = process.communicate(timeout=300)
+    follower.join()
+    assert process.returncode == 0, stderr[-3000:]
+    with open(str(out / "runner.json")) as f:
+        energy = json.load(f)["energy"]
+    assert energy["source"] == f"hwmon sensor {power_file}, sampled at 200 Hz (measured)" and energy["measured"]
+    assert energy["base_power_w"] == pytest.approx(1.0, abs=0.3)
+    assert energy["relative_power_w"] == pytest.approx(3.0 * energy["busy_cores"], rel=0.35), energy
+    assert energy["relative_energy_j"] > 0 and "warning" not in energy
 
 
 def _vermin(*files):

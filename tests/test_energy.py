@@ -163,6 +163,59 @@ def test_meter_csv_is_integrated_and_bad_traces_fail(tmp_path):
         power.parse_source("joulemeter")
 
 
+def _write_atomically(path, text):
+    temporary = str(path) + ".tmp"
+    with open(temporary, "w") as f:
+        f.write(text)
+    os.replace(temporary, str(path))
+
+
+def test_a_hwmon_sensor_sampled_through_the_run_gives_a_known_power_step_as_its_energy(tmp_path):
+    """A sysfs-like hwmon tree: 1 W, which a test thread raises to 4 W for 0.4 s of a 0.6 s
+    run. Base 1 W (the quiet windows), relative energy 3 W x 0.4 s = 1.2 J, within the
+    sampling error (one 5 ms sample at 200 Hz, plus the thread's own timing, at each edge)."""
+    import threading
+    tree = tmp_path / "hwmon3"
+    tree.mkdir()
+    (tree / "name").write_text("ina226\n")
+    _write_atomically(tree / "power1_input", "1000000\n")  # microwatts
+    source = power.parse_source(f"hwmon:{tree}@200")
+    assert source.label() == f"hwmon sensor {tree}/power1_input, sampled at 200 Hz (measured)"
+    started = threading.Event()
+
+    def step():
+        started.wait()
+        _write_atomically(tree / "power1_input", "4000000\n")
+        time.sleep(0.4)
+        _write_atomically(tree / "power1_input", "1000000\n")
+
+    thread = threading.Thread(target=step)
+    thread.start()
+    result, _ = power.four_step(source, lambda: (started.set(), time.sleep(0.6)), inferences=6, base_seconds=0.2,
+                                windows=2)
+    thread.join()
+    assert result["measured"] is True and result["base_power_w"] == pytest.approx(1.0)
+    assert result["relative_energy_j"] == pytest.approx(1.2, abs=0.06)
+    assert result["joules_per_inference"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_a_hwmon_sensor_of_voltage_and_current_and_bad_sensors(tmp_path):
+    tree = tmp_path / "hwmon1"
+    tree.mkdir()
+    (tree / "in1_input").write_text("5000\n")   # millivolts (bus voltage)
+    (tree / "curr1_input").write_text("400\n")  # milliamps
+    source = power.parse_source(f"hwmon:{tree}")
+    assert source.watts() == pytest.approx(2.0) and source.rate_hz == 100
+    seconds, joules, _ = source.measure(lambda: time.sleep(0.1))
+    assert joules == pytest.approx(2.0 * seconds)
+    with pytest.raises(power.PowerError, match="no hwmon power sensor at .*: expected power1_input"):
+        power.parse_source(f"hwmon:{tmp_path}")
+    with pytest.raises(power.PowerError, match="needs hwmon:PATH"):
+        power.parse_source("hwmon")
+    with pytest.raises(power.PowerError, match="a sampling rate in Hz was expected after @, got 'fast'"):
+        power.parse_source(f"hwmon:{tree}@fast")
+
+
 # ------------------------------------------------------------------------ the CLIs
 
 def _labelled(node, path=""):

@@ -1,22 +1,12 @@
-"""The plots of python -m deeprx.energy, from its energy.json dict (matplotlib, Agg). Every
-plot carries the sources of its numbers in full in a footnote (measured or estimated)."""
+"""The plots of python -m deeprx.energy, from its energy.json dict (matplotlib, Agg; the
+project's plot rules: deeprx/evaluation/plots.py). Every plot carries the sources of its
+numbers in full in a footnote (measured or estimated)."""
 
 import os
-import textwrap
 
 import numpy as np
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-
-
-def _save(figure, path):
-    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
-    figure.savefig(tmp, dpi=110, format="png")
-    plt.close(figure)
-    os.replace(tmp, path)
+from deeprx.evaluation.plots import figure_and_axes, footnote, legend_outside, log_ticks, save
 
 
 def blocks(result, path):
@@ -27,35 +17,35 @@ def blocks(result, path):
     panels = [("energy_uj", "this machine, float32 [uJ]")]
     if result.get("metric0_edgetpu_block_source"):
         panels.append(("edgetpu_metric0_uj", f"{result['metric0_edgetpu_block_source']} (estimate) [uJ]"))
-    figure, axes = plt.subplots(len(panels), 1, figsize=(7.5, 2.8 * len(panels)), squeeze=False)
+    figure, axes = figure_and_axes(len(panels), 1, figsize=(7.5, 2.8 * len(panels) + 0.6))
     for ax, (key, label) in zip(axes[:, 0], panels):
         ax.bar(names, [row[key] for row in rows], color="tab:blue" if key == "energy_uj" else "tab:orange")
         ax.set_ylabel(label, fontsize=8)
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     axes[0, 0].set_title(f"Energy per ResNet block, one slot ({result['flops_per_slot'] / 1e6:.0f} MFLOPs)")
-    _footnote(figure, ["this machine: " + result["layer_energy_source"]])
-    _save(figure, path)
+    footnote(figure, ["this machine: " + result["layer_energy_source"]])
+    save(figure, path)
 
 
 def layers(result, path):
     rows = result["layers"]
-    figure, ax = plt.subplots(figsize=(12, 3.6))
+    figure, ((ax,),) = figure_and_axes(figsize=(13, 4.0))
     colors = {"conv": "tab:blue", "depthwise": "tab:green", "bn": "tab:orange", "relu": "tab:gray", "add": "tab:red"}
     ax.bar(range(len(rows)), [row["energy_uj"] for row in rows], color=[colors[row["kind"]] for row in rows])
     ax.set_xticks(range(len(rows)), [row["layer"] for row in rows], rotation=90, fontsize=5)
     for kind, color in colors.items():
         ax.bar([0], [0], color=color, label=kind)
-    ax.legend(fontsize=7)
+    legend_outside(ax)
     ax.set_ylabel("energy [uJ]")
     ax.set_title("Energy per layer, float32 on this machine", fontsize=9)
-    _footnote(figure, [result["layer_energy_source"]])
-    _save(figure, path)
+    footnote(figure, [result["layer_energy_source"]])
+    save(figure, path)
 
 
 def processors(result, path):
     """Paper Fig. 1: metric (0) per processor against what was measured here."""
     table = result["processors"]
-    figure, ax = plt.subplots(figsize=(8, 4.2))
+    figure, ((ax,),) = figure_and_axes(figsize=(10.5, 5.0))
     x = np.arange(len(table))
     ax.bar(x, [entry["metric0_mj_per_inference"] for entry in table], color="tab:gray", label="metric (0) estimate")
     host = [i for i, entry in enumerate(table) if entry["name"] == "this machine"]
@@ -67,16 +57,17 @@ def processors(result, path):
     ax.set_yscale("log")
     ax.set_xticks(x, [f"{e['name']}\n({e['precision']})" for e in table], fontsize=7, rotation=20)
     ax.set_ylabel("energy per inference [mJ]")
-    ax.set_title(f"Metric (0) per processor vs measured, one slot ({result['flops_per_slot'] / 1e6:.0f} MFLOPs)")
-    ax.legend(fontsize=7)
-    _footnote(figure, ["bars: metric (0), FLOPs x energy per FLOP of each processor's data (estimates)"]
-              + [f"{name}: {entry['source']}" for name, entry in result["measured"].items()])
-    _save(figure, path)
+    ax.set_title(f"Metric (0) per processor vs measured, one slot ({result['flops_per_slot'] / 1e6:.0f} MFLOPs)",
+                 fontsize=10)
+    legend_outside(ax)
+    footnote(figure, ["bars: metric (0), FLOPs x energy per FLOP of each processor's data (estimates)"]
+             + [f"{name}: {entry['source']}" for name, entry in result["measured"].items()])
+    save(figure, path)
 
 
 def amortization(result, path):
     """Training energy against cumulative inference energy (log-log), break-even marked."""
-    figure, ax = plt.subplots(figsize=(7, 4.6))
+    figure, ((ax,),) = figure_and_axes(figsize=(10.5, 5.4))
     cases = [(f"ours, {name}", entry) for name, entry in result.get("amortization", {}).items()]
     cases.append(("paper example", result["paper_example"]))
     for index, (label, entry) in enumerate(cases):
@@ -89,15 +80,15 @@ def amortization(result, path):
         ax.plot([n_even], [entry["training_j"]], "o", color=line.get_color())
         last = index == len(cases) - 1
         ax.annotate(f"{n_even:.2g} inferences\n({_duration(entry['break_even_seconds'])} at {entry['rate_per_s']:g}/s)",
-                    (n_even, entry["training_j"]), textcoords="offset points", xytext=(10, -30) if last else
-                    (-10, 8 + 22 * index), ha="left" if last else "right", fontsize=7)
+                    (n_even, entry["training_j"]), textcoords="offset points", xytext=(-10, -30) if last else
+                    (-10, 8 + 22 * index), ha="right", fontsize=7)
     ax.set_xlabel("number of inferences")
     ax.set_ylabel("energy [J]")
-    ax.set_title("Training vs cumulative inference energy (break-even marked)")
-    ax.legend(fontsize=6)
-    _footnote(figure, [f"ours, {name}: {entry['source']}" for name, entry in result.get("amortization", {}).items()]
-              + ["paper example: the paper's own training and inference figures (PAPER.md), recomputed"])
-    _save(figure, path)
+    ax.set_title("Training vs cumulative inference energy (break-even marked)", fontsize=10)
+    legend_outside(ax, fontsize=6)
+    footnote(figure, [f"ours, {name}: {entry['source']}" for name, entry in result.get("amortization", {}).items()]
+             + ["paper example: the paper's own training and inference figures (PAPER.md), recomputed"])
+    save(figure, path)
 
 
 def _duration(seconds):
@@ -105,16 +96,6 @@ def _duration(seconds):
         if seconds >= size:
             return f"{seconds / size:.3g} {unit}"
     return f"{seconds:.3g} s"
-
-
-def _footnote(figure, lines, width=150):
-    """The sources, in full, wrapped under the axes."""
-    text = "\n".join(textwrap.fill(line, width, subsequent_indent="    ") for line in lines)
-    rows = text.count("\n") + 1
-    inches = figure.get_size_inches()[1]
-    height = min(0.5, (rows * 6 * 1.3 / 72 + 0.06) / inches)
-    figure.text(0.01, 0.005, text, fontsize=6, va="bottom", ha="left")
-    figure.tight_layout(rect=(0, height, 1, 1))
 
 
 def all_plots(result, out):
@@ -137,7 +118,7 @@ def heldout_plot(out):
     families = list(dict.fromkeys(r["family"] for r in rows))
     markers = dict(zip(families, "os^Dv"))
     with_context = {key.partition("@")[0] for key in fit.get("context", {}).get("factors", {})}
-    figure, axes = plt.subplots(1, len(backends), figsize=(4.2 * len(backends), 4.4), squeeze=False)
+    figure, axes = figure_and_axes(1, len(backends), figsize=(6.4 * len(backends), 5.0))
     for ax, backend in zip(axes[0], backends):
         mine = [r for r in rows if r["backend"] == backend]
         values = [float(r[k]) for r in mine for k in ("measured_wall_ms", "predicted_wall_ms")]
@@ -158,11 +139,13 @@ def heldout_plot(out):
                                     ecolor=color, elinewidth=0.7, alpha=0.6)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        log_ticks(ax, "x")
+        log_ticks(ax, "y")
         ax.set_xlabel("measured latency [ms]", fontsize=8)
         ax.set_ylabel("predicted: operators x context + empty call [ms]" if backend in with_context
                       else "predicted: operator sum + empty call [ms]", fontsize=8)
         ax.set_title(backend, fontsize=9)
-        ax.legend(fontsize=5.5, loc="upper left")
+        legend_outside(ax, fontsize=5.5)  # each panel's MAPEs are its backend's
     figure.suptitle("Kernel-level predictor on held-out models (no whole-model calibration)", fontsize=10)
     probe = ("; every timing read against the probe model timed around it" if "probe" in fit else "")
     if fit.get("heldout_rounds"):
@@ -173,6 +156,6 @@ def heldout_plot(out):
     if with_context:
         refit += (f"; context factors per operator kind from {fit['context']['models']} multi-layer models of the "
                   "fit's operators (fit.json)")
-    _footnote(figure, [f"timed on {fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
-                       f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}{probe}{refit}"])
-    _save(figure, os.path.join(out, "heldout.png"))
+    footnote(figure, [f"timed on {fit['cpu']}, {fit['date']}; fitted on {fit['operators_timed']} operator timings of "
+                      f"{fit['fit_layers']} sampled one-layer models; {fit['regressor']}{probe}{refit}"])
+    save(figure, os.path.join(out, "heldout.png"))

@@ -59,6 +59,13 @@ SIZES = {
                      calibration_slots=256, vector_slots=16, runner_count=500, energy_count=300,
                      energy_base_seconds=5.0, energy_peak_seconds=3.0, energy_train_steps=5,
                      energy_layer_min_seconds=0.1),
+    # The paper's grid on a GPU node (docs/cluster.md): its teacher width and 250,000 steps;
+    # checked here as flags, never run on 2 CPU cores.
+    "paper": StudySize(teacher_width=1.0, teacher_steps=250_000, student_steps=250_000, batch_size=16,
+                       learning_rate=2e-3, warmup_steps=1000, checkpoint_every=2000, log_every=500,
+                       eval_max_bits=10_000_000, calibration_slots=512, vector_slots=32, runner_count=1000,
+                       energy_count=500, energy_base_seconds=10.0, energy_peak_seconds=3.0, energy_train_steps=10,
+                       energy_layer_min_seconds=0.1),
 }
 SIZE_FIELDS = tuple(field.name for field in dataclasses.fields(StudySize))
 

@@ -111,12 +111,11 @@ def pareto_front(points):
 
 def pareto_plot(summary, path, title):
     from deeprx.evaluation import plots
-    plt = plots.plt
     points = []
     for model, entry in summary["models"].items():
         points.append((entry["float_mj_per_inference"], entry["gm_ber"], f"{entry['role']} (float)"))
         points.append((entry["int8_mj_per_inference"], entry["int8_gm_ber"], f"{entry['role']} (int8)"))
-    figure, axes = plt.subplots(figsize=(6.8, 4.6))
+    figure, ((axes,),) = plots.figure_and_axes(figsize=(9.6, 5.0))
     for energy, gm_ber, label in points:
         axes.scatter([energy], [gm_ber], marker="s" if "int8" in label else "o", label=label, zorder=3)
     front = pareto_front(points)
@@ -125,12 +124,12 @@ def pareto_plot(summary, path, title):
     for (name, entry), style in zip(summary["classical"].items(), ("--", ":", "-.", (0, (1, 3)))):
         axes.axhline(entry["gm_ber"], color="gray", linestyle=style, linewidth=1.0, label=f"{name} (no energy measured)")
     axes.set_xscale("log")
-    axes.set_xlabel("energy per inference [mJ] (" + summary["models"]["kd"]["int8_energy_source"] + ")", fontsize=8)
+    plots.log_ticks(axes)
+    axes.set_xlabel("energy per inference [mJ]\n(" + summary["models"]["kd"]["int8_energy_source"] + ")", fontsize=8)
     axes.set_ylabel("Geometric Mean BER (lower is better)")
     axes.set_title(title, fontsize=10)
     axes.grid(True, which="both", linewidth=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
+    plots.legend_outside(axes)
     plots.save(figure, path)
 
 

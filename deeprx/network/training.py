@@ -265,8 +265,8 @@ class Trainer:
             if self.stop_requested.is_set() and done < config.steps:
                 self.train_seconds.assign_add(time.time() - timed_from - stopped)
                 self.manager.save(checkpoint_number=done)
-                self.log(f"step {done}: asked to stop (SIGTERM); checkpoint saved, the same command resumes from it",
-                         flush=True)
+                self.log(f"step {done}: asked to stop (SIGTERM or SIGUSR2); checkpoint saved, the same command "
+                         "resumes from it", flush=True)
                 raise TrainingStopped(f"stopped at step {done} of {config.steps}, checkpoint saved")
             checkpoint = done % config.checkpoint_every == 0 or done == config.steps
             if done % config.log_every == 0 or done == config.steps:
