@@ -150,9 +150,8 @@ class RayCluster:
 
     @staticmethod
     def unavailable():
-        try:
-            import ray  # noqa: F401
-        except ImportError:
+        import importlib.util
+        if importlib.util.find_spec("ray") is None:
             return "ray is not installed: pip install -e '.[cluster]'"
         return None
 

@@ -7,7 +7,6 @@ and one clear line for each kind of bad input before anything is submitted."""
 import glob
 import json
 import os
-import signal
 import subprocess
 import sys
 import time

@@ -94,7 +94,7 @@ def test_a_long_run_reports_its_progress_from_its_log(tmp_path):
             return {"gm_ber": -1.5}
 
     class Run:
-        name, external, workdir, dir = "stepper-run", True, str(tmp_path / "run"), Dir()
+        name, external, workdir, dir, args = "stepper-run", True, str(tmp_path / "run"), Dir(), ()
 
     class Stepper(jobs.LocalBackend):
         def submit(self, items):

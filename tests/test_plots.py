@@ -102,7 +102,7 @@ def test_the_check_catches_a_legend_on_the_data_clipped_text_and_sci_ticks(drawn
     axes.plot([1, 2], [1, 2], label="a line")
     axes.legend(loc="center")
     problems = _problems(figure)
-    assert problems == [f"the legend of '' lies on a panel's data"]
+    assert problems == ["the legend of '' lies on a panel's data"]
     figure.text(0.9, 0.5, "a footnote far too long for its figure, running past the right edge")
     assert any("leaves the" in p for p in _problems(figure))
     plain = matplotlib.pyplot.figure(figsize=(4, 3))
