@@ -155,7 +155,9 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--preset=paper",), "--preset: the study has sizes for the presets"),
+    # The paper preset has study sizes (docs/cluster.md), but the shipped teacher is of the cpu scenario.
+    (("--preset=paper",), "--teacher: teacher 'pretrained:teacher-cpu-1dmrs': the model was trained on another "
+                          "scenario (channel, modulation differ)"),
     (("--redo=training",), "--redo: unknown stage 'training'"),
     (("--alpha=-1",), "--alpha: alpha must be >= 0"),
     (("--temperature=0",), "--temperature: temperature must be positive"),
@@ -203,3 +205,10 @@ def test_a_workdir_of_other_settings_is_refused(study):
     assert result.returncode == 2 and "holds a study with other settings (alpha differ" in result.stderr
     with open(os.path.join(study["workdir"], "study.json")) as f:
         assert json.load(f)["settings"]["alpha"] == 0.5
+
+
+def test_every_preset_has_study_sizes():
+    """deeprx.study looks its sizes up by --preset, whose values are the presets."""
+    from deeprx.core import config
+    from deeprx.experiments import study_config
+    assert set(study_config.SIZES) == set(config.PRESETS)

@@ -261,7 +261,8 @@ class Runner:
             if not run.external:
                 self._claim(run, command_line(("deeprx.train", *run.args)))
             resuming = os.path.isdir(os.path.join(run.workdir, "checkpoints"))
-            self.log(f"  {label} {run.name}: training on {self.backend.name} ({'resuming, ' if resuming else ''}"
+            where = "" if self.backend.name == "local" else f" on {self.backend.name}"
+            self.log(f"  {label} {run.name}: training{where} ({'resuming, ' if resuming else ''}"
                      f"output in {self._log_path(run)})", flush=True)
             items.append((run, run.args, self._log_path(run), env))
         handles = self.backend.submit(items)
