@@ -1,0 +1,153 @@
+"""The student-size map (issue 37, the paper's Fig. 3 with KD): KD against training from
+scratch at several student sizes, each size one published step-4 sweep (`deeprx.sweep
+--student_flops_ratio=R --sweep_steps=4 --fig6_kd=flags ... --publish=DIR`: its
+by-run/<run>/summary.json and train.json, its ber_vs_sinr.csv), gathered as kd_map.json:
+
+  {"teacher": {...}, "references": {"ls_lmmse": {...}}, "sizes": [{"mflops", "flops_ratio",
+   "parameters", "seeds", "kd": {"gm_ber": [per seed], "sinr_1e-2": [...], "sinr_1e-3": [...]},
+   "scratch": {same}, "kd_minus_scratch_gm_ber": {"mean", "low", "high", "n"},
+   "gain_db_1e-2": {same}, "gain_db_1e-3": {same}}, ...]}
+
+KD and scratch are paired by seed (same initial weights, same batches, same test slots); the
+gain in dB is scratch's SINR minus KD's at the target (> 0: KD better), over the seeds where
+both reach it (null SINRs where a curve does not); low/high: the 95% Student-t interval of the
+mean across seeds (kd_curves.mean_interval). Flag-free library code.
+"""
+
+import os
+
+from deeprx.experiments import kd_curves
+from edge import ber as ber_lib
+
+ARMS = ("kd", "scratch")
+TARGETS = {"sinr_1e-2": "sinr_at_ber_1e-2", "sinr_1e-3": "sinr_at_ber_1e-3"}
+
+
+def _interval(values):
+    mean, low, high, n = kd_curves.mean_interval(values)
+    return {"mean": _round(mean), "low": _round(low), "high": _round(high), "n": n}
+
+
+def _round(value):
+    return None if value is None else round(value, 4)
+
+
+def _runs(folder):
+    """{(arm, seed): (the run's own summary entry, its train.json)} of a published sweep."""
+    runs = {}
+    by_run = os.path.join(folder, "by-run")
+    if not os.path.isdir(by_run):
+        raise ValueError(f"{folder} is not a published sweep (no by-run/): publish it with deeprx.sweep --publish")
+    for name in sorted(os.listdir(by_run)):
+        arm = name.split("-", 1)[0]
+        if arm not in ARMS or "-hint" in name:
+            continue
+        summary = ber_lib.read_json(os.path.join(by_run, name, "summary.json"))[name]
+        runs[arm, int(name.rsplit("-s", 1)[1])] = (summary, ber_lib.read_json(os.path.join(by_run, name, "train.json")))
+    return runs
+
+
+def receiver_results(folder, role):
+    """GM BER and SINR at the targets of a reference curve of the published ber_vs_sinr.csv
+    (role: teacher, ls_lmmse or perfect_lmmse), from its rows by edge/ber.py's rules."""
+    rows = [row for row in ber_lib.read_csv(os.path.join(folder, "ber_vs_sinr.csv")) if row["role"] == role]
+    if not rows:
+        raise ValueError(f"{folder}/ber_vs_sinr.csv has no {role} rows")
+    entry = ber_lib.summarize([{**row, "receiver": role} for row in rows])[role]
+    return {"gm_ber": entry["gm_ber"], **{key: entry[source] for key, source in TARGETS.items()}}
+
+
+def size_entry(folder, teacher_flops):
+    """One size of the map: its students' figures per seed and KD - scratch paired by seed."""
+    runs = _runs(folder)
+    seeds = sorted(seed for arm, seed in runs if arm == "kd" and ("scratch", seed) in runs)
+    if not seeds:
+        raise ValueError(f"{folder} has no KD student beside its scratch twin")
+    train = runs["kd", seeds[0]][1]
+    entry = {"folder": folder, "mflops": round(train["flops_per_slot"] / 1e6, 3),
+             "flops_ratio": round(train["flops_per_slot"] / teacher_flops, 4), "parameters": train["parameters"],
+             "steps": train["steps"], "seeds": seeds}
+    for arm in ARMS:
+        entry[arm] = {"gm_ber": [runs[arm, seed][0]["gm_ber"] for seed in seeds],
+                      **{key: [runs[arm, seed][0].get(source) for seed in seeds] for key, source in TARGETS.items()}}
+    entry["kd_minus_scratch_gm_ber"] = _interval([k - s for k, s in zip(entry["kd"]["gm_ber"],
+                                                                        entry["scratch"]["gm_ber"])])
+    gains = [ber_lib.sinr_gains(runs["kd", seed][0], runs["scratch", seed][0]) for seed in seeds]
+    for key in TARGETS:
+        target = key.split("_", 1)[1]
+        entry["gain_db_" + target] = _interval([g["gain_db_at_" + target] for g in gains
+                                                if g["gain_db_at_" + target] is not None])
+    return entry
+
+
+def build(folders, teacher_name):
+    """kd_map.json's dict from the published sweeps of the sizes (one folder each)."""
+    if not folders:
+        raise ValueError("give the published sweep of at least one student size")
+    teacher_flops = None
+    for folder in folders:
+        flops = ber_lib.read_json(os.path.join(folder, "kd_summary.json"))["teacher_mflops"] * 1e6
+        if teacher_flops is not None and abs(flops - teacher_flops) > 1:
+            raise ValueError(f"{folder}: its teacher has {flops / 1e6:.1f} MFLOPs, not {teacher_flops / 1e6:.1f}: "
+                             "every size must distil the same teacher")
+        teacher_flops = flops
+    sizes = sorted((size_entry(folder, teacher_flops) for folder in folders), key=lambda e: e["mflops"])
+    return {"teacher": {"name": teacher_name, "mflops": round(teacher_flops / 1e6, 3),
+                        **receiver_results(folders[0], "teacher")},
+            "references": {role: receiver_results(folders[0], role) for role in ("ls_lmmse", "perfect_lmmse")},
+            "sizes": sizes}
+
+
+def markdown(kd_map):
+    """The map as a table: per size, both arms' mean GM BER and KD - scratch with its interval."""
+    def cell(entry):
+        if entry["mean"] is None:
+            return "none reached"
+        interval = "" if entry["low"] is None else f" [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+        return f"{entry['mean']:+.3f}{interval} (n={entry['n']})"
+
+    lines = ["| MFLOPs per slot | of the teacher's | parameters | seeds | GM BER, KD (mean) | scratch (mean) | "
+             "KD - scratch GM BER (< 0: KD better) | gain at BER 1e-2 dB (> 0: KD better) | at 1e-3 |",
+             "|---:|---:|---:|---:|---:|---:|---|---|---|"]
+    for size in kd_map["sizes"]:
+        means = [sum(size[arm]["gm_ber"]) / len(size[arm]["gm_ber"]) for arm in ARMS]
+        lines.append(f"| {size['mflops']:.1f} | {size['flops_ratio']:.1%} | {size['parameters']:,} | "
+                     f"{len(size['seeds'])} | {means[0]:.3f} | {means[1]:.3f} | {cell(size['kd_minus_scratch_gm_ber'])} "
+                     f"| {cell(size['gain_db_1e-2'])} | {cell(size['gain_db_1e-3'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(kd_map, path, title):
+    """Left: GM BER against MFLOPs per slot (log), KD and scratch, mean over seeds with its 95%
+    interval, the teacher and the classical receivers as references (the paper's Fig. 3 shape);
+    right: KD - scratch against size with its interval."""
+    from deeprx.evaluation import plots
+    figure, ((left, right),) = plots.figure_and_axes(1, 2, figsize=(13, 4.6))
+    sizes = kd_map["sizes"]
+    mflops = [size["mflops"] for size in sizes]
+    for arm, marker in (("kd", "o"), ("scratch", "s")):
+        stats = [kd_curves.mean_interval(size[arm]["gm_ber"]) for size in sizes]
+        errors = [[0 if low is None else mean - low for mean, low, _, _ in stats],
+                  [0 if high is None else high - mean for mean, _, high, _ in stats]]
+        left.errorbar(mflops, [s[0] for s in stats], yerr=errors, marker=marker, capsize=3,
+                      label=f"{'KD' if arm == 'kd' else 'from scratch'} (mean, 95% interval over seeds)")
+    left.scatter([kd_map["teacher"]["mflops"]], [kd_map["teacher"]["gm_ber"]], marker="*", s=120, color="k",
+                 label=f"teacher {kd_map['teacher']['name']}", zorder=3)
+    for (role, entry), style in zip(kd_map["references"].items(), ("--", ":")):
+        left.axhline(entry["gm_ber"], color="gray", linestyle=style, linewidth=1.0, label=role)
+    diffs = [size["kd_minus_scratch_gm_ber"] for size in sizes]
+    right.axhline(0.0, color="gray", linewidth=0.8)
+    right.errorbar(mflops, [d["mean"] for d in diffs],
+                   yerr=[[0 if d["low"] is None else d["mean"] - d["low"] for d in diffs],
+                         [0 if d["high"] is None else d["high"] - d["mean"] for d in diffs]],
+                   marker="o", color="k", capsize=3, label="KD - scratch (mean, 95% interval)")
+    for axes in (left, right):
+        axes.set_xscale("log")
+        plots.log_ticks(axes)
+        axes.set_xlabel("student MFLOPs per slot")
+        axes.grid(True, which="both", linewidth=0.3)
+        plots.legend_outside(axes)
+    left.set_ylabel("Geometric Mean BER (lower is better)")
+    right.set_ylabel("GM BER, KD - scratch (< 0: KD better)")
+    figure.suptitle(plots.textwrap.fill(title, width=180), fontsize=10)
+    plots.save(figure, path)

@@ -1,0 +1,50 @@
+"""The student-size map: KD against scratch at several student sizes (issue 37), from one
+published step-4 sweep per size (deeprx/experiments/kd_map.py says what it reads and writes).
+
+Example usage:
+  python -m deeprx.kd_map --sizes=data/results/kd-map-2dmrs/r0.03,data/results/kd-cpu-2dmrs \
+      --teacher_name=teacher-cpu-2dmrs --out=data/results/kd-map-2dmrs
+
+Writes OUT/kd_map.json, OUT/kd_map.md (the table) and OUT/kd_map.png (GM BER against student
+MFLOPs, KD and scratch with 95% intervals over seeds; KD - scratch against size).
+"""
+
+import os
+
+from absl import flags
+
+from deeprx.core import cli
+from deeprx.experiments import kd_map
+from edge import ber as ber_lib
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_list("sizes", [], "published sweeps (deeprx.sweep --publish), one per student size")
+    flags.DEFINE_string("teacher_name", "", "the teacher's name in the table and plot (e.g. teacher-cpu-2dmrs)")
+    flags.DEFINE_string("out", None, "output directory")
+
+
+def main(argv):
+    del argv
+    cli.check_out_dir(FLAGS.out)
+    with cli.flag("sizes"):
+        missing = [folder for folder in FLAGS.sizes if not os.path.isfile(os.path.join(folder, "kd_summary.json"))]
+        if missing:
+            raise ValueError(f"no kd_summary.json in {', '.join(missing)}: give published sweeps "
+                             "(deeprx.sweep --publish=DIR)")
+        result = kd_map.build(FLAGS.sizes, FLAGS.teacher_name or "teacher")
+    os.makedirs(FLAGS.out, exist_ok=True)
+    ber_lib.write_json(os.path.join(FLAGS.out, "kd_map.json"), result)
+    table = kd_map.markdown(result)
+    ber_lib.atomic_write(os.path.join(FLAGS.out, "kd_map.md"), lambda f: f.write(table))
+    kd_map.plot(result, os.path.join(FLAGS.out, "kd_map.png"),
+                f"KD against scratch by student size: distilled from {result['teacher']['name']} "
+                f"({result['teacher']['mflops']:.0f} MFLOPs per slot), {len(result['sizes'])} size(s)")
+    print(table, flush=True)
+    print(f"Wrote {FLAGS.out}/kd_map.json, kd_map.md and kd_map.png", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)
