@@ -197,7 +197,7 @@ def train_and_evaluate(run, command):
     if chief:
         os.makedirs(run.workdir, exist_ok=True)
         ber_lib.write_json(os.path.join(run.workdir, "config.json"), run.settings())
-        ber_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(FLAGS.flags_into_string()))
+        ber_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(cli.own_flags_text()))
     name = os.path.basename(os.path.normpath(run.workdir))
     train_scenario = training.training_scenario(run.scenario, run.train_config)
     # --seed fixes the initial weights as well as the data: a KD student and the scratch

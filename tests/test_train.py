@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,7 +84,14 @@ def test_smoke_flags_train_end_to_end(smoke_run, tmp_path):
     with open(os.path.join(workdir, "eval", "summary.json")) as f:
         assert set(json.load(f)) == {"smoke", "ls_lmmse", "perfect_lmmse"}
     with open(os.path.join(workdir, "flags.txt")) as f:
-        assert "--preset=tiny" in f.read()
+        saved = f.read()
+    assert "--preset=tiny" in saved and "--test_random_seed" not in saved and "--pdb" not in saved
+    # A run's flags.txt replays it: a copy of the run resumes from its own record.
+    replay = str(tmp_path / "replay")
+    shutil.copytree(workdir, replay)
+    resumed = run_module("deeprx.train", f"--flagfile={replay}/flags.txt", f"--workdir={replay}", "--noeval")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming from checkpoint at step 6" in resumed.stdout
     # The saved model is a receiver for the evaluation CLI.
     out = str(tmp_path / "eval2")
     again = run_module("deeprx.evaluate", "--preset=tiny", f"--receivers={workdir}", f"--out={out}",

@@ -74,6 +74,18 @@ def check_out_dir(value, flag_name="out"):
                         % (value, flag_name))
 
 
+def own_flags_text(flag_values=None):
+    """The running command's own flags, one `--name=value` line each (the project's flags, not
+    absl's or TensorFlow's): a run's record that replays as `--flagfile=`."""
+    flag_values = flag_values or flags.FLAGS
+    lines = set()
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        # absl files the flags of the module run with `python -m` under its path (sys.argv[0])
+        if module in ("__main__", sys.argv[0]) or module.split(".")[0] == "deeprx":
+            lines.update(flag.serialize() for flag in module_flags)
+    return "\n".join(sorted(line for line in lines if line)) + "\n"
+
+
 def _parse(argv):
     try:
         return flags.FLAGS(argv[:1] + expand_flagfiles(argv[1:]))
