@@ -62,14 +62,23 @@ def pair(tiny):
     return teacher, student
 
 
-@pytest.mark.parametrize("form, alpha, temperature", [("paper", 5e5, 3.0), ("hinton", 0.3, 2.0)])
-def test_loss_forms_match_their_formulas(pair, form, alpha, temperature):
+def _combine(pair, form, alpha, temperature):
     teacher, student = pair
     d = distiller.Distiller(student=student, teacher=teacher)
     d.compile(keras.optimizers.Adam(1e-3), alpha=alpha, temperature=temperature, form=form)
-    ls, lkd = 0.7, 0.05
-    expected = alpha * ls + lkd if form == "paper" else alpha * ls + (1 - alpha) * temperature ** 2 * lkd
-    assert d.combine(ls, lkd) == pytest.approx(expected)
+    return d.combine
+
+
+def test_loss_forms_weigh_their_terms_as_the_paper_and_hinton_say(pair):
+    """The paper's eq. 2: alpha weighs the student loss, the KD term has weight 1. Hinton's:
+    alpha = 1 is the student loss alone, alpha = 0 the KD term alone times T^2 (its gradient
+    scale), linear in alpha between."""
+    paper = _combine(pair, "paper", 5e5, 3.0)
+    assert paper(0.7, 0.0) == pytest.approx(5e5 * 0.7) and paper(0.0, 0.05) == pytest.approx(0.05)
+    assert paper(0.7, 0.05) == pytest.approx(paper(0.7, 0.0) + paper(0.0, 0.05))
+    only_student, only_kd = _combine(pair, "hinton", 1.0, 2.0), _combine(pair, "hinton", 0.0, 2.0)
+    assert only_student(0.7, 0.05) == pytest.approx(0.7) and only_kd(0.7, 0.05) == pytest.approx(4 * 0.05)
+    assert _combine(pair, "hinton", 0.3, 2.0)(0.7, 0.05) == pytest.approx(0.3 * 0.7 + 0.7 * 4 * 0.05)
 
 
 def test_train_step_updates_the_student_and_never_the_teacher(pair, tiny):

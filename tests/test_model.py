@@ -43,7 +43,33 @@ def test_flops_of_one_block_equal_a_hand_count(tiny):
     assert costs["block3"]["flops"] == projection + unit1 + unit2 + add
     assert costs["block3"]["params"] == (64 * 128 + 128) + (4 * 64 + 9 * 128 + 128 * 128 + 128) \
         + (4 * 128 + 9 * 256 + 256 * 128 + 128)
-    assert sum(c["flops"] for c in costs.values()) == model.flops_per_slot(model.DeepRxConfig(), tiny)
+
+
+
+def _keras_flops(keras_model):
+    """FLOPs per slot counted from the built Keras graph (each layer's type, configuration and
+    shapes), not from the plan the model is built from: a multiply-add is 2, a bias, ReLU or
+    residual add 1 per element, batch norm 2 per element."""
+    total = 0
+    for layer in keras_model.layers[1:]:  # after the input
+        kind, out = type(layer).__name__, layer.output_shape
+        hw, channels_in = out[1] * out[2], (layer.input_shape[0] if kind == "Add" else layer.input_shape)[-1]
+        if kind in ("Conv2D", "DepthwiseConv2D"):
+            kh, kw = layer.kernel_size
+            outputs = layer.filters if kind == "Conv2D" else channels_in * layer.depth_multiplier
+            per_output = channels_in if kind == "Conv2D" else 1
+            total += 2 * hw * kh * kw * per_output * outputs + (hw * outputs if layer.use_bias else 0)
+        elif kind == "BatchNormalization":
+            total += 2 * hw * out[-1]
+        else:
+            assert kind in ("ReLU", "Add"), kind
+            total += hw * out[-1]
+    return total
+
+
+@pytest.mark.parametrize("config", [model.DeepRxConfig(), model.DeepRxConfig(width_multiplier=0.3, variant="edge")])
+def test_flops_per_slot_equal_a_count_of_the_built_keras_graph(tiny, config):
+    assert model.flops_per_slot(config, tiny) == _keras_flops(model.build(config, tiny))
 
 
 @pytest.mark.parametrize("fraction", [11 / 30, 0.1, 0.5, 2.0])
