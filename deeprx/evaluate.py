@@ -48,6 +48,8 @@ def define_flags():
     flags.DEFINE_integer("max_bits", None, "override: data bits that end a point")
     flags.DEFINE_integer("batch_size", None, "override: slots per batch")
     flags.DEFINE_integer("seed", None, "override: evaluation seed")
+    flags.DEFINE_float("interference_share", None, "interference-limited evaluation: the interferer takes this share "
+                       "of interference + noise at every SINR point (e.g. 0.9); default: its drawn SIR, capped at half")
     scenario_flags.define_flags()
 
 
@@ -65,7 +67,8 @@ def settings_from_flags(flag_values):
     for flag_name, field in (("channel_set", "channel_set"), ("target_errors", "target_bit_errors"),
                              ("max_bits", "max_bits"), ("batch_size", "batch_size"), ("seed", "seed"),
                              ("coded", "coded"), ("coderate", "coderate"),
-                             ("target_block_errors", "target_block_errors")):
+                             ("target_block_errors", "target_block_errors"),
+                             ("interference_share", "interference_share")):
         value = getattr(flag_values, flag_name)
         if value is not None:
             with cli.flag(flag_name):

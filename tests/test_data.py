@@ -123,6 +123,25 @@ def test_interferer_share_is_capped_at_fixed_sinr(tiny):
     assert abs(np.mean(_measured_sinr_db(noise_only, clean)) - 10.0) < 0.5
 
 
+def test_an_interference_limited_point_gives_the_interferer_its_share(tiny):
+    """EvalConfig.interference_share: at a fixed SINR the interferer takes exactly that share
+    of interference + noise, whatever its drawn SIR (10..30 dB would give it at most 1/11 of
+    a 10 dB SINR budget): the interferer's received power and the noise's, per slot."""
+    generator = data.SlotGenerator(tiny)
+    batch = generator(16, seed=3, sinr_db=10.0, interference_share=0.9)
+    impairment = batch.noise_var.numpy()
+    interference = np.mean(np.abs(batch.h_interference.numpy()) ** 2, axis=(1, 2, 3))  # unit-power channel
+    np.testing.assert_allclose(impairment, 0.1, rtol=1e-5)
+    np.testing.assert_allclose(batch.noise_power.numpy(), 0.1 * 0.1, rtol=1e-4)
+    assert abs(np.mean(interference) / 0.1 - 0.9) < 0.1  # the channel's power varies by slot
+    drawn = generator(16, seed=3, sinr_db=10.0)
+    assert np.all(drawn.noise_power.numpy() >= 0.5 * 0.1 - 1e-7)  # capped: noise keeps at least half
+    with pytest.raises(ValueError, match="interference_share needs a fixed sinr_db"):
+        generator(4, seed=0, interference_share=0.9)
+    with pytest.raises(ValueError, match="interference_share must be in"):
+        config.EvalConfig(interference_share=1.0)
+
+
 def test_cdl_channel_family_generates(tiny):
     scenario = dataclasses.replace(tiny, channel=dataclasses.replace(tiny.channel, family="cdl"))
     batch = data.SlotGenerator(scenario, "test")(3, seed=0)

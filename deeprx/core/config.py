@@ -215,8 +215,15 @@ class EvalConfig:
     coded: bool = False     # one 5G LDPC transport block per slot at `coderate`: BLER beside BER
     coderate: float = 0.5
     target_block_errors: int = 100  # coded only
+    # None: the interferer keeps its drawn SIR, capped at MAX_INTERFERENCE_SHARE of the
+    # impairment (noise-limited points). A share in (0, 1): at every point the interferer
+    # takes exactly that share of the interference-plus-noise power (interference-limited
+    # points: 0.9 is an interferer 9.5 dB above the noise), the SINR axis still the total.
+    interference_share: Optional[float] = None
 
     def __post_init__(self):
+        if self.interference_share is not None and not 0.0 < self.interference_share < 1.0:
+            raise ValueError(f"interference_share must be in (0, 1), got {self.interference_share!r}")
         if not 0.0 < self.coderate < 1.0:
             raise ValueError(f"coderate must be in (0, 1), got {self.coderate!r}")
         if not self.sinr_db:

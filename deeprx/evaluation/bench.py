@@ -16,6 +16,8 @@ def title(preset_name, scenario, evaluation):
     """One-line description of an evaluation, for logs and plot titles."""
     interferer = ("no interferer" if scenario.interferer is None
                   else f"interferer SIR {scenario.interferer.sir_db[0]:g}..{scenario.interferer.sir_db[1]:g} dB")
+    if evaluation.interference_share is not None:
+        interferer = f"interferer {evaluation.interference_share:.0%} of interference + noise (interference-limited)"
     models = "/".join(scenario.channel.models(evaluation.channel_set))
     return (f"{preset_name}: {scenario.carrier.num_prb} PRB, {scenario.modulation}, "
             f"{scenario.dmrs.num_symbols} DMRS, {scenario.num_rx} Rx, "
@@ -104,7 +106,8 @@ def simulate(receivers, scenario, evaluation, log=print):
         point_start = time.time()
         while True:
             seed = data_lib.slot_seed("eval", evaluation.seed, index, batch_index)
-            batch = generator(evaluation.batch_size, seed, sinr_db=sinr_db)
+            batch = generator(evaluation.batch_size, seed, sinr_db=sinr_db,
+                              interference_share=evaluation.interference_share)
             truth = batch.bits.numpy() > 0.5
             mask = np.broadcast_to(batch.data_mask.numpy()[..., None] > 0, truth.shape)
             for receiver in receivers:

@@ -166,6 +166,9 @@ class SlotGenerator:
         the interferer keeps its drawn SIR unless it alone would exceed
         MAX_INTERFERENCE_SHARE of the interference-plus-noise power, in which case it
         takes exactly that share; noise fills the rest.
+      interference_share: with sinr_db, a share in (0, 1) that the interferer takes of the
+        interference-plus-noise power at every slot instead (an interference-limited
+        evaluation, EvalConfig.interference_share); noise fills the rest.
     """
 
     def __init__(self, scenario: config_lib.ScenarioConfig, channel_set: str = "train", coderate=None):
@@ -187,13 +190,15 @@ class SlotGenerator:
         sionna_config.tf_rng  # noqa: B018
         self._graph = tf.function(self.draw)
 
-    def __call__(self, batch_size: int, seed, sinr_db=None) -> Batch:
+    def __call__(self, batch_size: int, seed, sinr_db=None, interference_share=None) -> Batch:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if interference_share is not None and (sinr_db is None or self.scenario.interferer is None):
+            raise ValueError("interference_share needs a fixed sinr_db and a scenario with an interferer")
         seed = tf.convert_to_tensor(seed, tf.int64)
         if sinr_db is not None:
             sinr_db = tf.broadcast_to(tf.cast(sinr_db, tf.float32), [batch_size])
-        return self._graph(batch_size, seed, sinr_db)
+        return self._graph(batch_size, seed, sinr_db, interference_share)
 
     def _grid(self, batch_size, pilots, code_seed=None):
         """Random data on data REs (a transport block of self.code with `code_seed`),
@@ -208,7 +213,7 @@ class SlotGenerator:
         grid = tf.where(self._data_mask > 0, symbols, pilots)
         return bits, grid
 
-    def draw(self, batch_size, seed, sinr_db=None):
+    def draw(self, batch_size, seed, sinr_db=None, interference_share=None):
         """The un-wrapped generator, for use inside another tf.function (seed: int64 tensor)."""
         zero = tf.constant(0, tf.int64)
         sionna_config.tf_rng.reset(tf.stack([zero, zero, seed]))
@@ -229,6 +234,8 @@ class SlotGenerator:
             impairment = _db_to_linear(sinr_db)
             if sir_db is None:
                 interference_power = tf.zeros([batch_size])
+            elif interference_share is not None:
+                interference_power = interference_share * impairment
             else:
                 interference_power = tf.minimum(_db_to_linear(sir_db), MAX_INTERFERENCE_SHARE * impairment)
             noise_power = impairment - interference_power
