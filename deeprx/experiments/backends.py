@@ -368,7 +368,8 @@ class RayBackend:
                                     f"node of the Ray cluster at {self.address} has {gpus:g}")
 
     @staticmethod
-    def actor_name(log_path, args):
+    def actor_name(args):
+        """The run's actor: its workdir's name and a digest of its path (unique on the cluster)."""
         workdir = next(arg.split("=", 1)[1] for arg in args if arg.startswith("--workdir="))
         digest = hashlib.sha1(os.path.abspath(workdir).encode()).hexdigest()[:12]
         return f"{os.path.basename(os.path.normpath(workdir))}-{digest}"
@@ -379,7 +380,7 @@ class RayBackend:
         actor_class = ray.remote(TrainActor)
         handles = []
         for _, args, log_path, _ in items:
-            name = self.actor_name(log_path, args)
+            name = self.actor_name(args)
             actor = actor_class.options(name=name, namespace=RAY_NAMESPACE, lifetime="detached",
                                         num_cpus=self.resources.cpus, num_gpus=self.resources.gpus,
                                         max_restarts=0).remote(args, log_path, os.getcwd(), self.resources.cpus)
@@ -393,5 +394,4 @@ class RayBackend:
             actor = ray.get_actor(record["actor"], namespace=record.get("namespace", RAY_NAMESPACE))
         except ValueError:
             return None  # no such actor: it ended (or its cluster restarted)
-        run = RayRun(actor, record["actor"], log_path, ())
-        return run
+        return RayRun(actor, record["actor"], log_path, ())
