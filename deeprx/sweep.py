@@ -196,7 +196,7 @@ def backend_from_flags(sweep):
                                    signal_delay_s=FLAGS.signal_delay_s)
     with cli.flag("backend"):
         backend = backends.make(FLAGS.backend, sweep.workdir, resources, sweep.parallel, FLAGS.ray_address)
-        backend.check([])
+        backend.check()
     return backend
 
 

@@ -238,10 +238,7 @@ def hwmon_source(argument):
 
 
 def parse_rate(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise PowerError("a sampling rate in Hz was expected after @, got %r" % text)
+    return _number(text, "a sampling rate in Hz was expected after @, got %r")
 
 
 class RaplSource(PowerSource):
@@ -315,11 +312,16 @@ SOURCES = {"rapl": lambda arg: RaplSource(), "meter": MeterCsvSource, "hwmon": h
 NEEDS_ARGUMENT = {"meter": "PATH", "hwmon": "PATH", "rated": "WATTS", "cputime": "W"}
 
 
-def parse_watts(text):
+def _number(text, message):
+    """float(text), or a PowerError of `message` % text."""
     try:
         return float(text)
     except ValueError:
-        raise PowerError("a number of watts was expected, got %r" % text)
+        raise PowerError(message % text)
+
+
+def parse_watts(text):
+    return _number(text, "a number of watts was expected, got %r")
 
 
 def parse_source(spec, sources=None, needs_argument=None):

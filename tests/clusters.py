@@ -17,18 +17,10 @@ import sys
 import tempfile
 import time
 
+from conftest import free_ports
+
 SLURM_DAEMONS = ("munged", "slurmctld", "slurmd")
 SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _wait(predicate, timeout, what):
@@ -73,7 +65,7 @@ class SlurmCluster:
         subprocess.run([self._daemon("munged"), "--force", f"--socket={self.socket}", f"--key-file={key}",
                         f"--pid-file={self.root}/munged.pid", f"--log-file={self.root}/munged.log",
                         f"--seed-file={self.root}/munged.seed"], check=True, capture_output=True, timeout=30)
-        ctld_port, d_port = _free_ports(2)
+        ctld_port, d_port = free_ports(2)
         with open(self.conf, "w") as f:
             f.write(f"""ClusterName=deeprxtest
 SlurmctldHost={self.node}(127.0.0.1)
@@ -142,7 +134,7 @@ class RayCluster:
         # Ray's sockets live under its temporary directory, and a Unix socket path has at most
         # 107 bytes: a short directory of its own, not pytest's.
         self.root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-        self.port = _free_ports(1)[0]
+        self.port = free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
         # Ray binds a node to the machine's network address unless it runs as a one-machine
         # cluster (this variable off): then everything stays on 127.0.0.1.

@@ -50,6 +50,18 @@ def awgn_scenario(num_prb=4, modulation="16qam"):
         channel=dataclasses.replace(base.channel, family="awgn"))
 
 
+def free_ports(count):
+    """`count` TCP ports on 127.0.0.1 that were free a moment ago."""
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def run_module(module, *args, timeout=600, cwd=REPO):
     """Runs `python -m module args...` from the repo root (or `cwd`); returns CompletedProcess."""
     env = dict(os.environ, PYTHONPATH=REPO)

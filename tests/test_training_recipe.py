@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from conftest import REPO, run_module
+from conftest import REPO, free_ports, run_module
 from deeprx import ship
 from deeprx.core import config
 from deeprx.core import stop_clock
@@ -226,22 +226,11 @@ def test_two_replicas_match_one_device_train_and_resume(tmp_path):
     assert out["restored_step"] == 30 and out["restored_equal"] and out["steps_this_run"] == 2
 
 
-def _free_ports(count):
-    import socket
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_multiworker_on_two_local_processes_trains_and_resumes(tmp_path):
     """Two workers on this machine's loopback (TF_CONFIG), as two nodes would run: worker 0 writes
     the run, both restore from it."""
     run_dir = str(tmp_path / "run")
-    cluster = [f"localhost:{port}" for port in _free_ports(2)]
+    cluster = [f"localhost:{port}" for port in free_ports(2)]
 
     def train(steps):
         processes = []

@@ -151,7 +151,8 @@ class LocalBackend:
 
     The backend interface (deeprx.experiments.backends has the cluster ones): `name`;
     `capacity(parallel)`, how many runs the Runner keeps submitted at once (None: all, the
-    cluster queues them); `check(runs)`, a BackendError before anything is submitted;
+    cluster queues them); `check()`, a BackendError before anything is submitted (the CLI
+    calls it once, before any run);
     `submit([(run, args, log_path, env)])`, one handle per run (a cluster's as one array);
     `attach(record, log_path)`, the handle of a run's job still alive from an earlier driver,
     else None; a handle has `job_id`, `log_path`, `poll()` (None while alive, else the exit
@@ -164,8 +165,8 @@ class LocalBackend:
     def capacity(self, parallel):
         return parallel
 
-    def check(self, runs):
-        del runs
+    def check(self):
+        pass
 
     def environment(self, env, parallel, todo):
         """With parallel > 1 each process gets an equal share of the CPU cores as TensorFlow
@@ -219,7 +220,6 @@ class Runner:
                 running.append((run, handle, time.time()))
             else:
                 todo.append(run)
-        self.backend.check(todo)
         env = self.backend.environment(dict(os.environ), self.parallel, len(todo))
         total, last_progress = len(todo) + len(running), time.time()
         capacity = self.backend.capacity(self.parallel)

@@ -85,9 +85,9 @@ def _at_normal_priority():
 
 def _start_training(args, log_path, cwd, env, where):
     """The run's deeprx.train process, its output appended to log_path after a header."""
-    with open(log_path, "a") as log:
-        log.write(f"\n$ {jobs.command_line(('deeprx.train', *args))}  [{where}]\n")
     log = open(log_path, "a")
+    log.write(f"\n$ {jobs.command_line(('deeprx.train', *args))}  [{where}]\n")
+    log.flush()
     return subprocess.Popen([sys.executable, "-m", "deeprx.train", *args], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT, preexec_fn=_at_normal_priority)
 
@@ -206,7 +206,7 @@ class SlurmBackend:
     def environment(self, env, parallel, todo):
         return env
 
-    def check(self, runs):
+    def check(self):
         missing = [name for name in ("sbatch", "squeue", "scancel", "sinfo") if not shutil.which(name)]
         if missing:
             raise jobs.BackendError(f"--backend=slurm needs Slurm's commands, and {', '.join(missing)} is not on "
@@ -254,9 +254,7 @@ class SlurmBackend:
 
     def attach(self, record, log_path):
         import submitit
-        if self.squeue.state(record["job_id"]) is None:
-            self.squeue.when = 0.0  # a fresh listing before calling it gone
-        if self.squeue.state(record["job_id"]) not in ALIVE_STATES:
+        if self.squeue.state(record["job_id"]) not in ALIVE_STATES:  # a listing of the last 5 s
             return None
         job = submitit.SlurmJob(folder=record["folder"], job_id=record["job_id"])
         return SlurmRun(job, log_path, self.squeue)
@@ -354,7 +352,7 @@ class RayBackend:
             raise jobs.BackendError(f"could not join a Ray cluster at --ray_address={self.address} "
                                     f"({str(error).splitlines()[0]}): start one with `ray start --head`") from None
 
-    def check(self, runs):
+    def check(self):
         import ray
         self._connect()
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]

@@ -100,11 +100,9 @@ def build(folders, teacher_name):
 
 def markdown(kd_map):
     """The map as a table: per size, both arms' mean GM BER and KD - scratch with its interval."""
-    def cell(entry):
-        if entry["mean"] is None:
-            return "none reached"
-        interval = "" if entry["low"] is None else f" [{entry['low']:+.3f}, {entry['high']:+.3f}]"
-        return f"{entry['mean']:+.3f}{interval} (n={entry['n']})"
+    def cell(entry):  # kd_curves' cell of a kd_curves.csv-style row
+        return kd_curves.cell({"v_mean": entry["mean"], "v_ci_low": entry["low"], "v_ci_high": entry["high"],
+                               "v_n": entry["n"]}, "v")
 
     lines = ["| MFLOPs per slot | of the teacher's | parameters | seeds | GM BER, KD (mean) | scratch (mean) | "
              "KD - scratch GM BER (< 0: KD better) | gain at BER 1e-2 dB (> 0: KD better) | at 1e-3 |",

@@ -25,7 +25,7 @@ def slurm_step_tasks():
     if "TF_CONFIG" in os.environ or "SLURM_PROCID" not in os.environ:
         return 0
     try:
-        return int(os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS") or 0)
+        return int(os.environ.get("SLURM_STEP_NUM_TASKS") or 0)  # srun sets it; a batch script does not
     except ValueError:
         return 0
 
