@@ -73,6 +73,8 @@ def settings_from_flags(flag_values):
         if value is not None:
             with cli.flag(flag_name):
                 evaluation = replace(evaluation, **{field: value})
+    if evaluation.interference_share is not None and scenario.interferer is None:
+        raise cli.FlagError("interference_share", "needs an interferer: drop --sir_db=none")
     return preset.name, scenario, evaluation
 
 

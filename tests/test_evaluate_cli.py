@@ -130,6 +130,7 @@ def test_model_of_the_wrong_grid_is_rejected_in_one_line(tmp_path):
     ("channel", "rayleigh", "channel"),
     ("max_bits", "0", "max_bits"),
     ("num_prb", "two", "num_prb"),
+    ("interference_share", "1.5", "must be in (0, 1)"),
 ])
 def test_bad_flags_fail_before_compute_with_one_line(tmp_path, flag, value, needle):
     out = str(tmp_path / "out")
@@ -139,6 +140,14 @@ def test_bad_flags_fail_before_compute_with_one_line(tmp_path, flag, value, need
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and f"--{flag}" in lines[0] and needle in lines[0]
     assert not os.path.exists(out)
+
+
+def test_an_interference_share_without_an_interferer_is_one_line(tmp_path):
+    out = str(tmp_path / "out")
+    result = run_module("deeprx.evaluate", "--preset=tiny", "--sir_db=none", "--interference_share=0.9",
+                        f"--out={out}", timeout=60)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --interference_share: needs an interferer: drop --sir_db=none"] and not os.path.exists(out)
 
 
 def test_out_that_is_a_file_is_rejected(tmp_path):
