@@ -3,6 +3,7 @@
 Example usage:
   python -m deeprx.evaluate --preset=demo --out=runs/eval-demo      # the four classical receivers
   python -m deeprx.evaluate --preset=cpu --coded --receivers=pretrained:teacher-cpu-1dmrs,ls_irc --out=runs/coded
+  python -m deeprx.evaluate --rescore=data/results/baselines-cpu-1dmrs   # summary.json, ber.png from ber.csv
 
 Writes OUT/ber.csv (receiver, sinr_db, ber, bit_errors, bits, slots, 95% interval; with
 --coded blocks, block_errors, bler), OUT/summary.json ({receiver: {gm_ber, sinr_at_ber_1e-2,
@@ -17,6 +18,7 @@ also see the same slots.
 """
 
 import dataclasses
+import os
 import sys
 import time
 
@@ -50,6 +52,9 @@ def define_flags():
     flags.DEFINE_integer("seed", None, "override: evaluation seed")
     flags.DEFINE_float("interference_share", None, "interference-limited evaluation: the interferer takes this share "
                        "of interference + noise at every SINR point (e.g. 0.9); default: its drawn SIR, capped at half")
+    flags.DEFINE_list("rescore", None, "simulate nothing: recompute summary.json and ber.png of these earlier "
+                      "evaluations (or run directories' eval/) from their ber.csv with the current counting rules "
+                      "(edge/ber.py), e.g. after a change of those rules")
     scenario_flags.define_flags()
 
 
@@ -92,8 +97,21 @@ def check_receivers(text):
     return specs
 
 
+def rescore(directories):
+    """--rescore: each directory's summary.json and ber.png again from its ber.csv."""
+    for directory in directories:
+        for name in ("ber.csv", "config.json", "summary.json"):
+            if not os.path.isfile(os.path.join(directory, name)):
+                raise cli.FlagError("rescore", f"{directory} has no {name}: name an evaluation's output directory")
+    for directory in directories:
+        print(f"{directory}:")
+        print("\n".join(bench.summary_lines(bench.rescore(directory))))
+
+
 def main(argv):
     del argv
+    if FLAGS.rescore:
+        return rescore(FLAGS.rescore)
     preset_name, scenario, evaluation = settings_from_flags(FLAGS)
     specs = check_receivers(FLAGS.receivers)
     cli.check_out_dir(FLAGS.out)

@@ -4,18 +4,23 @@ NumPy and the standard library only (Python 3.7 syntax), so that the device-side
 runner can write exactly the bench's ber.csv / summary.json format.
 
 Conventions (docs/bench.md "Evaluation"):
-- Geometric Mean BER (PAPER.md) = mean over the SINR grid of log10(max(BER, GM_BER_FLOOR)).
-  A point with zero bit errors counts as GM_BER_FLOOR, the same whatever the number of bits
-  simulated (with the old rule, 1 / bits, a longer run made a zero-error point better).
+- A point with zero errors is a bound, not a value: it enters every figure as its 95% upper
+  bound, the rule of three (3 / trials, `point_rate`), and is drawn as a bound.
+- Geometric Mean BER (PAPER.md) = mean over the SINR grid of log10(max(BER, GM_BER_FLOOR)),
+  a zero-error point at its bound 3 / bits: simulating fewer bits can never make a curve
+  look better.
 - Each point has a 95% confidence interval from its slots (bits within a slot are not
   independent): the per-slot BERs' mean +- 1.96 standard errors, and at least the rule of
   three (3 / bits) above when there were no errors.
 - sinr_at_ber_T: the SINR from which on the curve stays below T for the rest of the grid,
   interpolated in (SINR, log10 BER) between the last point at or above T and the next one.
-  None (null) when there is no such crossing, with a note in `note_T`: "floor at X" (the
-  curve ends at or above T: X its lowest BER from its last point below T on, or over the
-  whole grid), "below T from the first point", or "too few errors" when the last point at
-  or above T has fewer than MIN_BIT_ERRORS errors (it cannot be told from noise).
+  Never interpolated toward a bound: when the next point has no errors, None with the bracket
+  in `note_T` ("between A and B dB (no errors at B dB)"). None (null), with a note, also when
+  there is no such crossing: "floor at X" (the curve ends at or above T: X its lowest BER
+  from its last point below T on, or over the whole grid), "below T from the first point",
+  "too few errors" when the last point at or above T has fewer than MIN_BIT_ERRORS errors
+  (it cannot be told from noise), or "below the grid's resolution" when that point has no
+  errors at all but too few trials for its bound to fall below T.
 - Coded evaluations add BLER (blocks, block_errors, bler columns; blank when uncoded) and
   sinr_at_bler_T for T in TARGET_BLERS by the same crossing rule (MIN_BLOCK_ERRORS).
 """
@@ -35,9 +40,15 @@ MIN_BIT_ERRORS = 100
 MIN_BLOCK_ERRORS = 10
 
 
+def point_rate(errors, trials):
+    """The error rate a point enters figures with: errors / trials, or for a point with no
+    errors its 95% upper bound, the rule of three: 3 / trials."""
+    return (errors if errors else 3.0) / float(trials)
+
+
 def floored_ber(bit_errors, bits):
-    """BER with the Geometric Mean's floor: max(errors / bits, GM_BER_FLOOR)."""
-    return max(bit_errors / float(bits), GM_BER_FLOOR)
+    """BER with the Geometric Mean's floor: max(point_rate, GM_BER_FLOOR)."""
+    return max(point_rate(bit_errors, bits), GM_BER_FLOOR)
 
 
 def geometric_mean_ber(points):
@@ -62,18 +73,23 @@ def target_crossing(points, target, min_errors=MIN_BIT_ERRORS):
     """(SINR at which the curve goes below `target` and stays below, or None; a note when None).
     points: (sinr_db, errors, trials) tuples (bits, or blocks). Rules in the module docstring."""
     points = sorted(points)
-    bers = [e / float(n) for _, e, n in points]
-    above = [i for i, b in enumerate(bers) if b >= target]
+    rates = [point_rate(e, n) for _, e, n in points]
+    above = [i for i, b in enumerate(rates) if b >= target]
     if not above:
         return None, "below %.0e from the first point" % target
     last = above[-1]
+    sinr0, e0, n0 = points[last]
+    if e0 == 0:
+        return None, "below the grid's resolution: no errors in %d at %g dB (bound %.1e)" % (n0, sinr0, rates[last])
     if last == len(points) - 1:
-        below = [i for i, b in enumerate(bers) if b < target]
+        below = [i for i, b in enumerate(rates) if b < target]
         start = below[-1] if below else 0
-        return None, "floor at %.2e" % min(bers[start:])
-    if points[last][1] < min_errors:
-        return None, "too few errors (%d) at %g dB to place the crossing" % (points[last][1], points[last][0])
-    (sinr0, e0, n0), (sinr1, e1, n1) = points[last], points[last + 1]
+        return None, "floor at %.2e" % min(rates[start:])
+    if e0 < min_errors:
+        return None, "too few errors (%d) at %g dB to place the crossing" % (e0, sinr0)
+    sinr1, e1, n1 = points[last + 1]
+    if e1 == 0:
+        return None, "between %g and %g dB (no errors at %g dB)" % (sinr0, sinr1, sinr1)
     log0, log1, log_target = math.log10(floored_ber(e0, n0)), math.log10(floored_ber(e1, n1)), math.log10(target)
     return round(sinr0 + (log0 - log_target) / (log0 - log1) * (sinr1 - sinr0), 4), None
 

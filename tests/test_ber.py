@@ -6,12 +6,26 @@ import pytest
 from edge import ber
 
 
-def test_geometric_mean_ber_is_mean_log10_with_a_floor_independent_of_the_bit_budget():
-    points = [(0.0, 100, 1000), (5.0, 10, 1000), (10.0, 0, 1000)]
+def test_geometric_mean_ber_is_mean_log10_with_a_zero_error_point_at_its_bound():
+    points = [(0.0, 100, 1000), (5.0, 10, 1000), (10.0, 1, 10_000_000)]
     expected = (math.log10(0.1) + math.log10(0.01) + math.log10(ber.GM_BER_FLOOR)) / 3
-    assert ber.geometric_mean_ber(points) == pytest.approx(expected)
-    # A zero-error point counts the same with 10x the bits.
-    assert ber.geometric_mean_ber(points[:2] + [(10.0, 0, 10_000)]) == pytest.approx(expected)
+    assert ber.geometric_mean_ber(points) == pytest.approx(expected)  # 1e-7 counts as the floor
+    # No errors in 1,000 bits: no better than a measured 3e-3 (the rule of three), not 1e-6.
+    zero = points[:2] + [(10.0, 0, 1000)]
+    assert ber.geometric_mean_ber(zero) == pytest.approx(ber.geometric_mean_ber(points[:2] + [(10.0, 3, 1000)]))
+    assert ber.geometric_mean_ber(zero) == pytest.approx((-1 - 2 + math.log10(3e-3)) / 3)
+
+
+def test_no_crossing_is_ever_placed_against_a_zero_error_bound():
+    # 1e-2 is crossed between 4 dB (1.2e-1) and 8 dB, where there were no errors in 1,000 bits
+    # (bound 3e-3): the bracket, not a number interpolated toward the bound.
+    points = [(0.0, 200, 1000), (4.0, 120, 1000), (8.0, 0, 1000)]
+    assert ber.target_crossing(points, 1e-2) == (None, "between 4 and 8 dB (no errors at 8 dB)")
+    # At 1e-3 the bound 3e-3 is not below the target: the grid cannot resolve it.
+    assert ber.target_crossing(points, 1e-3) == (
+        None, "below the grid's resolution: no errors in 1000 at 8 dB (bound 3.0e-03)")
+    # Enough bits for the bound to clear 1e-3 still gives the bracket only.
+    assert ber.target_crossing(points[:2] + [(8.0, 0, 10_000)], 1e-3)[1] == "between 4 and 8 dB (no errors at 8 dB)"
 
 
 def test_sinr_at_ber_interpolates_in_log_ber():
@@ -53,12 +67,10 @@ def test_summarize_keys_and_csv_round_trip(tmp_path):
     read = ber.read_csv(path)
     assert list(read[0]) == list(ber.CSV_HEADER)
     summary = ber.summarize(read)
-    assert set(summary["rx"]) == {"gm_ber", "sinr_at_ber_1e-2", "sinr_at_ber_1e-3", "sinr_db"}
+    assert set(summary["rx"]) == {"gm_ber", "sinr_at_ber_1e-2", "sinr_at_ber_1e-3", "sinr_db", "note_1e-2", "note_1e-3"}
     assert ber.summarize(rows[:2])["rx"]["note_1e-2"] == "floor at 1.20e-01"
     assert summary == ber.summarize(rows)
-    # 1e-2 is crossed between 4 dB (1.2e-1) and 8 dB (zero errors, floored to GM_BER_FLOOR).
-    fraction = (math.log10(0.12) - math.log10(0.01)) / (math.log10(0.12) - math.log10(ber.GM_BER_FLOOR))
-    assert summary["rx"]["sinr_at_ber_1e-2"] == pytest.approx(4.0 + 4.0 * fraction, abs=1e-4)
+    assert summary["rx"]["sinr_at_ber_1e-2"] is None and summary["rx"]["note_1e-2"].startswith("between 4 and 8 dB")
 
 
 def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
@@ -76,13 +88,19 @@ def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
 def test_bler_columns_give_sinr_at_bler_with_their_own_error_minimum():
     rows = [ber.make_row("rx", 0.0, 500, 10_000, block_errors=64, blocks=64),
             ber.make_row("rx", 4.0, 200, 10_000, block_errors=32, blocks=64),
-            ber.make_row("rx", 8.0, 20, 10_000, block_errors=0, blocks=64),
+            ber.make_row("rx", 8.0, 20, 10_000, block_errors=2, blocks=64),
             ber.make_row("plain", 0.0, 500, 10_000), ber.make_row("plain", 8.0, 20, 10_000)]
     assert rows[1]["bler"] == "5.0000e-01" and rows[3]["blocks"] == "" and rows[3]["bler"] == ""
     summary = ber.summarize(rows)
-    # 0.5 at 4 dB, then zero errors (the 1e-6 floor) at 8 dB: log-interpolated crossing of 1e-1.
-    assert summary["rx"]["sinr_at_bler_1e-1"] == pytest.approx(4 + 4 * math.log10(5) / 5.69897, abs=1e-3)
+    # 0.5 at 4 dB, then 2/64 at 8 dB: log-interpolated crossing of 1e-1 (blocks, not bits).
+    assert summary["rx"]["sinr_at_bler_1e-1"] == pytest.approx(4 + 4 * math.log10(5) / math.log10(16), abs=1e-3)
+    # With no block errors at 8 dB the 64 blocks bound the BLER by 3/64: only the bracket.
+    rows[2] = ber.make_row("rx", 8.0, 20, 10_000, block_errors=0, blocks=64)
+    assert ber.summarize(rows)["rx"]["note_bler_1e-1"] == "between 4 and 8 dB (no errors at 8 dB)"
     assert "sinr_at_bler_1e-1" not in summary["plain"]  # uncoded rows: BER only, as before
     few = [ber.make_row("rx", 0.0, 500, 10_000, block_errors=5, blocks=8),
-           ber.make_row("rx", 8.0, 20, 10_000, block_errors=0, blocks=8)]
+           ber.make_row("rx", 8.0, 20, 10_000, block_errors=1, blocks=64)]
     assert ber.summarize(few)["rx"]["note_bler_1e-1"].startswith("too few errors (5)")
+    # No errors in 8 blocks: the bound 3/8 is no evidence of a BLER below 1e-1.
+    few[1] = ber.make_row("rx", 8.0, 20, 10_000, block_errors=0, blocks=8)
+    assert ber.summarize(few)["rx"]["note_bler_1e-1"].startswith("below the grid's resolution")

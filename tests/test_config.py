@@ -61,3 +61,17 @@ def test_dmrs_positions_and_data_bits():
     assert one.dmrs.positions == (2,) and two.dmrs.positions == (2, 11)
     assert one.data_bits_per_slot == 13 * 24 * 4
     assert two.data_bits_per_slot == 12 * 24 * 4
+
+
+def test_configs_come_back_from_their_saved_dicts():
+    for preset in config.PRESETS.values():
+        for cls, value in ((config.ScenarioConfig, preset.scenario), (config.EvalConfig, preset.evaluation),
+                           (config.TrainConfig, config.TrainConfig())):
+            assert config.from_dict(cls, config.to_dict(value)) == value
+    saved = config.to_dict(config.get_preset("cpu").evaluation)
+    del saved["interference_share"]  # saved before the field existed: its default
+    assert config.from_dict(config.EvalConfig, saved).interference_share is None
+    with pytest.raises(ValueError, match="no field"):
+        config.from_dict(config.EvalConfig, dict(saved, sinr=1))
+    with pytest.raises(ValueError, match="batch_size"):
+        config.from_dict(config.EvalConfig, dict(saved, batch_size=0))

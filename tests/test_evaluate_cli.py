@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 
 import pytest
 
@@ -52,13 +53,13 @@ def test_summary_equals_what_the_csv_implies(classical_run):
     for name, entry in summary.items():
         points = [(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"])) for r in rows
                   if r["receiver"] == name]
-        logs = [math.log10(max(e / n, ber.GM_BER_FLOOR)) for _, e, n in points]
+        logs = [math.log10(max((e or 3) / n, ber.GM_BER_FLOOR)) for _, e, n in points]  # no errors: 3/n
         assert entry["gm_ber"] == pytest.approx(sum(logs) / len(logs), abs=1e-6)
         for key, target in (("sinr_at_ber_1e-2", 1e-2), ("sinr_at_ber_1e-3", 1e-3)):
             # The rule, checked from the points themselves: below the target from the
             # crossing on, at or above it at the last point before; or a note saying why not.
             crossing, note = entry[key], entry.get("note_" + key.rsplit("_", 1)[1])
-            bers = [(sinr, e / n) for sinr, e, n in points]
+            bers = [(sinr, (e or 3) / n) for sinr, e, n in points]
             if crossing is not None:
                 assert note is None and all(b < target for sinr, b in bers if sinr > crossing)
                 assert [b for sinr, b in bers if sinr < crossing][-1] >= target
@@ -73,6 +74,37 @@ def test_summary_equals_what_the_csv_implies(classical_run):
         assert float(row["ber_ci_high"]) > 0
     # perfect CSI is never worse than LS estimates on the same slots
     assert summary["perfect_lmmse"]["gm_ber"] < summary["ls_lmmse"]["gm_ber"]
+
+
+def test_rescore_recomputes_summary_and_plot_from_ber_csv_only(classical_run, tmp_path):
+    out, _ = classical_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    with open(os.path.join(out, "summary.json")) as f:
+        original = json.load(f)
+    # ber.csv edited: perfect_irc has no errors at 16 dB (in too few bits for 1e-3), and a
+    # stale summary.json: --rescore recomputes it and keeps the LLR calibration.
+    rows = ber.read_csv(copy / "ber.csv")
+    for row in rows:
+        if row["receiver"] == "perfect_irc" and float(row["sinr_db"]) == 16.0:
+            row.update(bit_errors=0, ber=0.0, bits=1000)
+    ber.write_table(copy / "ber.csv", rows, ber.CSV_HEADER)
+    ber.write_json(copy / "summary.json", {name: dict(entry, gm_ber=0.0) for name, entry in original.items()})
+    (copy / "ber.png").unlink()
+    result = run_module("deeprx.evaluate", f"--rescore={copy}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rescored = ber.read_json(copy / "summary.json")
+    assert {k: v for k, v in rescored.items() if k != "perfect_irc"} == \
+        {k: v for k, v in original.items() if k != "perfect_irc"}
+    points = [(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"])) for r in rows if r["receiver"] == "perfect_irc"]
+    assert rescored["perfect_irc"]["gm_ber"] == pytest.approx(
+        sum(math.log10(max((e or 3) / n, 1e-6)) for _, e, n in points) / 3, abs=1e-6)
+    assert rescored["perfect_irc"]["llr_overconfidence"] == original["perfect_irc"]["llr_overconfidence"]
+    assert rescored["perfect_irc"]["sinr_at_ber_1e-3"] is None  # 3e-3 at 16 dB is no crossing of 1e-3
+    assert (copy / "ber.png").stat().st_size > 0
+    assert "perfect_irc" in result.stdout
+    missing = run_module("deeprx.evaluate", f"--rescore={tmp_path}")
+    assert missing.returncode != 0 and "has no ber.csv" in missing.stderr
 
 
 def test_separate_runs_see_the_same_slots(classical_run, tmp_path):

@@ -18,6 +18,7 @@ SINR = 1 / (10^(-SIR/10) + 10^(-SNR/10)).
 import dataclasses
 import json
 import math
+import typing
 from typing import Optional, Tuple
 
 MODULATIONS = {"qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
@@ -364,3 +365,25 @@ def to_dict(config) -> dict:
     """A JSON-ready dict of any of the configs above, shaped as it reads back from JSON
     (tuples become lists), so it compares equal to a saved config.json entry."""
     return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls, data):
+    """The config `cls` (any dataclass above) from its to_dict form, e.g. a saved config.json
+    entry: nested configs rebuilt, lists back to tuples, fields the dict lacks (saved before
+    they existed) at their defaults, validated as when built by hand."""
+    def value(kind, item):
+        if item is None:
+            return None
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) is typing.Union:
+            return value(args[0], item)
+        if dataclasses.is_dataclass(kind):
+            return from_dict(kind, item)
+        if typing.get_origin(kind) is tuple:
+            return tuple(value(args[0], x) for x in item) if len(args) == 1 or Ellipsis in args else tuple(item)
+        return item
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    return cls(**{name: value(fields[name], item) for name, item in data.items()})

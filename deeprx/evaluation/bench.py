@@ -156,6 +156,28 @@ def write_outputs(out_dir, rows, run_config, title, calibration_rows=()):
     return summary
 
 
+def rescore(out_dir):
+    """Recomputes out_dir's summary.json and ber.png from its ber.csv with the counting rules
+    of edge/ber.py as they are now (after a change of those rules), keeping each receiver's
+    LLR overconfidence; simulates nothing. The plot's title comes from out_dir/config.json (an
+    evaluation's, or a training run's: its preset's evaluation). Returns the summary."""
+    from deeprx.core import config as config_lib
+    from deeprx.evaluation import plots
+    rows = ber_lib.read_csv(os.path.join(out_dir, "ber.csv"))
+    record = ber_lib.read_json(os.path.join(out_dir, "config.json"))
+    scenario = config_lib.from_dict(config_lib.ScenarioConfig, record["scenario"])
+    evaluation = (config_lib.from_dict(config_lib.EvalConfig, record["evaluation"]) if "evaluation" in record
+                  else config_lib.get_preset(record["preset"]).evaluation)
+    before = ber_lib.read_json(os.path.join(out_dir, "summary.json"))
+    summary = ber_lib.summarize(rows)
+    for name, entry in summary.items():
+        if "llr_overconfidence" in before.get(name, {}):
+            entry["llr_overconfidence"] = before[name]["llr_overconfidence"]
+    ber_lib.write_json(os.path.join(out_dir, "summary.json"), summary)
+    plots.ber_vs_sinr(rows, os.path.join(out_dir, "ber.png"), title(record["preset"], scenario, evaluation))
+    return summary
+
+
 def run(receivers, preset_name, scenario, evaluation, out_dir, log=print, record=None):
     """Simulates `receivers`, writes out_dir (ber.csv, summary.json, ber.png, config.json)
     and returns the summary. `record` adds to (or replaces) fields of config.json."""

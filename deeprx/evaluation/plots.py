@@ -17,7 +17,8 @@ from edge import ber as ber_lib  # noqa: E402
 
 def ber_vs_sinr(rows, path, title):
     """Log-scale BER vs SINR, one curve per receiver (and a BLER panel beside it for a coded
-    evaluation); zero-error points are drawn at the 1/trials floor with a hollow marker."""
+    evaluation); a point with no errors is drawn at its 95% upper bound 3/trials as a hollow
+    downward triangle (the rate is at most there)."""
     coded = any(str(row.get("blocks", "")) not in ("", "0") for row in rows)
     panels = [("bit_errors", "bits", "BER (of the coded bits)" if coded else "uncoded BER", ber_lib.TARGET_BERS)]
     if coded:
@@ -25,16 +26,18 @@ def ber_vs_sinr(rows, path, title):
                        ber_lib.TARGET_BLERS))
     figure, all_axes = figure_and_axes(1, len(panels), figsize=(6.4 * len(panels) + 2.2, 4.6))
     receivers = list(dict.fromkeys(row["receiver"] for row in rows))
+    bounds = False
     for axes, (errors_key, trials_key, ylabel, targets) in zip(all_axes[0], panels):
         for receiver in receivers:
             points = sorted((float(r["sinr_db"]), int(r[errors_key]), int(r[trials_key]))
                             for r in rows if r["receiver"] == receiver)
             sinr = [p[0] for p in points]
-            rate = [max(e, 1) / float(n) for _, e, n in points]  # zero errors drawn at 1 / trials
+            rate = [ber_lib.point_rate(e, n) for _, e, n in points]  # zero errors: the bound 3 / trials
             line, = axes.semilogy(sinr, rate, marker="o", label=receiver)
             zero = [(s, b) for (s, b, (_, e, _n)) in zip(sinr, rate, points) if e == 0]
             if zero:
-                axes.semilogy(*zip(*zero), linestyle="none", marker="o", markerfacecolor="white",
+                bounds = True
+                axes.semilogy(*zip(*zero), linestyle="none", marker="v", markersize=8, markerfacecolor="white",
                               color=line.get_color())
         for target in targets:
             axes.axhline(target, color="gray", linewidth=0.6, linestyle=":")
@@ -42,6 +45,8 @@ def ber_vs_sinr(rows, path, title):
         axes.set_ylabel(ylabel)
         axes.grid(True, which="both", linewidth=0.3)
     legend_outside(all_axes[0][-1])
+    if bounds:
+        footnote(figure, ["hollow triangle: no errors; drawn at the 95% upper bound 3/trials"])
     figure.suptitle(textwrap.fill(title, width=int(15 * (6.4 * len(panels) + 2.2))), fontsize=10)
     save(figure, path)
 
