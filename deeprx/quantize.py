@@ -27,6 +27,7 @@ does, so that QAT trains the graph it exports (deeprx.network.model.expanded, BU
 """
 
 import os
+import sys
 
 from absl import flags
 
@@ -73,7 +74,8 @@ def main(argv):
         raise cli.FlagError(str(error).split()[0], str(error)) from None
     os.makedirs(FLAGS.out, exist_ok=True)
     path = quantize_lib.output_path(FLAGS.out, FLAGS.model, FLAGS.method)
-    meta = quantize_lib.export(FLAGS.model, preset.name, scenario, preset.evaluation.sinr_db, export_config, path)
+    meta = quantize_lib.export(FLAGS.model, preset.name, scenario, preset.evaluation.sinr_db, export_config, path,
+                               command=" ".join(["python -m deeprx.quantize"] + sys.argv[1:]))
     quantization = (f"input scale {meta['input']['scale']:.4g} zero point {meta['input']['zero_point']}, "
                     if meta["input"]["scale"] is not None else "")
     print(f"Wrote {path} ({meta['size_bytes'] / 1e3:.0f} kB, {meta['method']}): {quantization}tensor types "

@@ -13,7 +13,10 @@ evaluation's ber.csv/summary.json/ber.png and, if it has one, its learning curve
 MODEL.md: the exact command, commit, steps, slots seen, training time, machine, parameters
 and FLOPs per slot, and its BER table against the classical receivers it was evaluated
 with. --tflite adds deployable exports (int8 .tflite files with their export records and Edge
-TPU preflight reports), listed in MODEL.md. Every CLI that takes a model then accepts
+TPU preflight reports), listed in MODEL.md with the grid each takes and the command that
+made it, and shipped under names that say that grid: <name>_<P>prb_int8.tflite. Rerun on a
+shipped model (--model=pretrained:<name> --name=<name>), it rewrites MODEL.md and replaces the
+shipped exports by the --tflite ones. Every CLI that takes a model then accepts
 `pretrained:<name>`.
 """
 
@@ -105,18 +108,66 @@ def model_card(name, settings, trained, summary, rows, exports=()):
     lines += ["", "BER per SINR point (bit errors / bits in ber.csv):", "",
               markdown_table(["SINR [dB]", *receivers], [by_sinr[sinr] for sinr in sorted(by_sinr)])]
     if exports:
-        header = ["file", "method", "input", "size", "operators on the Edge TPU / CPU", "first CPU operator"]
+        header = ["file", "method", "grid", "input", "size", "operators on the Edge TPU / CPU", "first CPU operator"]
         lines += ["", "## Deployable exports (python -m deeprx.quantize; Edge TPU preflight of python -m deeprx.compile)",
                   "", markdown_table(header, [dict(zip(header, (
-                      record["model"], record["method"],
+                      record["model"], record["method"], _grid(record),
                       f"{record['input']['dtype']} {'x'.join(str(d) for d in record['input']['shape'])}",
                       f"{record['size_bytes'] / 1e3:.0f} kB", f"{preflight['mapped']} / {preflight['cpu']}",
                       "none" if preflight.get("cut_at") is None else f"#{preflight['cut_at']}")))
                       for record, preflight in exports])]
         lines += ["", "Each .tflite comes with its .json (the export record: scenario, channel layout, input and output "
-                  "quantization) and its .preflight.json (every operator's status).", ""]
+                  "quantization) and its .preflight.json (every operator's status). Made with:", "", "```sh",
+                  *[record.get("command") or f"{record['model']}: command not recorded" for record, _ in exports],
+                  "```", ""]
     lines += ["", f"Files: {', '.join([os.path.basename(p) for p in COPIED] + list(EVALUATION))} (those the run has).", ""]
     return "\n".join(lines)
+
+
+def _grid(record):
+    """"8 PRB (`cpu`)": the grid an export takes (its record's scenario and preset)."""
+    if "scenario" not in record:
+        return "-"
+    return f"{record['scenario']['carrier']['num_prb']} PRB (`{record['preset']}`)"
+
+
+def shipped_export_name(name, record):
+    """The shipped file name of an export: <name>_<P>prb_<int8|int8_qat|float>.tflite."""
+    from deeprx.export.quantize import FILE_SUFFIXES
+    grid = f"_{record['scenario']['carrier']['num_prb']}prb" if "scenario" in record else ""
+    return f"{name}{grid}_{FILE_SUFFIXES[record['method']]}.tflite"
+
+
+def _copy_exports(export_files, name, dest):
+    """Copies each (.tflite, record, preflight) into dest under shipped_export_name (the
+    records' "model" fields follow), after removing the exports shipped there before; returns
+    the (record, preflight) dicts."""
+    exports = []
+    for tflite, record, preflight in export_files:
+        with open(tflite, "rb") as f:  # read before the old exports go: one may be shipped again
+            exports.append((f.read(), ber_lib.read_json(record), ber_lib.read_json(preflight)))
+    for entry in os.listdir(dest):
+        if entry.startswith(name + "_") and entry.endswith((".tflite", ".json")):
+            os.remove(os.path.join(dest, entry))
+    shipped = []
+    for tflite, record, preflight in exports:
+        file_name = shipped_export_name(name, record)
+        stem = file_name[:-len(".tflite")]
+        ber_lib.atomic_write(os.path.join(dest, file_name), lambda f, data=tflite: f.write(data), binary=True)
+        record, preflight = dict(record, model=file_name), dict(preflight, model=file_name)
+        ber_lib.write_json(os.path.join(dest, stem + ".json"), record)
+        ber_lib.write_json(os.path.join(dest, stem + ".preflight.json"), preflight)
+        shipped.append((record, preflight))
+    return shipped
+
+
+def _shipped_exports(name, dest):
+    """The (record, preflight) dicts of the exports already shipped in dest (a model shipped
+    again without --tflite keeps them)."""
+    stems = sorted(entry[:-len(".tflite")] for entry in os.listdir(dest)
+                   if entry.startswith(name + "_") and entry.endswith(".tflite"))
+    return [(ber_lib.read_json(os.path.join(dest, stem + ".json")),
+             ber_lib.read_json(os.path.join(dest, stem + ".preflight.json"))) for stem in stems]
 
 
 def _export_files(path):
@@ -142,14 +193,10 @@ def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR, tflite=()):
     dest = os.path.join(models_dir, name)
     os.makedirs(dest, exist_ok=True)
     for relative in COPIED:
-        source = os.path.join(run_dir, relative)
-        if os.path.isfile(source):
-            shutil.copyfile(source, os.path.join(dest, os.path.basename(relative)))
-    exports = []
-    for files in export_files:
-        for path in files:
-            shutil.copyfile(path, os.path.join(dest, os.path.basename(path)))
-        exports.append((ber_lib.read_json(files[1]), ber_lib.read_json(files[2])))
+        source, target = os.path.join(run_dir, relative), os.path.join(dest, os.path.basename(relative))
+        if os.path.isfile(source) and os.path.abspath(source) != os.path.abspath(target):
+            shutil.copyfile(source, target)  # (not when a shipped model is shipped again in place)
+    exports = _copy_exports(export_files, name, dest) if export_files else _shipped_exports(name, dest)
     trained = ber_lib.read_json(run.file("train.json"))
     # The evaluation names the model after its run; shipped, it answers to `name` (RunDir.name
     # of pretrained:NAME), in summary.json and ber.csv alike.

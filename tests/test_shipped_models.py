@@ -93,8 +93,10 @@ def test_ship_writes_a_model_card(tmp_path):
     export.write_bytes(b"TFL3")
     with pytest.raises(ValueError, match="no export record"):
         ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+    command = "python -m deeprx.quantize --model=runs/student --preset=demo --method=qat --out=edge_out"
     ber.write_json(str(export).replace(".tflite", ".json"), {
-        "model": "student_int8.tflite", "method": "qat", "size_bytes": 248272,
+        "model": "student_int8.tflite", "method": "qat", "size_bytes": 248272, "preset": "demo",
+        "scenario": {"carrier": {"num_prb": 4}}, "command": command,
         "input": {"dtype": "int8", "shape": [1, 14, 48, 10]}})
     with pytest.raises(ValueError, match="no preflight report: run python -m deeprx.compile"):
         ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
@@ -102,6 +104,24 @@ def test_ship_writes_a_model_card(tmp_path):
     dest = ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
     card = open(os.path.join(dest, "MODEL.md")).read()
     assert "distilled from the teacher `pretrained:tiny-teacher` (alpha 0.5, T 3, hinton form)" in card
-    assert "| student_int8.tflite | qat | int8 1x14x48x10 | 248 kB | 129 / 0 | none |" in card
-    assert {"student_int8.tflite", "student_int8.json", "student_int8.preflight.json"} <= set(os.listdir(dest))
+    # Shipped under a name that says its grid, with the grid and the command in the card.
+    shipped = "tiny-student_4prb_int8_qat"
+    assert f"| {shipped}.tflite | qat | 4 PRB (`demo`) | int8 1x14x48x10 | 248 kB | 129 / 0 | none |" in card
+    assert command in card
+    assert {f"{shipped}.tflite", f"{shipped}.json", f"{shipped}.preflight.json"} <= set(os.listdir(dest))
+    assert ber.read_json(os.path.join(dest, f"{shipped}.json"))["model"] == f"{shipped}.tflite"
+    assert open(os.path.join(dest, f"{shipped}.tflite"), "rb").read() == b"TFL3"
+
+    # Shipped again in place: without --tflite the card keeps the exports; with, they replace them.
+    assert ship.ship(dest, "tiny-student", models_dir=str(tmp_path / "models")) == dest
+    assert open(os.path.join(dest, "MODEL.md")).read() == card
+    ber.write_json(str(export).replace(".tflite", ".json"), {
+        "model": "student_int8.tflite", "method": "ptq", "size_bytes": 248272, "preset": "cpu",
+        "scenario": {"carrier": {"num_prb": 8}}, "input": {"dtype": "int8", "shape": [1, 14, 96, 10]}})
+    ship.ship(dest, "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+    exports = sorted(e for e in os.listdir(dest) if e.startswith("tiny-student_"))
+    assert exports == ["tiny-student_8prb_int8.json", "tiny-student_8prb_int8.preflight.json",
+                       "tiny-student_8prb_int8.tflite"]
+    assert "| tiny-student_8prb_int8.tflite | ptq | 8 PRB (`cpu`) | int8 1x14x96x10 |" in \
+        open(os.path.join(dest, "MODEL.md")).read()
 

@@ -173,8 +173,9 @@ def output_path(out_dir, model_spec, method):
     return os.path.join(out_dir, f"{workdir_lib.RunDir(model_spec).name}_{FILE_SUFFIXES[method]}.tflite")
 
 
-def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=print):
-    """Writes `out` (.tflite) and its .json; returns the metadata dict."""
+def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=print, command=None):
+    """Writes `out` (.tflite) and its .json (with `command`, the command line that made it);
+    returns the metadata dict."""
     import tensorflow as tf
     run_dir = workdir_lib.RunDir(model_dir)
     trained_scenario_dict = run_dir.settings["scenario"]
@@ -205,7 +206,7 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
     from deeprx.export import flatbuffer
     summary = flatbuffer.summary(out)
     meta = {
-        "model": os.path.basename(out), "source_model": os.path.abspath(model_dir), "method": export_config.method,
+        "model": os.path.basename(out), "source_model": model_dir if model_dir.startswith(workdir_lib.PRETRAINED_PREFIX) else os.path.abspath(model_dir), "method": export_config.method,
         "preset": preset_name, "scenario": config_lib.to_dict(scenario), "trained_scenario": trained_scenario_dict,
         "grid_shape": list(scenario.grid_shape), "num_input_channels": scenario.num_input_channels,
         "channel_layout": config_lib.CHANNEL_LAYOUT, "modulation": scenario.modulation,
@@ -217,6 +218,6 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
         "size_bytes": len(tflite), "calibration_slots": len(representative),
         "calibration_sinr_db": [grid[0], grid[-1]] if grid else None,
         "export_config": config_lib.to_dict(export_config), "converter": f"tensorflow {tf.__version__}",
-        "seconds": round(time.time() - start, 1), **bench.provenance()}
+        "seconds": round(time.time() - start, 1), "command": command, **bench.provenance()}
     ber_lib.write_json(os.path.splitext(out)[0] + ".json", meta)
     return meta
