@@ -77,8 +77,9 @@ def define_flags():
     flags.DEFINE_string("teacher", None, "teacher run directory: distill a student from it")
     kd_flags.define_flags()
     flags.DEFINE_bool("train_teacher_if_missing", False, "KD: train the teacher first if --teacher has none")
-    flags.DEFINE_enum("student_variant", None, ["paper", "edge"],
-                      "KD: the student's variant (default: the teacher's); edge for an Edge TPU student")
+    flags.DEFINE_enum("student_variant", "edge", ["paper", "edge"],
+                      "KD: the student's network: edge (every operator maps to the Edge TPU, whatever the "
+                      "teacher's variant) or paper (the paper's dilations)")
     scenario_flags.define_flags()
 
 

@@ -37,7 +37,12 @@ def test_kd_flags_train_the_missing_teacher_then_the_student(kd_run):
     assert "kd_share" in result.stdout and "kd_grad_share" in result.stdout
     assert 0 < trained["final_kd_share"] < 1 and 0 < trained["final_kd_grad_share"] < 1
     with open(os.path.join(student, "config.json")) as f:
-        kd = json.load(f)["kd"]
+        settings = json.load(f)
+    kd = settings["kd"]
+    # The deployable student by default: the edge variant, from the paper-variant teacher of teacher.flags.
+    with open(os.path.join(teacher, "config.json")) as f:
+        assert (json.load(f)["model"]["variant"], settings["model"]["variant"]) == ("paper", "edge")
+    assert settings["scenario"]["dmrs"]["num_symbols"] == 2
     assert (kd["alpha"], kd["temperature"], kd["form"], kd["reduction"]) == (0.5, 3.0, "hinton", "mean")
 
 
