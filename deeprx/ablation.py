@@ -20,9 +20,10 @@ import os
 
 from absl import flags
 
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.core import jobs
 from deeprx.network import curves
+from deeprx.core import io as io_lib
 from edge import ber as ber_lib
 
 FLAGS = flags.FLAGS
@@ -75,11 +76,11 @@ def collect(runs, paths):
     """(curves.csv rows, arms.csv rows) of finished arms."""
     curve_rows, arm_rows = [], []
     for run, path in zip(runs, paths):
-        points = ber_lib.read_csv(os.path.join(run.workdir, curves.CURVE_FILENAME))
+        points = io_lib.read_csv(os.path.join(run.workdir, curves.CURVE_FILENAME))
         curve_rows += [dict({k: point[k] for k in CURVE_COLUMNS[1:]}, arm=run.name) for point in points]
         # The summary of the final evaluation's ber.csv by today's rules (edge.ber), so that
         # arms evaluated before a rule changed compare.
-        summary = ber_lib.summarize(ber_lib.read_csv(run.dir.eval_file("ber.csv")))
+        summary = ber_lib.summarize(io_lib.read_csv(run.dir.eval_file("ber.csv")))
         last = points[-1]
         arm_rows.append({
             "arm": run.name, "flags": " ".join(arm_flags(path)), "steps": last["step"],
@@ -127,12 +128,12 @@ def main(argv):
     runner.ensure(runs, "[ablation]")
     curve_rows, arm_rows = collect(runs, paths)
     os.makedirs(FLAGS.out, exist_ok=True)
-    ber_lib.write_table(os.path.join(FLAGS.out, "curves.csv"), curve_rows, CURVE_COLUMNS)
-    ber_lib.write_table(os.path.join(FLAGS.out, "arms.csv"), arm_rows, ARM_COLUMNS)
-    from deeprx.evaluation import bench
-    settings = ber_lib.read_json(os.path.join(runs[0].workdir, "config.json"))
+    io_lib.write_table(os.path.join(FLAGS.out, "curves.csv"), curve_rows, CURVE_COLUMNS)
+    io_lib.write_table(os.path.join(FLAGS.out, "arms.csv"), arm_rows, ARM_COLUMNS)
+    from deeprx.core import provenance as provenance_lib
+    settings = io_lib.read_json(os.path.join(runs[0].workdir, "config.json"))
     title = (f"Training ablation, {settings['preset']} preset, {settings['scenario']['dmrs']['num_symbols']} DMRS: "
-             f"GM BER on {curves.CURVE_SLOTS_PER_POINT} test slots per SINR point; {bench.cpu_model()}, "
+             f"GM BER on {curves.CURVE_SLOTS_PER_POINT} test slots per SINR point; {provenance_lib.cpu_model()}, "
              f"{os.cpu_count()} cores, {FLAGS.parallel} arms at a time")
     plot(curve_rows, arm_rows, os.path.join(FLAGS.out, "curves.png"), title)
     for arm in arm_rows:

@@ -21,10 +21,10 @@ import sys
 
 from absl import flags
 
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.export import flatbuffer
 from deeprx.export import preflight as preflight_lib
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 COMPILER = "edgetpu_compiler"
 _LOG_ROW = re.compile(r"^([A-Z][A-Z0-9_]*(?::\S+)?)\s+(\d+)\s+(\S.*?)\s*$")
@@ -118,7 +118,7 @@ def main(argv):
             print(f"  {row['op']:<24} predicted {row['predicted_mapped']:>4}  compiled {row['compiled_mapped']:>4}"
                   f"  {'ok' if row['agree'] else 'DIFFERS: ' + str(row['compiler_statuses'])}")
     path = stem + ".preflight.json"
-    ber_lib.write_json(path, report)
+    io_lib.write_json(path, report)
     print(f"Wrote {path}")
     if compiler is None and FLAGS.require_compiler:
         print(f"error: --require_compiler: {COMPILER} is not installed here", file=sys.stderr)

@@ -40,14 +40,15 @@ import time
 
 from absl import flags
 
-from deeprx.core import cli
-from deeprx.core import scenario_flags
+from deeprx import cli
+from deeprx.cli import scenario_flags
 from deeprx.core import workdir as workdir_lib
 from deeprx.costs import estimates as costs
 from deeprx.costs import measure
 from deeprx.costs import power_sources
-from deeprx.evaluation import bench
-from edge import ber as ber_lib
+from deeprx.core import provenance as provenance_lib
+from deeprx.core import io as io_lib
+from deeprx.network import saved
 from edge import power as power_lib
 
 FLAGS = flags.FLAGS
@@ -118,7 +119,7 @@ def main(argv):
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     run_dir = workdir_lib.RunDir(FLAGS.model)
-    model, model_config = run_dir.model_on_grid(scenario, batch_size=1)
+    model, model_config = saved.model_on_grid(run_dir, scenario, batch_size=1)
     settings = run_dir.settings
     start = time.time()
     log = print
@@ -158,12 +159,12 @@ def main(argv):
     result = measure.report(model_config, scenario, measured, host, processors, layer_seconds, training, steps_total,
                     FLAGS.rate, FLAGS.lifetime_days, metric1_params)
     result.update(model=os.path.abspath(run_dir.path), preset=preset.name, grid_shape=list(scenario.grid_shape),
-                  seconds=round(time.time() - start, 1), **bench.provenance())
+                  seconds=round(time.time() - start, 1), **provenance_lib.provenance())
     log("5/5 plots", flush=True)
     os.makedirs(FLAGS.out, exist_ok=True)
     from deeprx.costs import plots as energy_plots
     energy_plots.all_plots(result, FLAGS.out)
-    ber_lib.write_json(os.path.join(FLAGS.out, "energy.json"), result)
+    io_lib.write_json(os.path.join(FLAGS.out, "energy.json"), result)
     for line in measure.summary_lines(result):
         log("  " + line, flush=True)
     log(f"Wrote {FLAGS.out}/energy.json and its plots", flush=True)

@@ -24,9 +24,9 @@ import time
 
 from absl import flags
 
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.core import config as config_lib
-from deeprx.core import scenario_flags
+from deeprx.cli import scenario_flags
 from deeprx.evaluation import bench
 from deeprx.evaluation import receivers as receivers_lib
 

@@ -14,11 +14,11 @@ import os
 import numpy as np
 from absl import flags
 
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.core import config as config_lib
-from deeprx.core import scenario_flags
-from deeprx.evaluation import bench
-from edge import ber as ber_lib
+from deeprx.cli import scenario_flags
+from deeprx.core import provenance as provenance_lib
+from deeprx.core import io as io_lib
 
 FLAGS = flags.FLAGS
 VECTORS_FILENAME = "vectors.npz"
@@ -48,13 +48,13 @@ def export(preset_name, scenario, sinr_db, slots_per_point, seed, out, log=print
             "seed": seed, "slots_per_point": slots_per_point, "grid_shape": list(scenario.grid_shape),
             "num_input_channels": scenario.num_input_channels, "channel_layout": config_lib.CHANNEL_LAYOUT,
             "bits_per_symbol": scenario.bits_per_symbol, "modulation": scenario.modulation,
-            "num_dmrs": scenario.dmrs.num_symbols, **bench.provenance()}
+            "num_dmrs": scenario.dmrs.num_symbols, **provenance_lib.provenance()}
     arrays = {"inputs": np.stack(inputs), "bits": np.stack(bits),
               "data_mask": data_lib.data_mask(scenario).astype(np.uint8),
               "sinr_db": np.asarray(sinr_db, np.float32), "meta": np.asarray(json.dumps(meta))}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
 
-    ber_lib.atomic_write(out, lambda f: np.savez_compressed(f, **arrays), binary=True)
+    io_lib.atomic_write(out, lambda f: np.savez_compressed(f, **arrays), binary=True)
     return meta
 
 

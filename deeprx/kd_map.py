@@ -13,9 +13,9 @@ import os
 
 from absl import flags
 
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.experiments import kd_map
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 FLAGS = flags.FLAGS
 
@@ -36,9 +36,9 @@ def main(argv):
                              "(deeprx.sweep --publish=DIR)")
         result = kd_map.build(FLAGS.sizes, FLAGS.teacher_name or "teacher")
     os.makedirs(FLAGS.out, exist_ok=True)
-    ber_lib.write_json(os.path.join(FLAGS.out, "kd_map.json"), result)
+    io_lib.write_json(os.path.join(FLAGS.out, "kd_map.json"), result)
     table = kd_map.markdown(result)
-    ber_lib.atomic_write(os.path.join(FLAGS.out, "kd_map.md"), lambda f: f.write(table))
+    io_lib.atomic_write(os.path.join(FLAGS.out, "kd_map.md"), lambda f: f.write(table))
     kd_map.plot(result, os.path.join(FLAGS.out, "kd_map.png"),
                 f"KD against scratch by student size: distilled from {result['teacher']['name']} "
                 f"({result['teacher']['mflops']:.0f} MFLOPs per slot), {len(result['sizes'])} size(s)")

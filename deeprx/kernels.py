@@ -60,8 +60,8 @@ import sys
 
 from absl import flags
 
-from deeprx.core import cli
-from deeprx.core import scenario_flags
+from deeprx import cli
+from deeprx.cli import scenario_flags
 from deeprx.costs import kernel_models
 from deeprx.costs import kernel_predictor as predictor_lib
 from deeprx.costs import kernel_timing as timing_lib
@@ -189,10 +189,11 @@ def _models_to_predict(path, scenario):
         rows = op_features.tflite_ops(path)
         return [("tflite_int8" if rows and rows[0]["dtype"] == "int8" else "tflite_float", rows)]
     from deeprx.core import workdir as workdir_lib
+    from deeprx.network import saved
     run_dir = workdir_lib.RunDir(path)
     if not os.path.isfile(run_dir.file("config.json")):
         raise ValueError(f"no config.json in {path!r}: give a directory of python -m deeprx.train or a .tflite")
-    model_config = run_dir.model_config
+    model_config = saved.model_config(run_dir)
     keras_model = model_lib.build(model_config, scenario, batch_size=1)
     export_model = model_lib.expanded(keras_model, model_config, scenario, batch_size=1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,8 +31,8 @@ import sys
 
 from absl import flags
 
-from deeprx.core import cli
-from deeprx.core import scenario_flags
+from deeprx import cli
+from deeprx.cli import scenario_flags
 from deeprx.core import workdir as workdir_lib
 from deeprx.export import quantize as quantize_lib
 

@@ -28,7 +28,8 @@ from absl import flags
 
 from deeprx import REPO_ROOT
 from deeprx import summary_table
-from deeprx.core import cli
+from deeprx.core.io import markdown_table
+from deeprx import cli
 
 FLAGS = flags.FLAGS
 PAGE = "README.md"
@@ -53,20 +54,6 @@ def define_flags():
 def _read_json(path):
     with open(path) as f:
         return json.load(f)
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if value is None or value == "":
-        return "-"
-    return str(value).replace("|", "\\|")
-
-
-def markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(row.get(key)) for key in header) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _csv_rows(path):

@@ -25,11 +25,10 @@ import shutil
 
 from absl import flags
 
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.core import workdir as workdir_lib
 from deeprx.network import curves
-from deeprx.results_pages import markdown_table
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 FLAGS = flags.FLAGS
 
@@ -97,7 +96,7 @@ def model_card(name, settings, trained, summary, rows, exports=()):
         f"{settings['train'].get('schedule', 'cosine')}, peak learning rate {settings['train']['learning_rate']:g}, "
         f"SINR sampling {settings['train'].get('sinr_sampling', 'snr_sir')} |", "",
         "## Evaluation (eval/ of the run: test channels, same slots for every receiver)", "",
-        markdown_table(["receiver", "Geometric Mean BER", "SINR at BER 1e-2", "SINR at BER 1e-3"], [
+        io_lib.markdown_table(["receiver", "Geometric Mean BER", "SINR at BER 1e-2", "SINR at BER 1e-3"], [
             {"receiver": receiver, "Geometric Mean BER": f"{entry['gm_ber']:.3f}",
              "SINR at BER 1e-2": _sinr(entry["sinr_at_ber_1e-2"]), "SINR at BER 1e-3": _sinr(entry["sinr_at_ber_1e-3"])}
             for receiver, entry in summary.items()])]
@@ -106,11 +105,11 @@ def model_card(name, settings, trained, summary, rows, exports=()):
         by_sinr.setdefault(float(row["sinr_db"]), {"SINR [dB]": f"{float(row['sinr_db']):g}"})[row["receiver"]] = \
             f"{float(row['ber']):.2e}"
     lines += ["", "BER per SINR point (bit errors / bits in ber.csv):", "",
-              markdown_table(["SINR [dB]", *receivers], [by_sinr[sinr] for sinr in sorted(by_sinr)])]
+              io_lib.markdown_table(["SINR [dB]", *receivers], [by_sinr[sinr] for sinr in sorted(by_sinr)])]
     if exports:
         header = ["file", "method", "grid", "input", "size", "operators on the Edge TPU / CPU", "first CPU operator"]
         lines += ["", "## Deployable exports (python -m deeprx.quantize; Edge TPU preflight of python -m deeprx.compile)",
-                  "", markdown_table(header, [dict(zip(header, (
+                  "", io_lib.markdown_table(header, [dict(zip(header, (
                       record["model"], record["method"], _grid(record),
                       f"{record['input']['dtype']} {'x'.join(str(d) for d in record['input']['shape'])}",
                       f"{record['size_bytes'] / 1e3:.0f} kB", f"{preflight['mapped']} / {preflight['cpu']}",
@@ -145,7 +144,7 @@ def _copy_exports(export_files, name, dest):
     exports = []
     for tflite, record, preflight in export_files:
         with open(tflite, "rb") as f:  # read before the old exports go: one may be shipped again
-            exports.append((f.read(), ber_lib.read_json(record), ber_lib.read_json(preflight)))
+            exports.append((f.read(), io_lib.read_json(record), io_lib.read_json(preflight)))
     for entry in os.listdir(dest):
         if entry.startswith(name + "_") and entry.endswith((".tflite", ".json")):
             os.remove(os.path.join(dest, entry))
@@ -153,10 +152,10 @@ def _copy_exports(export_files, name, dest):
     for tflite, record, preflight in exports:
         file_name = shipped_export_name(name, record)
         stem = file_name[:-len(".tflite")]
-        ber_lib.atomic_write(os.path.join(dest, file_name), lambda f, data=tflite: f.write(data), binary=True)
+        io_lib.atomic_write(os.path.join(dest, file_name), lambda f, data=tflite: f.write(data), binary=True)
         record, preflight = dict(record, model=file_name), dict(preflight, model=file_name)
-        ber_lib.write_json(os.path.join(dest, stem + ".json"), record)
-        ber_lib.write_json(os.path.join(dest, stem + ".preflight.json"), preflight)
+        io_lib.write_json(os.path.join(dest, stem + ".json"), record)
+        io_lib.write_json(os.path.join(dest, stem + ".preflight.json"), preflight)
         shipped.append((record, preflight))
     return shipped
 
@@ -166,8 +165,8 @@ def _shipped_exports(name, dest):
     again without --tflite keeps them)."""
     stems = sorted(entry[:-len(".tflite")] for entry in os.listdir(dest)
                    if entry.startswith(name + "_") and entry.endswith(".tflite"))
-    return [(ber_lib.read_json(os.path.join(dest, stem + ".json")),
-             ber_lib.read_json(os.path.join(dest, stem + ".preflight.json"))) for stem in stems]
+    return [(io_lib.read_json(os.path.join(dest, stem + ".json")),
+             io_lib.read_json(os.path.join(dest, stem + ".preflight.json"))) for stem in stems]
 
 
 def _export_files(path):
@@ -197,17 +196,17 @@ def ship(run_dir, name, models_dir=workdir_lib.MODELS_DIR, tflite=()):
         if os.path.isfile(source) and os.path.abspath(source) != os.path.abspath(target):
             shutil.copyfile(source, target)  # (not when a shipped model is shipped again in place)
     exports = _copy_exports(export_files, name, dest) if export_files else _shipped_exports(name, dest)
-    trained = ber_lib.read_json(run.file("train.json"))
+    trained = io_lib.read_json(run.file("train.json"))
     # The evaluation names the model after its run; shipped, it answers to `name` (RunDir.name
     # of pretrained:NAME), in summary.json and ber.csv alike.
     summary = {name if receiver == run.name else receiver: entry
-               for receiver, entry in ber_lib.read_json(run.eval_file("summary.json")).items()}
+               for receiver, entry in io_lib.read_json(run.eval_file("summary.json")).items()}
     rows = [dict(row, receiver=name if row["receiver"] == run.name else row["receiver"])
-            for row in ber_lib.read_csv(run.eval_file("ber.csv"))]
-    ber_lib.write_json(os.path.join(dest, "summary.json"), summary)
-    ber_lib.write_table(os.path.join(dest, "ber.csv"), rows, list(rows[0]))
+            for row in io_lib.read_csv(run.eval_file("ber.csv"))]
+    io_lib.write_json(os.path.join(dest, "summary.json"), summary)
+    io_lib.write_table(os.path.join(dest, "ber.csv"), rows, list(rows[0]))
     text = model_card(name, run.settings, trained, summary, rows, exports)
-    ber_lib.atomic_write(os.path.join(dest, "MODEL.md"), lambda f: f.write(text))
+    io_lib.atomic_write(os.path.join(dest, "MODEL.md"), lambda f: f.write(text))
     return dest
 
 

@@ -32,13 +32,13 @@ import sys
 
 from absl import flags
 
-from deeprx.core import cli
-from deeprx.core import kd_flags
-from deeprx.core import scenario_flags
+from deeprx import cli
+from deeprx.cli import kd_flags
+from deeprx.cli import scenario_flags
 from deeprx.experiments import study_config
 from deeprx.experiments import study_layout
 from deeprx.experiments import study_stages
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 FLAGS = flags.FLAGS
 
@@ -117,7 +117,7 @@ def _check_workdir(config, force):
     """A workdir of a study with other settings is refused (unless --force, which redoes all)."""
     path = os.path.join(config.workdir, "study.json")
     if os.path.isfile(path) and not force:
-        saved = ber_lib.read_json(path)["settings"]
+        saved = io_lib.read_json(path)["settings"]
         settings = config.settings()
         if saved != settings:
             differ = sorted(key for key in settings if saved.get(key) != settings[key])
@@ -131,7 +131,7 @@ def main(argv):
     config, redo = config_from_flags()
     command = " ".join(["python -m deeprx.study"] + sys.argv[1:])
     os.makedirs(config.workdir, exist_ok=True)
-    ber_lib.write_json(os.path.join(config.workdir, "study.json"), {"settings": config.settings(), "command": command})
+    io_lib.write_json(os.path.join(config.workdir, "study.json"), {"settings": config.settings(), "command": command})
     print(f"DeepRx study in {config.workdir}: {config.preset_name} preset, {len(study_stages.STAGES)} stages", flush=True)
     try:
         study_stages.run_all(config, redo, command=command)

@@ -36,11 +36,11 @@ import signal
 from absl import flags
 
 from deeprx import train as train_lib
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.core import config as config_lib
 from deeprx.core import kd_config
-from deeprx.core import jobs
-from deeprx.core import scenario_flags
+from deeprx.cli import train_flags
+from deeprx.cli import scenario_flags
 from deeprx.experiments import backends
 from deeprx.experiments import kd_summary
 from deeprx.experiments import sweep as sweep_lib
@@ -133,7 +133,7 @@ def sweep_from_flags():
                              " or ".join(map(str, config_lib.DMRS_POSITIONS))),
         fig6_kd=FLAGS.fig6_kd,
         steps=_numbers("sweep_steps", int, lambda v: v in sweep_lib.STEPS, "one of 1, 2, 3, 4"),
-        train_values=tuple((name, getattr(FLAGS, name)) for name in jobs.TEACHER_FLAGS + jobs.KD_FLAGS),
+        train_values=tuple((name, getattr(FLAGS, name)) for name in train_flags.TEACHER_FLAGS + train_flags.KD_FLAGS),
         dmrs_teacher_dirs=_dmrs_teachers(scenario.dmrs.num_symbols), parallel=FLAGS.parallel,
         hint_weight=FLAGS.hint_arm_weight, hint_dmrs_counts=_hint_dmrs_counts())
     if sweep.parallel < 1:

@@ -22,16 +22,18 @@ import sys
 
 from absl import flags
 
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.core import config as config_lib
-from deeprx.core import jobs
-from deeprx.core import kd_flags
-from deeprx.core import scenario_flags
+from deeprx.cli import train_flags
+from deeprx.cli import kd_flags
+from deeprx.cli import scenario_flags
 from deeprx.core import workdir as workdir_lib
+from deeprx.core import provenance as provenance_lib
 from deeprx.evaluation import bench
 from deeprx.network import distribute as distribute_lib
 from deeprx.network import model as model_lib
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
+from deeprx.network import saved
 
 FLAGS = flags.FLAGS
 
@@ -118,7 +120,7 @@ def _model_config_from_flags(scenario):
 
 def teacher_command(teacher_dir):
     """The exact command that trains the teacher --teacher expects, from the resolved flags."""
-    return " ".join(["python -m deeprx.train", *cli.flag_args(jobs.TEACHER_FLAGS), f"--workdir={teacher_dir}"])
+    return " ".join(["python -m deeprx.train", *cli.flag_args(train_flags.TEACHER_FLAGS), f"--workdir={teacher_dir}"])
 
 
 def _read_teacher(teacher_dir, scenario):
@@ -130,7 +132,7 @@ def _read_teacher(teacher_dir, scenario):
         teacher.check(scenario)
     except ValueError as error:
         raise cli.FlagError("teacher", f"{teacher_dir!r}: {error}") from None
-    return teacher.model_config
+    return saved.model_config(teacher)
 
 
 def run_from_flags():
@@ -140,7 +142,7 @@ def run_from_flags():
     if not FLAGS.workdir:
         raise cli.FlagError("workdir", "a run directory is required")
     model_config = _model_config_from_flags(scenario)
-    settings = {name: getattr(FLAGS, name) for name in jobs.TRAIN_FLAGS}
+    settings = {name: getattr(FLAGS, name) for name in train_flags.TRAIN_FLAGS}
     if settings["train_sinr_db"] is not None:
         with cli.flag("train_sinr_db"):
             settings["train_sinr_db"] = scenario_flags.parse_pair(settings["train_sinr_db"])
@@ -197,8 +199,8 @@ def train_and_evaluate(run, command):
     chief = distribute_lib.is_chief()
     if chief:
         os.makedirs(run.workdir, exist_ok=True)
-        ber_lib.write_json(os.path.join(run.workdir, "config.json"), run.settings())
-        ber_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(cli.own_flags_text()))
+        io_lib.write_json(os.path.join(run.workdir, "config.json"), run.settings())
+        io_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(cli.own_flags_text()))
     name = os.path.basename(os.path.normpath(run.workdir))
     train_scenario = training.training_scenario(run.scenario, run.train_config)
     # --seed fixes the initial weights as well as the data: a KD student and the scratch
@@ -218,7 +220,7 @@ def train_and_evaluate(run, command):
                         strategy=strategy, curve_sinr_db=run.evaluation.sinr_db, chief=chief)
     if run.kd:
         with strategy.scope():
-            teacher, _ = workdir_lib.RunDir(run.kd.teacher).model_on_grid(train_scenario)
+            teacher, _ = saved.model_on_grid(workdir_lib.RunDir(run.kd.teacher), train_scenario)
         print(f"distilling from {run.kd.teacher} ({teacher.count_params():,} parameters): alpha {run.kd.alpha:g}, "
               f"T {run.kd.temperature:g}, {run.kd.form} form, KL {run.kd.reduction} over data bits"
               + (f", feature hint weight {run.kd.feature_weight:g}" if run.kd.feature_weight else ""), flush=True)
@@ -247,16 +249,16 @@ def train_and_evaluate(run, command):
         return
     training.save_model(model, os.path.join(run.workdir, "model.keras"))
     record = os.path.join(run.workdir, "train.json")
-    this_run = {"command": command, "commit": bench.code_version(), **bench.provenance()}
+    this_run = {"command": command, "commit": provenance_lib.code_version(), **provenance_lib.provenance()}
     if not timing["steps_this_run"] and os.path.isfile(record):
         # Resumed finished (e.g. killed before its evaluation, or evaluated on another machine): the record
         # stays the training's (its losses, time and machine); this run is listed after it.
-        trained = ber_lib.read_json(record)
+        trained = io_lib.read_json(record)
         entry = {**trained, "later_runs": trained.get("later_runs", []) + [this_run]}
     else:
         entry = {"parameters": model.count_params(), "flops_per_slot": flops,
                  "width_multiplier": run.model_config.width_multiplier, "replicas": replicas, **timing, **this_run}
-    ber_lib.write_json(record, entry)
+    io_lib.write_json(record, entry)
     print(f"Saved {run.workdir}/model.keras", flush=True)
     if FLAGS.eval:
         summary = training.evaluate_model(model, name, run.scenario, run.evaluation,

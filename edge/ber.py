@@ -1,7 +1,8 @@
 """BER-vs-SINR bookkeeping: ber.csv rows, Geometric Mean BER, SINR at a target BER.
 
 NumPy and the standard library only (Python 3.7 syntax), so that the device-side
-runner can write exactly the bench's ber.csv / summary.json format.
+runner can write exactly the bench's ber.csv / summary.json format; with the few lines of
+atomic file writing the runner needs (the host's file I/O is deeprx/core/io.py).
 
 Conventions (docs/bench.md "Evaluation"):
 - A point with zero errors is a bound, not a value: it enters every figure as its 95% upper
@@ -174,11 +175,6 @@ def write_table(path, rows, fieldnames):
     atomic_write(path, write)
 
 
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def sinr_gains(entry, reference):
     """{"gain_db_at_1e-2": ..., ...}: the SINR `reference` needs at each target BER minus
     the SINR `entry` needs (summary.json entries; None where either never gets there)."""
@@ -194,11 +190,6 @@ def gain_text(gain_db):
     """A sinr_gains value for tables and reports: "+1.23 dB", or "not reached" where one
     receiver or both never get down to the target BER."""
     return "not reached" if gain_db is None else f"{gain_db:+.2f} dB"
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def write_json(path, obj):

@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from deeprx.core import io as io_lib
 from edge import ber
 
 
@@ -64,7 +65,7 @@ def test_summarize_keys_and_csv_round_trip(tmp_path):
             ber.make_row("rx", 8.0, 0, 1000)]
     path = os.path.join(tmp_path, "ber.csv")
     ber.write_csv(path, rows)
-    read = ber.read_csv(path)
+    read = io_lib.read_csv(path)
     assert list(read[0]) == list(ber.CSV_HEADER)
     summary = ber.summarize(read)
     assert set(summary["rx"]) == {"gm_ber", "sinr_at_ber_1e-2", "sinr_at_ber_1e-3", "sinr_db", "note_1e-2", "note_1e-3"}

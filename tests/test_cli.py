@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest import REPO, run_module
-from deeprx.core import cli
+from deeprx import cli
 
 
 def test_nested_flagfiles_resolve_relative_to_the_including_file(tmp_path, monkeypatch):

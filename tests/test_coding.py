@@ -12,6 +12,7 @@ from deeprx.evaluation import bench
 from deeprx.evaluation import calibration
 from deeprx.simulation import baselines
 from deeprx.simulation import data
+from deeprx.core import io as io_lib
 from edge import ber as ber_lib
 
 
@@ -107,11 +108,11 @@ def test_the_coded_cli_writes_bler_calibration_and_a_two_panel_plot(tmp_path):
     result = run_module("deeprx.evaluate", "--preset=tiny", "--coded", "--coderate=0.4", "--sinr_db=0:16:16",
                         "--receivers=perfect_lmmse,perfect_irc", "--max_bits=4000", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = ber_lib.read_csv(str(out / "ber.csv"))
+    rows = io_lib.read_csv(str(out / "ber.csv"))
     assert all(int(r["blocks"]) >= 1 and 0 <= float(r["bler"]) <= 1 for r in rows)
-    summary = ber_lib.read_json(str(out / "summary.json"))
+    summary = io_lib.read_json(str(out / "summary.json"))
     assert {"sinr_at_bler_1e-1", "sinr_at_bler_1e-2", "llr_overconfidence"} <= set(summary["perfect_irc"])
-    assert ber_lib.read_json(str(out / "config.json"))["code"]["coderate"] == pytest.approx(0.4, abs=0.03)
+    assert io_lib.read_json(str(out / "config.json"))["code"]["coderate"] == pytest.approx(0.4, abs=0.03)
     assert (out / "calibration.csv").stat().st_size > 0 and "at BLER 1e-1" in result.stdout
     bad = run_module("deeprx.evaluate", "--preset=tiny", "--coded", "--coderate=1.5", f"--out={tmp_path}/bad",
                      timeout=60)

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from conftest import run_module
+from deeprx.core import io as io_lib
 from edge import ber
 
 FAST = ["--preset=tiny", "--sinr_db=0:16:8", "--max_bits=5000", "--batch_size=8"]
@@ -24,7 +25,7 @@ def classical_run(tmp_path_factory):
 def test_writes_csv_summary_plot_and_config(classical_run):
     out, result = classical_run
     assert sorted(os.listdir(out)) == ["ber.csv", "ber.png", "calibration.csv", "config.json", "summary.json"]
-    rows = ber.read_csv(os.path.join(out, "ber.csv"))
+    rows = io_lib.read_csv(os.path.join(out, "ber.csv"))
     assert list(rows[0]) == ["receiver", "sinr_db", "ber", "bit_errors", "bits", "slots", "ber_ci_low", "ber_ci_high",
                              "blocks", "block_errors", "bler"]
     assert all(r["blocks"] == r["bler"] == "" for r in rows)  # uncoded: no blocks
@@ -43,9 +44,9 @@ def test_summary_equals_what_the_csv_implies(classical_run):
     out, _ = classical_run
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
-    rows = ber.read_csv(os.path.join(out, "ber.csv"))
+    rows = io_lib.read_csv(os.path.join(out, "ber.csv"))
     assert set(summary) == {"ls_lmmse", "perfect_lmmse", "ls_irc", "perfect_irc"}
-    calibration = ber.read_csv(os.path.join(out, "calibration.csv"))
+    calibration = io_lib.read_csv(os.path.join(out, "calibration.csv"))
     for name, entry in summary.items():  # every data bit of every point is in one |LLR| bin
         assert sum(int(r["bits"]) for r in calibration if r["receiver"] == name) == \
             sum(int(r["bits"]) for r in rows if r["receiver"] == name)
@@ -84,16 +85,16 @@ def test_rescore_recomputes_summary_and_plot_from_ber_csv_only(classical_run, tm
         original = json.load(f)
     # ber.csv edited: perfect_irc has no errors at 16 dB (in too few bits for 1e-3), and a
     # stale summary.json: --rescore recomputes it and keeps the LLR calibration.
-    rows = ber.read_csv(copy / "ber.csv")
+    rows = io_lib.read_csv(copy / "ber.csv")
     for row in rows:
         if row["receiver"] == "perfect_irc" and float(row["sinr_db"]) == 16.0:
             row.update(bit_errors=0, ber=0.0, bits=1000)
-    ber.write_table(copy / "ber.csv", rows, ber.CSV_HEADER)
-    ber.write_json(copy / "summary.json", {name: dict(entry, gm_ber=0.0) for name, entry in original.items()})
+    io_lib.write_table(copy / "ber.csv", rows, ber.CSV_HEADER)
+    io_lib.write_json(copy / "summary.json", {name: dict(entry, gm_ber=0.0) for name, entry in original.items()})
     (copy / "ber.png").unlink()
     result = run_module("deeprx.evaluate", f"--rescore={copy}")
     assert result.returncode == 0, result.stderr[-2000:]
-    rescored = ber.read_json(copy / "summary.json")
+    rescored = io_lib.read_json(copy / "summary.json")
     assert {k: v for k, v in rescored.items() if k != "perfect_irc"} == \
         {k: v for k, v in original.items() if k != "perfect_irc"}
     points = [(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"])) for r in rows if r["receiver"] == "perfect_irc"]
@@ -111,8 +112,8 @@ def test_separate_runs_see_the_same_slots(classical_run, tmp_path):
     out, _ = classical_run
     result = run_module("deeprx.evaluate", *FAST, "--receivers=ls_lmmse", f"--out={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
-    first = [r for r in ber.read_csv(os.path.join(out, "ber.csv")) if r["receiver"] == "ls_lmmse"]
-    again = ber.read_csv(os.path.join(tmp_path, "ber.csv"))
+    first = [r for r in io_lib.read_csv(os.path.join(out, "ber.csv")) if r["receiver"] == "ls_lmmse"]
+    again = io_lib.read_csv(os.path.join(tmp_path, "ber.csv"))
     assert [(r["bit_errors"], r["bits"]) for r in first] == [(r["bit_errors"], r["bits"]) for r in again]
 
 
@@ -134,7 +135,7 @@ def test_evaluates_a_saved_keras_model_beside_the_classical_receivers(tmp_path):
         summary = json.load(f)
     assert set(summary) == {"ls_lmmse", "rand_rx"}
     # An untrained 1x1 conv guesses: its BER stays far above a real receiver's at 16 dB.
-    rows = ber.read_csv(os.path.join(out, "ber.csv"))
+    rows = io_lib.read_csv(os.path.join(out, "ber.csv"))
     at_16 = {r["receiver"]: float(r["ber"]) for r in rows if float(r["sinr_db"]) == 16.0}
     assert at_16["rand_rx"] > 0.1 > at_16["ls_lmmse"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO, run_module
 from deeprx.experiments import kd_map
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 PUBLISHED = os.path.join(REPO, "data", "results", "kd-cpu-2dmrs")
 
@@ -22,7 +22,7 @@ def test_the_map_of_a_published_sweep_agrees_with_its_kd_summary(tmp_path):
     with open(tmp_path / "kd_map.json") as f:
         the_map = json.load(f)
     size, = the_map["sizes"]
-    final, = ber_lib.read_json(os.path.join(PUBLISHED, "kd_summary.json"))["final"]
+    final, = io_lib.read_json(os.path.join(PUBLISHED, "kd_summary.json"))["final"]
     # kd_summary.final_rows paired the same runs from the sweep's own records
     for name, key in (("kd_minus_scratch_gm_ber", "gm_ber_diff"), ("gain_db_1e-2", "gain_db_at_1e-2"),
                       ("gain_db_1e-3", "gain_db_at_1e-3")):
@@ -30,7 +30,7 @@ def test_the_map_of_a_published_sweep_agrees_with_its_kd_summary(tmp_path):
             [final[f"{key}_{part}"] for part in ("mean", "ci_low", "ci_high", "n")], abs=2e-4), name
     assert size["seeds"] == [0, 1, 2] and size["parameters"] == 121_307 and size["flops_ratio"] == pytest.approx(
         size["mflops"] / the_map["teacher"]["mflops"], abs=1e-3)
-    seed0 = ber_lib.read_json(os.path.join(PUBLISHED, "by-run", "kd-318M-t0.5-a0.5-T3-dmrs2-s0", "summary.json"))
+    seed0 = io_lib.read_json(os.path.join(PUBLISHED, "by-run", "kd-318M-t0.5-a0.5-T3-dmrs2-s0", "summary.json"))
     assert size["kd"]["gm_ber"][0] == seed0["kd-318M-t0.5-a0.5-T3-dmrs2-s0"]["gm_ber"]
     assert the_map["references"]["ls_lmmse"]["gm_ber"] == pytest.approx(seed0["ls_lmmse"]["gm_ber"], abs=1e-6)
     assert (tmp_path / "kd_map.md").read_text() in result.stdout and os.path.getsize(tmp_path / "kd_map.png") > 0

@@ -292,6 +292,6 @@ def test_a_fit_resumes_only_in_its_probe_time_on_its_cpu(tmp_path):
         assert kernel_predictor._resumable_probe(out, log=lambda m, **k: messages.append(m)) is None
     assert "Some Other CPU" in messages[0] and "timing every operator again" in messages[0]
     with open(os.path.join(out, "probe.json"), "w") as f:
-        json.dump(dict(probe, cpu=kernel_predictor.bench.cpu_model()), f)
+        json.dump(dict(probe, cpu=kernel_predictor.provenance_lib.cpu_model()), f)
     reference = kernel_predictor._resumable_probe(out, log=print)
     assert reference == {("tflite_int8", 2): pytest.approx((120e-6, 230e-6))}

@@ -1,6 +1,6 @@
 """The repository's layout rules (README "Structure"): every module imports together, no
-import cycles, modules stay short, and edge/ (what runs on a Coral board) needs nothing of
-deeprx/ or TensorFlow."""
+import cycles, layers import only downward, flags live in the CLI layer, modules stay short,
+and edge/ (what runs on a Coral board) needs nothing of deeprx/ or TensorFlow."""
 
 import ast
 import os
@@ -13,6 +13,25 @@ MAX_LINES = 400
 # What edge/ may import: the standard library, numpy, itself, and the TFLite interpreters a
 # device has (imported where used, the first that exists).
 EDGE_ALLOWED = {"numpy", "edge", "tflite_runtime", "ai_edge_litert", "pycoral"}
+
+
+# deeprx's layers, lowest first: a module imports only its own layer and the ones below (and
+# edge/, a bundle beside them). core is the ground floor (configs, run directories, jobs,
+# provenance, file I/O); cli the flag helpers; the command modules deeprx/*.py the top.
+LAYERS = (("deeprx", "deeprx.core"), ("deeprx.cli",), ("deeprx.simulation",),
+          ("deeprx.network", "deeprx.evaluation", "deeprx.export"), ("deeprx.costs",), ("deeprx.experiments",))
+COMMANDS = len(LAYERS)  # the layer of deeprx/*.py
+
+
+def _layer(module):
+    """The layer of a deeprx module (None outside deeprx)."""
+    parts = module.split(".")
+    if parts[0] != "deeprx":
+        return None
+    if len(parts) > 1 and parts[1] not in {p.split(".")[1] for layer in LAYERS for p in layer if "." in p}:
+        return 0 if parts[1] == "REPO_ROOT" else COMMANDS
+    package = ".".join(parts[:2])
+    return next(rank for rank, layer in enumerate(LAYERS) if package in layer)
 
 
 def _modules():
@@ -70,6 +89,21 @@ def test_no_import_cycles_between_the_project_modules():
         if name not in state:
             visit(name, [name])
     assert graph["deeprx.train"] and not graph["edge.power"]  # the graph is read at all
+
+
+def test_layers_import_only_downward_and_only_the_cli_layer_defines_or_reads_flags():
+    modules = _modules()
+    for name, path in modules.items():
+        rank = _layer(name)
+        if rank is None:
+            continue
+        upward = sorted(dep for dep in _imports(path) if dep in modules and (_layer(dep) or 0) > rank)
+        assert not upward, f"{name} (layer {LAYERS[rank] if rank < COMMANDS else 'commands'}) imports {upward}"
+        if rank not in (LAYERS.index(("deeprx.cli",)), COMMANDS):
+            text = open(path).read()
+            assert "flags.FLAGS" not in text and "flags.DEFINE" not in text, f"{name} defines or reads flags"
+    assert _layer("deeprx.core.workdir") == 0 and _layer("deeprx.train") == COMMANDS
+    assert _layer("deeprx.experiments.sweep") > _layer("deeprx.network.model") > _layer("deeprx.cli")
 
 
 def test_every_module_is_under_400_lines():

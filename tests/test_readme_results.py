@@ -10,7 +10,7 @@ import shutil
 from conftest import REPO, run_module
 from deeprx import results_pages
 from deeprx.experiments import kd_summary
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 RESULTS = os.path.join(REPO, "data", "results")
 
@@ -28,9 +28,9 @@ def test_every_results_page_is_what_its_files_give():
 def test_a_changed_result_makes_its_page_stale_until_regenerated(tmp_path):
     shutil.copytree(os.path.join(RESULTS, "baselines-cpu-1dmrs"), tmp_path / "baselines")
     summary_path = tmp_path / "baselines" / "summary.json"
-    summary = ber_lib.read_json(str(summary_path))
+    summary = io_lib.read_json(str(summary_path))
     summary["ls_lmmse"]["gm_ber"] = -3.25
-    ber_lib.write_json(str(summary_path), summary)
+    io_lib.write_json(str(summary_path), summary)
     (tmp_path / "baselines" / "model_int8.tflite").write_bytes(b"not committed")  # .gitignore'd
     stale = run_module("deeprx.results_pages", f"--results={tmp_path}", "--check", timeout=120)
     assert stale.returncode == 1 and "baselines/README.md" in stale.stderr
@@ -60,7 +60,7 @@ def test_the_kd_table_is_what_the_sweep_summary_gives():
     published = os.path.join(RESULTS, "kd-cpu")
     with open(os.path.join(published, "kd_summary.md")) as f:
         table = f.read().split("\n\n")[1]  # the per-seed table; the hint table and budgets follow
-    summary = ber_lib.read_json(os.path.join(published, "kd_summary.json"))
+    summary = io_lib.read_json(os.path.join(published, "kd_summary.json"))
     assert table.strip() == kd_summary.kd_table(summary["runs"]).strip()
 
 

@@ -9,6 +9,7 @@ from conftest import run_module
 from deeprx import ship
 from deeprx.core import config
 from deeprx.core import workdir
+from deeprx.core import io as io_lib
 from edge import ber
 
 
@@ -23,8 +24,8 @@ def test_a_shipped_model_is_a_finished_run_with_its_evaluation(name):
     for receiver in recounted:
         for key in ("gm_ber", "sinr_at_ber_1e-2", "sinr_at_ber_1e-3"):
             assert recounted[receiver][key] == pytest.approx(
-                ber.read_json(os.path.join(run.path, "summary.json"))[receiver][key], abs=1e-6), (receiver, key)
-    assert run.result()["parameters"] == ber.read_json(os.path.join(run.path, "train.json"))["parameters"]
+                io_lib.read_json(os.path.join(run.path, "summary.json"))[receiver][key], abs=1e-6), (receiver, key)
+    assert run.result()["parameters"] == io_lib.read_json(os.path.join(run.path, "train.json"))["parameters"]
 
 
 @pytest.mark.parametrize("name", workdir.shipped_models())
@@ -43,7 +44,7 @@ def test_shipped_model_beats_ls_lmmse_at_high_sinr(name, tmp_path):
                         f"--receivers=pretrained:{name},ls_lmmse", f"--out={out}", f"--sinr_db={top - 4:g}:{top:g}:4",
                         f"--max_bits={bits}", "--batch_size=32")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = ber.read_csv(os.path.join(out, "ber.csv"))
+    rows = io_lib.read_csv(os.path.join(out, "ber.csv"))
     for sinr in (top - 4, top):
         by = {r["receiver"]: r for r in rows if float(r["sinr_db"]) == sinr}
         assert int(by["ls_lmmse"]["bit_errors"]) >= 100  # enough errors for the comparison to mean something
@@ -57,8 +58,8 @@ def test_ship_writes_a_model_card(tmp_path):
     from deeprx.network import model
     settings = workdir.run_config_dict("tiny", scenario, model.DeepRxConfig(width_multiplier=0.125),
                                        config.TrainConfig(steps=6, batch_size=4))
-    ber.write_json(str(run_dir / "config.json"), settings)
-    ber.write_json(str(run_dir / "train.json"), {
+    io_lib.write_json(str(run_dir / "config.json"), settings)
+    io_lib.write_json(str(run_dir / "train.json"), {
         "parameters": 27748, "flops_per_slot": 17.9e6, "steps": 6, "steps_this_run": 6, "seconds_this_run": 7.2,
         "slots_seen": 24, "train_seconds_total": 7.2, "command": "python -m deeprx.train --flagfile=smoke.flags",
         "commit": "abc1234", "machine": "x86_64, 2 CPUs", "cpu": "Some CPU (avx2)"})
@@ -66,7 +67,7 @@ def test_ship_writes_a_model_card(tmp_path):
     rows = [ber.make_row(r, s, e, 1000) for r, s, e in
             (("run", 0.0, 300), ("ls_lmmse", 0.0, 350), ("run", 10.0, 5), ("ls_lmmse", 10.0, 40))]
     ber.write_csv(str(run_dir / "eval" / "ber.csv"), rows)
-    ber.write_json(str(run_dir / "eval" / "summary.json"), ber.summarize(rows))
+    io_lib.write_json(str(run_dir / "eval" / "summary.json"), ber.summarize(rows))
     dest = ship.ship(str(run_dir), "tiny-teacher", models_dir=str(tmp_path / "models"))
     card = open(os.path.join(dest, "MODEL.md")).read()
     for needle in ("# tiny-teacher", "`python -m deeprx.train --flagfile=smoke.flags`", "| commit | abc1234 |",
@@ -76,8 +77,8 @@ def test_ship_writes_a_model_card(tmp_path):
     assert sorted(os.listdir(dest)) == sorted(["MODEL.md", "model.keras", "config.json", "train.json", "ber.csv",
                                                 "summary.json"])
     # The run "run" answers to its shipped name in the evaluation files (RunDir("pretrained:NAME").name).
-    assert set(ber.read_json(os.path.join(dest, "summary.json"))) == {"tiny-teacher", "ls_lmmse"}
-    assert [r["receiver"] for r in ber.read_csv(os.path.join(dest, "ber.csv"))] == [
+    assert set(io_lib.read_json(os.path.join(dest, "summary.json"))) == {"tiny-teacher", "ls_lmmse"}
+    assert [r["receiver"] for r in io_lib.read_csv(os.path.join(dest, "ber.csv"))] == [
         "tiny-teacher", "ls_lmmse", "tiny-teacher", "ls_lmmse"]
     assert "trained from scratch" in card
     with pytest.raises(ValueError, match="not a finished run"):
@@ -85,7 +86,7 @@ def test_ship_writes_a_model_card(tmp_path):
 
     # A distilled student, shipped with its int8 export, its export record and preflight report.
     # A training records the path it loaded a pretrained:NAME teacher from; the card names the spec.
-    ber.write_json(str(run_dir / "config.json"), dict(settings, kd={
+    io_lib.write_json(str(run_dir / "config.json"), dict(settings, kd={
         "teacher": os.path.join(workdir.MODELS_DIR, "tiny-teacher"), "alpha": 0.5, "temperature": 3.0,
         "form": "hinton"}))
     export = tmp_path / "edge_out" / "student_int8.tflite"
@@ -94,13 +95,13 @@ def test_ship_writes_a_model_card(tmp_path):
     with pytest.raises(ValueError, match="no export record"):
         ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
     command = "python -m deeprx.quantize --model=runs/student --preset=demo --method=qat --out=edge_out"
-    ber.write_json(str(export).replace(".tflite", ".json"), {
+    io_lib.write_json(str(export).replace(".tflite", ".json"), {
         "model": "student_int8.tflite", "method": "qat", "size_bytes": 248272, "preset": "demo",
         "scenario": {"carrier": {"num_prb": 4}}, "command": command,
         "input": {"dtype": "int8", "shape": [1, 14, 48, 10]}})
     with pytest.raises(ValueError, match="no preflight report: run python -m deeprx.compile"):
         ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
-    ber.write_json(str(export).replace(".tflite", ".preflight.json"), {"mapped": 129, "cpu": 0, "cut_at": None})
+    io_lib.write_json(str(export).replace(".tflite", ".preflight.json"), {"mapped": 129, "cpu": 0, "cut_at": None})
     dest = ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
     card = open(os.path.join(dest, "MODEL.md")).read()
     assert "distilled from the teacher `pretrained:tiny-teacher` (alpha 0.5, T 3, hinton form)" in card
@@ -109,13 +110,13 @@ def test_ship_writes_a_model_card(tmp_path):
     assert f"| {shipped}.tflite | qat | 4 PRB (`demo`) | int8 1x14x48x10 | 248 kB | 129 / 0 | none |" in card
     assert command in card
     assert {f"{shipped}.tflite", f"{shipped}.json", f"{shipped}.preflight.json"} <= set(os.listdir(dest))
-    assert ber.read_json(os.path.join(dest, f"{shipped}.json"))["model"] == f"{shipped}.tflite"
+    assert io_lib.read_json(os.path.join(dest, f"{shipped}.json"))["model"] == f"{shipped}.tflite"
     assert open(os.path.join(dest, f"{shipped}.tflite"), "rb").read() == b"TFL3"
 
     # Shipped again in place: without --tflite the card keeps the exports; with, they replace them.
     assert ship.ship(dest, "tiny-student", models_dir=str(tmp_path / "models")) == dest
     assert open(os.path.join(dest, "MODEL.md")).read() == card
-    ber.write_json(str(export).replace(".tflite", ".json"), {
+    io_lib.write_json(str(export).replace(".tflite", ".json"), {
         "model": "student_int8.tflite", "method": "ptq", "size_bytes": 248272, "preset": "cpu",
         "scenario": {"carrier": {"num_prb": 8}}, "input": {"dtype": "int8", "shape": [1, 14, 96, 10]}})
     ship.ship(dest, "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO, processes_naming, run_module
 from deeprx.experiments import study_layout
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 ARGS = ("--flagfile=study.flags", "--preset=tiny", "--energy_source=rated:10")
 MODELS = study_layout.MODELS
@@ -42,7 +42,7 @@ def study(tmp_path_factory, smoke_run):
     killed_at = time.time()
     time.sleep(1)
     orphans = processes_naming(workdir)
-    done_before = {name: ber_lib.read_json(os.path.join(workdir, name, "done.json"))
+    done_before = {name: io_lib.read_json(os.path.join(workdir, name, "done.json"))
                    for name in study_layout.STAGE_NAMES[:7]}
     assert not os.path.exists(os.path.join(workdir, "energy", "done.json"))
     rerun = run_module("deeprx.study", *args, f"--workdir={workdir}", timeout=1200)
@@ -56,7 +56,7 @@ def test_killed_study_reruns_only_the_interrupted_stage(study):
     assert study["orphans"] == [], "children of the killed study kept running"
     for index, name in enumerate(study_layout.STAGE_NAMES[:7]):  # finished stages: not redone
         assert f"[{index + 1}/9] {name}: finished earlier, skipped" in rerun.stdout
-        assert ber_lib.read_json(os.path.join(workdir, name, "done.json")) == study["done_before"][name]
+        assert io_lib.read_json(os.path.join(workdir, name, "done.json")) == study["done_before"][name]
     assert "[8/9] energy: energy per inference, float and int8 (deeprx.energy): interrupted earlier, redoing it " \
            "from a clean directory" in rerun.stdout
     for model in MODELS:  # the interrupted stage was redone from scratch, all of it
@@ -87,7 +87,7 @@ def _close(text, value, decimals):
 
 def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
     workdir = study["workdir"]
-    read = lambda *parts: ber_lib.read_json(os.path.join(workdir, *parts))  # noqa: E731
+    read = lambda *parts: io_lib.read_json(os.path.join(workdir, *parts))  # noqa: E731
     for name in study_layout.STAGE_NAMES:
         assert read(name, "done.json")["stage"] == name
         if name not in ("report", "teacher"):  # these run no command (the given teacher is copied in)
@@ -151,7 +151,7 @@ def test_study_writes_every_artifact_and_its_report_matches_the_files(study):
                for m in MODELS for kind in ("float", "int8"))
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
         assert os.path.isfile(os.path.join(workdir, image)), image
-    assert ber_lib.read_csv(os.path.join(workdir, "ber", "ber.csv"))
+    assert io_lib.read_csv(os.path.join(workdir, "ber", "ber.csv"))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -195,7 +195,7 @@ def test_the_study_trains_its_teacher_when_asked(tmp_path):
     context = study_stages.Context(config, "teacher", log=lambda *a, **k: None)
     os.makedirs(context.dir)
     study_stages.run_teacher(context)
-    train = ber_lib.read_json(os.path.join(context.dir, "train.json"))
+    train = io_lib.read_json(os.path.join(context.dir, "train.json"))
     assert train["steps"] == config.size.teacher_steps and os.path.isfile(os.path.join(context.dir, "model.keras"))
     assert context.commands[0].startswith("python -m deeprx.train --preset=tiny --model_variant=paper")
 

@@ -235,13 +235,14 @@ def test_given_teachers_of_each_dmrs_count_are_used_not_trained(tmp_path):
     """--teacher gives the base DMRS count's teacher, --dmrs_teachers the others' (e.g. the
     shipped 1- and 2-DMRS teachers): step 4 distils from them instead of training its own."""
     import dataclasses
-    from deeprx.core import config, jobs
+    from deeprx.core import config
+    from deeprx.cli import train_flags
     sweep = sweep_lib.Sweep(
         workdir=str(tmp_path), scenario=config.get_preset("tiny").scenario, base_width=0.5, base_dmrs=1,
         base_ratio=0.3, base_alpha=0.5, base_temperature=3.0, base_teacher_dir="pretrained:t1", seeds=(0,),
         student_steps=1, student_ratios=(0.3,), teacher_widths=(0.35, 0.5), alphas=(0.5,), temperatures=(3.0,),
         dmrs_counts=(1, 2), fig6_kd="flags", steps=(4,),
-        train_values=tuple(dict({name: None for name in jobs.TEACHER_FLAGS + jobs.KD_FLAGS},
+        train_values=tuple(dict({name: None for name in train_flags.TEACHER_FLAGS + train_flags.KD_FLAGS},
                                 depth_multiplier=2, model_variant="paper").items()),
         dmrs_teacher_dirs=((2, "pretrained:t2"),))
     one, two = sweep_lib.teacher_run(sweep, 0.5, 1), sweep_lib.teacher_run(sweep, 0.5, 2)
@@ -258,8 +259,9 @@ def test_given_teachers_of_each_dmrs_count_are_used_not_trained(tmp_path):
 def test_an_edge_sweep_trains_kd_and_scratch_students_of_the_same_edge_network(tmp_path):
     """--student_variant=edge (sweep-kd-curves.flags): the KD student and its scratch twin are
     the same edge-variant network, as deeprx.train builds them from the sweep's arguments."""
-    from deeprx.core import config, jobs
-    values = dict({name: None for name in jobs.TEACHER_FLAGS + jobs.KD_FLAGS}, preset="cpu", depth_multiplier=2,
+    from deeprx.core import config
+    from deeprx.cli import train_flags
+    values = dict({name: None for name in train_flags.TEACHER_FLAGS + train_flags.KD_FLAGS}, preset="cpu", depth_multiplier=2,
                   model_variant="paper", width_multiplier=0.5, student_variant="edge", alpha=0.5,
                   temperature=3.0, kd_form="hinton", kd_reduction="mean", student_flops_ratio=11 / 30)
     sweep = sweep_lib.Sweep(

@@ -23,6 +23,7 @@ from deeprx.network import curves
 from deeprx.network import lamb
 from deeprx.network import model
 from deeprx.network import training
+from deeprx.core import io as io_lib
 from edge import ber
 
 
@@ -109,7 +110,7 @@ def test_levers_through_the_cli_narrow_grid_and_learning_curve(tmp_path):
     # Trained on 1 PRB, saved and evaluated on the scenario's 2 PRB, one output (no aux head).
     saved = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
     assert saved.input_shape == (None, 14, 24, 10) and saved.output_shape == (None, 14, 24, 4)
-    points = ber.read_csv(os.path.join(run_dir, curves.CURVE_FILENAME))
+    points = io_lib.read_csv(os.path.join(run_dir, curves.CURVE_FILENAME))
     assert [int(p["step"]) for p in points] == [3, 6]
     assert [int(p["slots_seen"]) for p in points] == [12, 24]
     assert float(points[1]["train_seconds"]) >= float(points[0]["train_seconds"]) > 0
@@ -264,10 +265,10 @@ def test_ablation_trains_each_arm_and_draws_their_curves(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     result = run_module("deeprx.ablation", f"--arms={arms}", f"--workdir={work}", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
-    points = ber.read_csv(str(out / "curves.csv"))
+    points = io_lib.read_csv(str(out / "curves.csv"))
     assert [(p["arm"], p["step"]) for p in points] == [("a-base", "3"), ("a-base", "6"), ("b-sinr", "3"),
                                                        ("b-sinr", "6")]
-    arm_rows = {row["arm"]: row for row in ber.read_csv(str(out / "arms.csv"))}
+    arm_rows = {row["arm"]: row for row in io_lib.read_csv(str(out / "arms.csv"))}
     assert arm_rows["b-sinr"]["flags"] == "--curve_every=3 --sinr_sampling=sinr" and arm_rows["a-base"]["flags"] == \
         "--curve_every=3"
     assert arm_rows["b-sinr"]["curve_gm_ber"] == points[-1]["gm_ber"]

@@ -11,19 +11,18 @@ skipped when finished, resumed when not, re-attached to when a cluster still tra
 Flag-free library code (the CLIs define the flags).
 """
 
+import ctypes
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from typing import Optional, Tuple
 
-from deeprx.core import cli
-from deeprx.core import kd_flags
-from deeprx.core import scenario_flags
 from deeprx.core import workdir as workdir_lib
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 # Child output kept in the log but not echoed: TensorFlow's start-up chatter.
 QUIET_PREFIXES = ("WARNING: All log messages", "I0000", "W0000", "E0000", "INFO: Created TensorFlow Lite")
@@ -52,7 +51,7 @@ class Job:
         self._log.flush()
         self.process = subprocess.Popen([sys.executable, "-m", *self.args], stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, bufsize=1, env=env,
-                                        preexec_fn=cli.die_with_parent)
+                                        preexec_fn=die_with_parent)
         self._copier = threading.Thread(target=self._copy, args=(echo,), daemon=True)
         self._copier.start()
 
@@ -103,14 +102,6 @@ def run(args, log_path, env=None, echo=None):
     return job.command
 
 
-# The flags of python -m deeprx.train that a parent (a sweep, an ablation) passes on to its runs.
-TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr_fraction",
-               "checkpoint_every", "log_every", "seed", "xla", "optimizer", "schedule", "sinr_sampling",
-               "train_sinr_db", "aux_channel_weight", "train_num_prb", "curve_every")
-TEACHER_FLAGS = (*scenario_flags.FLAG_NAMES, "model_variant",
-                 "width_multiplier", "model_mflops", "depth_multiplier", *TRAIN_FLAGS, "eval", "eval_max_bits")
-STUDENT_FLAGS = tuple(name for name in TEACHER_FLAGS if name != "seed") + ("seed",)
-KD_FLAGS = ("teacher", "student_variant", *kd_flags.FLAG_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +241,7 @@ class Runner:
         path = os.path.join(run.workdir, BACKEND_RECORD)
         if run.external or not os.path.isfile(path):
             return None
-        record = ber_lib.read_json(path)
+        record = io_lib.read_json(path)
         if record.get("backend") != self.backend.name:
             return None
         return self.backend.attach(record, self._log_path(run))
@@ -268,7 +259,7 @@ class Runner:
         handles = self.backend.submit(items)
         for run, handle in zip(runs, handles):
             if not run.external:
-                ber_lib.write_json(os.path.join(run.workdir, BACKEND_RECORD),
+                io_lib.write_json(os.path.join(run.workdir, BACKEND_RECORD),
                                    {"backend": self.backend.name, "job_id": handle.job_id,
                                     "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                     **getattr(handle, "record", {})})
@@ -306,7 +297,7 @@ class Runner:
                 raise RuntimeError(f"{run.workdir} holds a run of another command ({path}); the "
                                    f"flags changed since. Use another --workdir or the earlier flags.")
         else:
-            ber_lib.atomic_write(path, lambda f: f.write(command + "\n"))
+            io_lib.atomic_write(path, lambda f: f.write(command + "\n"))
 
 
 def last_step_line(log_path, tail_bytes=16384):
@@ -318,3 +309,12 @@ def last_step_line(log_path, tail_bytes=16384):
     except OSError:
         return None
     return next((line.strip() for line in reversed(lines) if line.startswith("step ")), None)
+
+
+def die_with_parent():
+    """A subprocess preexec_fn: the child gets SIGKILL when its parent process dies, however
+    the parent died (Linux prctl PR_SET_PDEATHSIG), so no training outlives its sweep or study."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:  # not Linux: children of a killed parent finish on their own
+        pass

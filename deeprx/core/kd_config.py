@@ -1,6 +1,6 @@
 """Knowledge-distillation settings: the loss forms, their checks, the paper's alpha mapped onto
 Hinton's form, and the defaults every CLI flag, the study and the Distiller take (no flags:
-core/kd_flags.py defines them)."""
+cli/kd_flags.py defines them)."""
 
 import dataclasses
 

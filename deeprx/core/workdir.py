@@ -7,8 +7,7 @@ import os
 from deeprx import REPO_ROOT
 from deeprx.core import config as config_lib
 from deeprx.core import kd_config
-from deeprx.network import model as model_lib
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 MODEL_FILENAME = "model.keras"
 
@@ -114,13 +113,6 @@ class RunDir:
     def num_dmrs(self):
         return self.settings["scenario"]["dmrs"]["num_symbols"]
 
-    @property
-    def model_config(self):
-        """Its DeepRxConfig."""
-        model = self.settings["model"]
-        return model_lib.DeepRxConfig(**dict(model, widths=tuple(model["widths"]),
-                                             dilations=tuple(tuple(d) for d in model["dilations"])))
-
     def check(self, scenario):
         """ValueError unless it holds a trained model (model.keras + config.json) that runs on
         `scenario` (its training scenario but for the PRB count)."""
@@ -128,16 +120,6 @@ class RunDir:
             if not os.path.isfile(self.file(name)):
                 raise ValueError(f"no {name} in {self.path!r}: give a directory of python -m deeprx.train")
         check_grid_change(self.settings["scenario"], scenario)
-
-    def model_on_grid(self, scenario, batch_size=None, name=None):
-        """(its trained model built on `scenario`'s grid with its weights, its DeepRxConfig): the
-        fully convolutional DeepRx runs on any PRB count of its training scenario (ValueError
-        for another scenario); `batch_size` fixes the batch (TFLite export)."""
-        import tf_keras as keras
-        check_grid_change(self.settings["scenario"], scenario)
-        trained = keras.models.load_model(self.file(MODEL_FILENAME), compile=False)
-        model_config = self.model_config
-        return model_lib.on_grid(trained, model_config, scenario, name=name, batch_size=batch_size), model_config
 
     def result(self):
         """Its evaluation summary (gm_ber, sinr_at_ber_1e-2, ...) with its parameters, FLOPs per slot
@@ -151,7 +133,7 @@ class RunDir:
 
     def ber_rows(self, receivers=None):
         """Its evaluation's ber.csv rows, of its own model or of `receivers`."""
-        rows = ber_lib.read_csv(self.eval_file("ber.csv"))
+        rows = io_lib.read_csv(self.eval_file("ber.csv"))
         return [row for row in rows if row["receiver"] in (receivers or (self.name,))]
 
 

@@ -20,8 +20,8 @@ from deeprx.costs import kernel_regression as regression
 from deeprx.costs import kernel_summary as summary_lib
 from deeprx.costs import kernel_timing as timing
 from deeprx.costs import op_features
-from deeprx.evaluation import bench
-from edge import ber as ber_lib
+from deeprx.core import provenance as provenance_lib
+from deeprx.core import io as io_lib
 
 BACKENDS = ("keras_float", "tflite_float", "tflite_int8")
 # nn-Meter (Zhang et al., MobiSys 2021) on unseen models: share within +-10%.
@@ -84,7 +84,7 @@ def time_fit_ops(layers, timers, backends, tmp, out, keep=True, log=print):
     path = os.path.join(out, "kernels.csv")
     kept = {}
     if keep and os.path.isfile(path):
-        for row in ber_lib.read_csv(path):
+        for row in io_lib.read_csv(path):
             kept.setdefault((int(row["layer"]), row["backend"]), []).append(_typed(row))
     rows, fresh, reused, before = [], [], 0, timers.probe()
     for index, layer in enumerate(layers):
@@ -114,10 +114,10 @@ def time_fit_ops(layers, timers, backends, tmp, out, keep=True, log=print):
                                cpu_us=round(1e6 * row["cpu_us"] / factors[1], 3),
                                probe_wall=round(factors[0], 4), probe_cpu=round(factors[1], 4))
                 fresh, before = [], after
-            ber_lib.write_table(path, rows, list(rows[0]))
+            io_lib.write_table(path, rows, list(rows[0]))
             log(f"  fit layers timed: {index + 1}/{len(layers)} ({len(rows)} operator timings"
                 + (f"; {reused} layer-backend pairs kept from {path})" if reused else ")"), flush=True)
-    ber_lib.write_table(path, rows, list(rows[0]))
+    io_lib.write_table(path, rows, list(rows[0]))
     return rows
 
 
@@ -142,8 +142,8 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
     with tempfile.TemporaryDirectory() as tmp:
         timers = timing.Timers(backends, threads, min_seconds, tmp, reference)
         keep = timers.reference is reference  # the earlier fit's timings are in this reference's time
-        ber_lib.write_json(os.path.join(out, "probe.json"), {
-            "cpu": bench.cpu_model(), "model": PROBE,
+        io_lib.write_json(os.path.join(out, "probe.json"), {
+            "cpu": provenance_lib.cpu_model(), "model": PROBE,
             "reference_us": {_key(*key): [round(1e6 * t, 3) for t in s] for key, s in timers.reference.items()}})
         for (backend, n), (wall, _) in timers.empty_call.items():
             log(f"{backend} at {n} thread(s): empty call {1e6 * wall:.1f} us, probe "
@@ -165,7 +165,7 @@ def fit(scenario, backends, threads, fit_layers, families, min_seconds, out, ene
               "empty_call_us": {_key(*key): [round(1e6 * t, 3) for t in s] for key, s in predictor.empty_call.items()},
               "heldout_rounds": rounds, "heldout_spread": summary_lib.spread_summary(heldout),
               "nn_meter_within_10pct": NN_METER_WITHIN_10PCT, "seconds": round(time.time() - start, 1),
-              "command": command, **bench.provenance()}
+              "command": command, **provenance_lib.provenance()}
     if energy_source is not None:
         result["energy_source"] = energy_source.name
         result["energy_note"] = ("energy = CPU seconds x W per busy core, predicted (operator CPU-time sum) and "
@@ -177,11 +177,11 @@ def refit(families, out, command=None, context_models=(), log=print):
     """Fits OUT's regressors (kernels.csv) and context factors (context.csv, if any) again and
     predicts its held-out models again: nothing is timed, so it runs on any machine (the figures
     stay those of the fit's CPU). `families` and `context_models` rebuild the models OUT measured."""
-    earlier = ber_lib.read_json(os.path.join(out, "fit.json"))
-    rows = [_typed(r) for r in ber_lib.read_csv(os.path.join(out, "kernels.csv"))]
-    heldout = [_typed(r) for r in ber_lib.read_csv(os.path.join(out, "heldout.csv"))]
+    earlier = io_lib.read_json(os.path.join(out, "fit.json"))
+    rows = [_typed(r) for r in io_lib.read_csv(os.path.join(out, "kernels.csv"))]
+    heldout = [_typed(r) for r in io_lib.read_csv(os.path.join(out, "heldout.csv"))]
     context_path = os.path.join(out, "context.csv")
-    context = [_typed(r) for r in ber_lib.read_csv(context_path)] if os.path.isfile(context_path) else []
+    context = [_typed(r) for r in io_lib.read_csv(context_path)] if os.path.isfile(context_path) else []
     empty_call = {}
     for key, us in earlier["empty_call_us"].items():
         backend, _, n = key.partition("@")
@@ -190,13 +190,13 @@ def refit(families, out, command=None, context_models=(), log=print):
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     log(f"fitting {len(rows)} operator timings of {earlier['cpu']} ({earlier['date']}) again", flush=True)
     predictor = Predictor(regression.fit_regressors(rows, backends), empty_call,
-                          _probe_reference(ber_lib.read_json(os.path.join(out, "probe.json"))))
+                          _probe_reference(io_lib.read_json(os.path.join(out, "probe.json"))))
     flags_hint = f"give those of the fit ({earlier['command']})"
     with tempfile.TemporaryDirectory() as tmp:
         _predict_again(context, {"context": context_models}, predictor, tmp, f"{out}/context.csv", flags_hint)
         predictor.context = summary_lib.context_factors(context, empty_call)
         _predict_again(heldout, families, predictor, tmp, f"{out}/heldout.csv", flags_hint)
-    result = dict(earlier, refit={"command": command, **bench.provenance()})
+    result = dict(earlier, refit={"command": command, **provenance_lib.provenance()})
     return _write(out, rows, predictor, context, heldout, result, log)
 
 
@@ -225,9 +225,9 @@ def _write(out, rows, predictor, context, heldout, result, log):
     log("cross-validating the regression targets over the fit's layers", flush=True)
     for name, table in (("heldout.csv", heldout), ("context.csv", context)):
         if table:
-            ber_lib.write_table(os.path.join(out, name), table, list(table[0]))
+            io_lib.write_table(os.path.join(out, name), table, list(table[0]))
     summary = summary_lib.summarize(heldout)
-    ber_lib.write_json(os.path.join(out, "heldout_summary.json"), summary)
+    io_lib.write_json(os.path.join(out, "heldout_summary.json"), summary)
     joblib.dump(predictor, os.path.join(out, ".predictor.joblib.tmp"))
     os.replace(os.path.join(out, ".predictor.joblib.tmp"), os.path.join(out, "predictor.joblib"))
     result = dict(result, features=list(op_features.FEATURE_NAMES), regressor=regression.REGRESSOR,
@@ -240,7 +240,7 @@ def _write(out, rows, predictor, context, heldout, result, log):
                   heldout_latency_without_context=summary_lib.summarize(
                       [dict(r, predicted_wall_ms=_without_context(predictor, r)) for r in heldout]),
                   heldout_decomposition=summary_lib.decomposition(heldout))
-    ber_lib.write_json(os.path.join(out, "fit.json"), result)
+    io_lib.write_json(os.path.join(out, "fit.json"), result)
     return result
 
 
@@ -258,7 +258,7 @@ def _context_rows(models, backends, timers, predictor, tmp, rounds, out, keep, l
     jobs = {(name, backend, n) for name, _, _ in models for backend in backends for n, _ in timers.of(backend)}
     path = os.path.join(out, "context.csv")
     if keep and os.path.isfile(path):
-        kept = [_typed(r) for r in ber_lib.read_csv(path)]
+        kept = [_typed(r) for r in io_lib.read_csv(path)]
         if {(r["model"], r["backend"], r["threads"]) for r in kept} == jobs:
             log(f"context: {len(kept)} measurements kept from {path}", flush=True)
             _predict_again(kept, {"context": models}, predictor, tmp, path, "the context models changed")
@@ -270,7 +270,7 @@ def _context_rows(models, backends, timers, predictor, tmp, rounds, out, keep, l
     log(f"context: measuring {len(models)} multi-layer models of the fit's operators whole and by operators alone",
         flush=True)
     rows = heldout_lib.measure_heldout({"context": models}, backends, timers, predictor, tmp, rounds, log=log)
-    ber_lib.write_table(path, rows, list(rows[0]))
+    io_lib.write_table(path, rows, list(rows[0]))
     return rows
 
 
@@ -280,8 +280,8 @@ def _resumable_probe(out, log):
     path = os.path.join(out, "probe.json")
     if not os.path.isfile(os.path.join(out, "kernels.csv")):
         return None
-    earlier = ber_lib.read_json(path) if os.path.isfile(path) else {}
-    if earlier.get("cpu") != bench.cpu_model() or earlier.get("model") != PROBE:
+    earlier = io_lib.read_json(path) if os.path.isfile(path) else {}
+    if earlier.get("cpu") != provenance_lib.cpu_model() or earlier.get("model") != PROBE:
         log(f"{out}/kernels.csv was timed on {earlier.get('cpu', 'an unknown CPU, without the probe')}: "
             "timing every operator again", flush=True)
         return None

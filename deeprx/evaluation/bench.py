@@ -5,10 +5,10 @@ Library code behind `python -m deeprx.evaluate` and the final evaluation of trai
 """
 
 import os
-import platform
 import time
 
-from deeprx import REPO_ROOT
+from deeprx.core import provenance as provenance_lib
+from deeprx.core import io as io_lib
 from edge import ber as ber_lib
 
 
@@ -39,47 +39,6 @@ def summary_lines(summary):
             text += f" | LLR overconfidence {entry['llr_overconfidence']:+.2f}"
         return text
     return [line(name, entry) for name, entry in summary.items()]
-
-
-def cpu_model():
-    """The CPU's model name and its int8/bf16 extensions (/proc/cpuinfo), e.g. "Intel(R) Xeon(R)
-    Processor (avx512f, avx512_vnni, avx512_bf16, amx_bf16)"; "unknown CPU" without /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor() or "unknown CPU")
-    cpu_flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")),
-                         []))
-    extensions = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-                  if f in cpu_flags]
-    return f"{name} ({', '.join(extensions) or 'no AVX2'})"
-
-
-def code_version():
-    """The git commit of this code ("abc1234", "+ local changes" when deeprx/ or edge/ differ from
-    it), or "unknown" outside a git checkout."""
-    import subprocess
-    repo = REPO_ROOT
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
-                                timeout=10)
-        changed = subprocess.run(["git", "status", "--porcelain", "--", "deeprx", "edge"], cwd=repo,
-                                 capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if commit.returncode != 0:
-        return "unknown"
-    return commit.stdout.strip() + (" + local changes" if changed.stdout.strip() else "")
-
-
-def provenance():
-    """Date, machine and CPU model, for every result file."""
-    return {"date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-            "cpu": cpu_model()}
 
 
 def simulate(receivers, scenario, evaluation, log=print):
@@ -148,10 +107,10 @@ def write_outputs(out_dir, rows, run_config, title, calibration_rows=()):
         for name, entry in summary.items():
             entry["llr_overconfidence"] = calibration.overconfidence([r for r in calibration_rows
                                                                       if r["receiver"] == name])
-        ber_lib.write_table(os.path.join(out_dir, "calibration.csv"), calibration_rows, calibration.COLUMNS)
+        io_lib.write_table(os.path.join(out_dir, "calibration.csv"), calibration_rows, calibration.COLUMNS)
     ber_lib.write_csv(os.path.join(out_dir, "ber.csv"), rows)
-    ber_lib.write_json(os.path.join(out_dir, "summary.json"), summary)
-    ber_lib.write_json(os.path.join(out_dir, "config.json"), run_config)
+    io_lib.write_json(os.path.join(out_dir, "summary.json"), summary)
+    io_lib.write_json(os.path.join(out_dir, "config.json"), run_config)
     plots.ber_vs_sinr(rows, os.path.join(out_dir, "ber.png"), title)
     return summary
 
@@ -163,17 +122,17 @@ def rescore(out_dir):
     evaluation's, or a training run's: its preset's evaluation). Returns the summary."""
     from deeprx.core import config as config_lib
     from deeprx.evaluation import plots
-    rows = ber_lib.read_csv(os.path.join(out_dir, "ber.csv"))
-    record = ber_lib.read_json(os.path.join(out_dir, "config.json"))
+    rows = io_lib.read_csv(os.path.join(out_dir, "ber.csv"))
+    record = io_lib.read_json(os.path.join(out_dir, "config.json"))
     scenario = config_lib.from_dict(config_lib.ScenarioConfig, record["scenario"])
     evaluation = (config_lib.from_dict(config_lib.EvalConfig, record["evaluation"]) if "evaluation" in record
                   else config_lib.get_preset(record["preset"]).evaluation)
-    before = ber_lib.read_json(os.path.join(out_dir, "summary.json"))
+    before = io_lib.read_json(os.path.join(out_dir, "summary.json"))
     summary = ber_lib.summarize(rows)
     for name, entry in summary.items():
         if "llr_overconfidence" in before.get(name, {}):
             entry["llr_overconfidence"] = before[name]["llr_overconfidence"]
-    ber_lib.write_json(os.path.join(out_dir, "summary.json"), summary)
+    io_lib.write_json(os.path.join(out_dir, "summary.json"), summary)
     plots.ber_vs_sinr(rows, os.path.join(out_dir, "ber.png"), title(record["preset"], scenario, evaluation))
     return summary
 
@@ -188,6 +147,6 @@ def run(receivers, preset_name, scenario, evaluation, out_dir, log=print, record
     rows, calibrations, code = simulate(receivers, scenario, evaluation, log=log)
     run_config = {"preset": preset_name, "receivers": [r.name for r in receivers],
                   "scenario": config_lib.to_dict(scenario), "evaluation": config_lib.to_dict(evaluation),
-                  "code": code, "seconds": round(time.time() - start, 1), **provenance(), **(record or {})}
+                  "code": code, "seconds": round(time.time() - start, 1), **provenance_lib.provenance(), **(record or {})}
     calibration_rows = [row for name, c in calibrations.items() for row in c.rows(name)]
     return write_outputs(out_dir, rows, run_config, plot_title, calibration_rows)

@@ -17,6 +17,7 @@ import os
 
 from deeprx.core import config as config_lib
 from deeprx.core import workdir as workdir_lib
+from deeprx.network import saved
 
 CLASSICAL_NAMES = ("ls_lmmse", "perfect_lmmse", "ls_irc", "perfect_irc")  # deeprx.simulation.baselines
 # The classical receivers beside which a training run's final evaluation puts its model.
@@ -108,7 +109,7 @@ def load(spec: str, scenario: config_lib.ScenarioConfig):
     run_dir = workdir_lib.RunDir(spec)
     if (os.path.isfile(run_dir.file("config.json")) and
             run_dir.settings["scenario"]["carrier"]["num_prb"] != scenario.carrier.num_prb):
-        model, _ = run_dir.model_on_grid(scenario)  # fully convolutional: any PRB count
+        model, _ = saved.model_on_grid(run_dir, scenario)  # fully convolutional: any PRB count
     else:
         import tf_keras as keras
         model = keras.models.load_model(run_dir.file(MODEL_FILENAME), compile=False)

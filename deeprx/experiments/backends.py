@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 
-from deeprx.core import cli
 from deeprx.core import jobs
 
 BACKENDS = ("local", "slurm", "ray")
@@ -76,7 +75,7 @@ def _log_tail(path, lines=jobs.TAIL_LINES):
 def _at_normal_priority():
     """A subprocess preexec_fn: dies with its parent, and runs at niceness 0 where allowed (Ray
     runs its workers at a lower priority, which starves a training beside other work)."""
-    cli.die_with_parent()
+    jobs.die_with_parent()
     try:
         os.setpriority(os.PRIO_PROCESS, 0, 0)
     except OSError:  # lowering niceness needs CAP_SYS_NICE: a dedicated node has nothing to yield to

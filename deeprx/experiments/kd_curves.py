@@ -18,6 +18,7 @@ import math
 import os
 
 from deeprx.network import curves
+from deeprx.core import io as io_lib
 from edge import ber as ber_lib
 
 # Student t quantile 0.975 by degrees of freedom (beyond 30: the normal's 1.96).
@@ -159,7 +160,7 @@ def write_budgets(sweep, comparisons, title, log=print):
                     log(f"no learning curves in {pairs[dmrs, seed][0].workdir} (--curve_every=0): no budgets",
                         flush=True)
                     return []
-                curve_pairs[seed] = tuple(ber_lib.read_csv(p) for p in paths)
+                curve_pairs[seed] = tuple(io_lib.read_csv(p) for p in paths)
             scenario = dataclasses.replace(sweep.scenario,
                                            dmrs=dataclasses.replace(sweep.scenario.dmrs, num_symbols=dmrs))
             rows = [{"comparison": comparison_name(arms), "num_dmrs": dmrs, **row} for row in budget_rows(
@@ -171,6 +172,6 @@ def write_budgets(sweep, comparisons, title, log=print):
                             arms)
             log(f"Wrote {path}", flush=True)
     path = os.path.join(sweep.workdir, "kd_curves.csv")
-    ber_lib.write_table(path, budgets, columns())
+    io_lib.write_table(path, budgets, columns())
     log(f"Wrote {path}", flush=True)
     return budgets

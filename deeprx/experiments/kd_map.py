@@ -17,6 +17,7 @@ mean across seeds (kd_curves.mean_interval). Flag-free library code.
 import os
 
 from deeprx.experiments import kd_curves
+from deeprx.core import io as io_lib
 from edge import ber as ber_lib
 
 ARMS = ("kd", "scratch")
@@ -42,15 +43,15 @@ def _runs(folder):
         arm = name.split("-", 1)[0]
         if arm not in ARMS or "-hint" in name:
             continue
-        summary = ber_lib.read_json(os.path.join(by_run, name, "summary.json"))[name]
-        runs[arm, int(name.rsplit("-s", 1)[1])] = (summary, ber_lib.read_json(os.path.join(by_run, name, "train.json")))
+        summary = io_lib.read_json(os.path.join(by_run, name, "summary.json"))[name]
+        runs[arm, int(name.rsplit("-s", 1)[1])] = (summary, io_lib.read_json(os.path.join(by_run, name, "train.json")))
     return runs
 
 
 def receiver_results(folder, role):
     """GM BER and SINR at the targets of a reference curve of the published ber_vs_sinr.csv
     (role: teacher, ls_lmmse or perfect_lmmse), from its rows by edge/ber.py's rules."""
-    rows = [row for row in ber_lib.read_csv(os.path.join(folder, "ber_vs_sinr.csv")) if row["role"] == role]
+    rows = [row for row in io_lib.read_csv(os.path.join(folder, "ber_vs_sinr.csv")) if row["role"] == role]
     if not rows:
         raise ValueError(f"{folder}/ber_vs_sinr.csv has no {role} rows")
     entry = ber_lib.summarize([{**row, "receiver": role} for row in rows])[role]
@@ -86,7 +87,7 @@ def build(folders, teacher_name):
         raise ValueError("give the published sweep of at least one student size")
     teacher_flops = None
     for folder in folders:
-        flops = ber_lib.read_json(os.path.join(folder, "kd_summary.json"))["teacher_mflops"] * 1e6
+        flops = io_lib.read_json(os.path.join(folder, "kd_summary.json"))["teacher_mflops"] * 1e6
         if teacher_flops is not None and abs(flops - teacher_flops) > 1:
             raise ValueError(f"{folder}: its teacher has {flops / 1e6:.1f} MFLOPs, not {teacher_flops / 1e6:.1f}: "
                              "every size must distil the same teacher")

@@ -2,6 +2,7 @@
 both) and kd_summary.md, the tables a reader looks at."""
 
 from deeprx.experiments import kd_curves
+from deeprx.core import io as io_lib
 from edge import ber as ber_lib
 
 
@@ -76,8 +77,7 @@ def _ordered(entries):
 
 def _table(header, rows):
     """results_pages' markdown table of `rows` (tuples in `header`'s order), newline-ended."""
-    from deeprx import results_pages
-    return results_pages.markdown_table(header, [dict(zip(header, row)) for row in rows]) + "\n"
+    return io_lib.markdown_table(header, [dict(zip(header, row)) for row in rows]) + "\n"
 
 
 def markdown(summary):

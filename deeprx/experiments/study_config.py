@@ -11,6 +11,7 @@ from deeprx.core import config as config_lib
 from deeprx.core import kd_config
 from deeprx.core import workdir as workdir_lib
 from deeprx.network import model as model_lib
+from deeprx.network import saved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +119,7 @@ class StudyConfig:
     @property
     def teacher_config(self):
         if not self.trains_teacher:
-            return workdir_lib.RunDir(self.teacher).model_config
+            return saved.model_config(workdir_lib.RunDir(self.teacher))
         return model_lib.DeepRxConfig(width_multiplier=self.size.teacher_width, variant=self.teacher_variant)
 
     @property

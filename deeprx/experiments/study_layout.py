@@ -3,7 +3,7 @@ each stage's done record (shared by the stages and the report)."""
 
 import os
 
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 
 MODELS = ("teacher", "scratch", "kd")
 DONE = "done.json"
@@ -26,4 +26,4 @@ def edgetpu_path(config, model):
 
 def done_record(config, name):
     path = os.path.join(stage_dir(config, name), DONE)
-    return ber_lib.read_json(path) if os.path.isfile(path) else None
+    return io_lib.read_json(path) if os.path.isfile(path) else None

@@ -4,10 +4,12 @@ from the JSON files the earlier stages wrote (each number's file is named in sum
 import os
 
 from deeprx.core import workdir as workdir_lib
-from deeprx.evaluation import bench
+from deeprx.core import provenance as provenance_lib
 from deeprx.evaluation import receivers as receivers_lib
 from deeprx.experiments import study_layout as stages
 from deeprx.network import model as model_lib
+from deeprx.core import io as io_lib
+from deeprx.network import saved
 from edge import ber as ber_lib
 
 ROLES = {"teacher": "teacher", "scratch": "student from scratch", "kd": "KD student"}
@@ -37,7 +39,7 @@ def _path(config, *parts):
 def _flops_on_grid(config, model):
     """FLOPs per slot of a stage's model on the study's grid (a given teacher may have been
     trained on another PRB count: its train.json counts that grid's)."""
-    return model_lib.flops_per_slot(workdir_lib.RunDir(_path(config, model)).model_config, config.scenario)
+    return model_lib.flops_per_slot(saved.model_config(workdir_lib.RunDir(_path(config, model))), config.scenario)
 
 
 def teacher_sentence(config):
@@ -46,7 +48,7 @@ def teacher_sentence(config):
         return (f"Teacher {config.teacher_variant} variant, width x{config.size.teacher_width:g}, "
                 f"{config.size.teacher_steps} steps")
     teacher = config.teacher_config
-    train = ber_lib.read_json(_path(config, "teacher", "train.json"))
+    train = io_lib.read_json(_path(config, "teacher", "train.json"))
     settings = workdir_lib.RunDir(_path(config, "teacher")).settings
     return (f"Teacher `{config.teacher}`, trained earlier (not by this study): {teacher.variant} variant, width "
             f"x{teacher.width_multiplier:g}, {train['steps']:,} steps, {train['slots_seen']:,} slots on the "
@@ -55,14 +57,14 @@ def teacher_sentence(config):
 
 def collect(config):
     """summary.json's dict, from the stage files (each entry's sources named)."""
-    ber = ber_lib.read_json(_path(config, "ber", "summary.json"))
+    ber = io_lib.read_json(_path(config, "ber", "summary.json"))
     models, sources = {}, {}
     for model in stages.MODELS:
-        train = ber_lib.read_json(_path(config, model, "train.json"))
-        runner = ber_lib.read_json(_path(config, "runner", model, "runner.json"))
-        runner_ber = ber_lib.read_json(_path(config, "runner", model, "summary.json"))
-        preflight = ber_lib.read_json(stages.edgetpu_path(config, model).replace(".tflite", ".preflight.json"))
-        measured = ber_lib.read_json(_path(config, "energy", model, "energy.json"))["measured"]
+        train = io_lib.read_json(_path(config, model, "train.json"))
+        runner = io_lib.read_json(_path(config, "runner", model, "runner.json"))
+        runner_ber = io_lib.read_json(_path(config, "runner", model, "summary.json"))
+        preflight = io_lib.read_json(stages.edgetpu_path(config, model).replace(".tflite", ".preflight.json"))
+        measured = io_lib.read_json(_path(config, "energy", model, "energy.json"))["measured"]
         int8_name = f"{model}_int8"
         models[model] = {
             "role": ROLES[model], "parameters": train["parameters"],
@@ -97,7 +99,7 @@ def collect(config):
                "reduction": config.kd_reduction, "student_flops_ratio": config.student_flops_ratio},
         "stage_seconds": {name: (stages.done_record(config, name) or {}).get("seconds")
                           for name in stages.STAGE_NAMES if name != "report"},
-        "sources": sources, **bench.provenance()}
+        "sources": sources, **provenance_lib.provenance()}
 
 
 def pareto_front(points):
@@ -187,7 +189,7 @@ def write(config, command, log=print):
     os.makedirs(_path(config, "report"), exist_ok=True)
     pareto_plot(summary, _path(config, "report", "pareto.png"),
                 f"DeepRx study ({config.preset_name}): GM BER vs energy per inference")
-    ber_lib.write_json(_path(config, "summary.json"), summary)
+    io_lib.write_json(_path(config, "summary.json"), summary)
     text = markdown(summary, command, config)
-    ber_lib.atomic_write(_path(config, "report.md"), lambda f: f.write(text))
+    io_lib.atomic_write(_path(config, "report.md"), lambda f: f.write(text))
     log(f"Wrote {_path(config, 'report.md')} and {_path(config, 'summary.json')}", flush=True)

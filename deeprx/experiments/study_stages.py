@@ -21,7 +21,7 @@ from deeprx.evaluation import receivers as receivers_lib
 from deeprx.experiments import study_layout
 from deeprx.experiments.study_layout import DONE, MODELS, done_record, edgetpu_path, int8_path, stage_dir
 from deeprx.network import model as model_lib
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
 STARTED = "started.json"
 
 
@@ -89,7 +89,7 @@ def run_teacher(context):
     source = workdir_lib.RunDir(config.teacher)
     for name in TEACHER_FILES:
         shutil.copy2(source.file(name), os.path.join(context.dir, name))
-    ber_lib.write_json(os.path.join(context.dir, "source.json"), {"teacher": config.teacher, "path": source.path})
+    io_lib.write_json(os.path.join(context.dir, "source.json"), {"teacher": config.teacher, "path": source.path})
     context.log(f"      teacher {config.teacher} ({source.path}): trained earlier, copied", flush=True)
 
 
@@ -250,13 +250,13 @@ def run_all(config, redo=(), log=print, command=""):
             ran[stage.name] = None
             continue
         started_path = os.path.join(stage_dir(config, stage.name), STARTED)
-        started = ber_lib.read_json(started_path) if os.path.isfile(started_path) else None
+        started = io_lib.read_json(started_path) if os.path.isfile(started_path) else None
         resume = (stage.resumes and stage.name not in redo and record is None and started is not None
                   and started["upstream"] == upstream)
         if not resume:
             _clean(config, stage)
         os.makedirs(stage_dir(config, stage.name), exist_ok=True)
-        ber_lib.write_json(started_path, {"upstream": upstream})
+        io_lib.write_json(started_path, {"upstream": upstream})
         remaining = sum(s.estimate_s(config) for s in STAGES[index:])
         # Estimates scaled by this machine's pace so far, once a minute of estimated work has run
         # (a copied teacher's second says nothing about the pace of training).
@@ -270,7 +270,7 @@ def run_all(config, redo=(), log=print, command=""):
         context = Context(config, stage.name, log, command)
         stage.run(context)
         seconds = time.time() - stage_start
-        ber_lib.write_json(os.path.join(stage_dir(config, stage.name), DONE), {
+        io_lib.write_json(os.path.join(stage_dir(config, stage.name), DONE), {
             "stage": stage.name, "seconds": round(seconds, 1), "finished_at": time.time(), "upstream": upstream,
             "commands": context.commands})
         spent += seconds

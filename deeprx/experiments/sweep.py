@@ -8,12 +8,14 @@ import json
 import os
 from typing import Optional, Tuple
 
-from deeprx.core import cli
+from deeprx import cli
+from deeprx.cli import train_flags
 from deeprx.core import jobs
 from deeprx.experiments import kd_curves
 from deeprx.experiments import kd_summary
 from deeprx.network import model as model_lib
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
+from deeprx.network import saved
 
 STEPS = {1: "student_size", 2: "teacher_size", 3: "alpha_T", 4: "ber_vs_sinr"}
 ORDER = (3, 4, 1, 2)
@@ -39,7 +41,7 @@ class Sweep:
     dmrs_counts: Tuple[int, ...]
     fig6_kd: str
     steps: Tuple[int, ...]
-    train_values: Tuple[Tuple[str, object], ...]  # deeprx.train's flags (jobs.TEACHER_FLAGS, KD_FLAGS) as set
+    train_values: Tuple[Tuple[str, object], ...]  # deeprx.train's flags (train_flags.TEACHER_FLAGS, KD_FLAGS) as set
     parallel: int = 1
     dmrs_teacher_dirs: Tuple[Tuple[int, str], ...] = ()  # --dmrs_teachers: trained teachers of other DMRS counts
     hint_weight: float = 0.0         # --hint_arm_weight: step 4's KD+hint arm (0: none)
@@ -77,7 +79,7 @@ def teacher_run(sweep, width, dmrs):
         given[sweep.base_dmrs] = sweep.base_teacher_dir
     external = width == sweep.base_width and dmrs in given
     workdir = given[dmrs] if external else os.path.join(sweep.workdir, "runs", name)
-    args = cli.args_from(sweep.values, jobs.TEACHER_FLAGS, width_multiplier=width, num_dmrs=dmrs, model_mflops=0.0)
+    args = cli.args_from(sweep.values, train_flags.TEACHER_FLAGS, width_multiplier=width, num_dmrs=dmrs, model_mflops=0.0)
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external, width)
 
 
@@ -86,7 +88,7 @@ def scratch_run(sweep, student_flops, dmrs, seed):
     variant, sized to `student_flops`), trained alone."""
     name = f"scratch-{_mflops_label(student_flops)}-dmrs{dmrs}-s{seed}"
     workdir = os.path.join(sweep.workdir, "runs", name)
-    args = cli.args_from(sweep.values, jobs.STUDENT_FLAGS, width_multiplier=sweep.base_width,
+    args = cli.args_from(sweep.values, train_flags.STUDENT_FLAGS, width_multiplier=sweep.base_width,
                          model_mflops=student_flops / 1e6, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed,
                          model_variant=sweep.values["student_variant"] or sweep.values["model_variant"])
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
@@ -98,10 +100,10 @@ def kd_run(sweep, teacher, student_flops, alpha, temperature, dmrs, seed, hint_w
     name = (f"kd-{_mflops_label(student_flops)}-t{teacher.width:g}-a{alpha:g}-T{temperature:g}{hint}-dmrs{dmrs}"
             f"-s{seed}")
     workdir = os.path.join(sweep.workdir, "runs", name)
-    args = cli.args_from(sweep.values, jobs.STUDENT_FLAGS, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed,
+    args = cli.args_from(sweep.values, train_flags.STUDENT_FLAGS, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed,
                          model_mflops=0.0)
     feature = {} if hint_weight is None else {"kd_feature_weight": hint_weight}
-    args += cli.args_from(sweep.values, jobs.KD_FLAGS, teacher=teacher.workdir, alpha=alpha, temperature=temperature,
+    args += cli.args_from(sweep.values, train_flags.KD_FLAGS, teacher=teacher.workdir, alpha=alpha, temperature=temperature,
                           student_flops_ratio=student_flops / sweep.teacher_flops(teacher.width), **feature)
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "kd")
 
@@ -133,7 +135,7 @@ class Study:
         self.runner.ensure(runs, label)
         for run, (width, _) in zip(runs, widths_and_dmrs):
             expected = self.sweep.teacher_flops(width)
-            trained = model_lib.flops_per_slot(run.dir.model_config, self.sweep.scenario)
+            trained = model_lib.flops_per_slot(saved.model_config(run.dir), self.sweep.scenario)
             if trained != expected:
                 raise RuntimeError(f"the teacher in {run.workdir} has {trained:,} FLOPs per slot, not the "
                                    f"{expected:,} of --width_multiplier={width}: give --teacher the run the flags "
@@ -154,7 +156,7 @@ class Study:
 
     def _write(self, name, rows, fieldnames):
         path = os.path.join(self.sweep.workdir, name)
-        ber_lib.write_table(path, rows, fieldnames)
+        io_lib.write_table(path, rows, fieldnames)
         self.log(f"Wrote {path}", flush=True)
 
     def _plot(self, panels, name, title):
@@ -291,9 +293,9 @@ class Study:
                    "final": kd_summary.final_rows(summary_runs), "budgets": budgets}
         if hint_runs:
             summary["hint"] = {"kd_feature_weight": sweep.hint_weight, "runs": hint_runs}
-        ber_lib.write_json(path, summary)
+        io_lib.write_json(path, summary)
         text = kd_summary.markdown(summary)
-        ber_lib.atomic_write(os.path.join(sweep.workdir, "kd_summary.md"), lambda f: f.write(text))
+        io_lib.atomic_write(os.path.join(sweep.workdir, "kd_summary.md"), lambda f: f.write(text))
         self.log(f"Wrote {path} and kd_summary.md", flush=True)
         return summary_runs
 

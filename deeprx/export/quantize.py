@@ -9,10 +9,11 @@ import numpy as np
 
 from deeprx.core import config as config_lib
 from deeprx.core import workdir as workdir_lib
-from deeprx.evaluation import bench
+from deeprx.core import provenance as provenance_lib
 from deeprx.export import int8
 from deeprx.network import model as model_lib
-from edge import ber as ber_lib
+from deeprx.core import io as io_lib
+from deeprx.network import saved
 
 
 METHODS = ("ptq", "qat", "float")
@@ -188,7 +189,7 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
     # The export graph writes each depthwise conv of depth multiplier > 1 as a tiled input and
     # a multiplier-1 depthwise conv: the same function, 13x faster in int8 (model.expanded).
     if export_config.method == "qat":
-        model, model_config = run_dir.model_on_grid(scenario, name="deeprx")
+        model, model_config = saved.model_on_grid(run_dir, scenario, name="deeprx")
         float_graph = model_lib.expanded(model, model_config, scenario)
         model = qat_model(float_graph)
         calibrate_ranges(model, float_graph, representative)
@@ -199,10 +200,10 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
                                            inference_graph=True))
         batch1.set_weights(model.get_weights())
     else:
-        model, model_config = run_dir.model_on_grid(scenario, name="deeprx")
+        model, model_config = saved.model_on_grid(run_dir, scenario, name="deeprx")
         batch1 = model_lib.expanded(model, model_config, scenario, batch_size=1)
     tflite = int8.convert(batch1, None if export_config.method == "float" else representative)
-    ber_lib.atomic_write(out, lambda f: f.write(tflite), binary=True)
+    io_lib.atomic_write(out, lambda f: f.write(tflite), binary=True)
     from deeprx.export import flatbuffer
     summary = flatbuffer.summary(out)
     meta = {
@@ -218,6 +219,6 @@ def export(model_dir, preset_name, scenario, sinr_grid, export_config, out, log=
         "size_bytes": len(tflite), "calibration_slots": len(representative),
         "calibration_sinr_db": [grid[0], grid[-1]] if grid else None,
         "export_config": config_lib.to_dict(export_config), "converter": f"tensorflow {tf.__version__}",
-        "seconds": round(time.time() - start, 1), "command": command, **bench.provenance()}
-    ber_lib.write_json(os.path.splitext(out)[0] + ".json", meta)
+        "seconds": round(time.time() - start, 1), "command": command, **provenance_lib.provenance()}
+    io_lib.write_json(os.path.splitext(out)[0] + ".json", meta)
     return meta

@@ -11,6 +11,7 @@ as its GM_BER_FLOOR).
 
 import os
 
+from deeprx.core import io as io_lib
 from edge import ber as ber_lib
 
 CURVE_SLOTS_PER_POINT = 32
@@ -55,14 +56,14 @@ class LearningCurve:
         self._predict = tf.function(lambda x: evaluated(x, training=False))
 
     def rows(self):
-        return ber_lib.read_csv(self.path) if os.path.isfile(self.path) else []
+        return io_lib.read_csv(self.path) if os.path.isfile(self.path) else []
 
     def truncate(self, step):
         """Drops points after `step` (a run killed between a point and its checkpoint)."""
         rows = self.rows()
         kept = [row for row in rows if int(row["step"]) <= step]
         if len(kept) != len(rows):
-            ber_lib.write_table(self.path, kept, self.columns)
+            io_lib.write_table(self.path, kept, self.columns)
 
     def evaluate(self):
         """(Geometric Mean BER, [(sinr_db, bit_errors, bits)]) of the model as it is now."""
@@ -87,5 +88,5 @@ class LearningCurve:
                "loss": "" if loss is None else round(loss, 6), "gm_ber": round(gm_ber, 6)}
         row.update({ber_column(s): "%.6e" % (e / n) for s, e, n in points})
         rows = [r for r in self.rows() if int(r["step"]) < step] + [row]
-        ber_lib.write_table(self.path, rows, self.columns)
+        io_lib.write_table(self.path, rows, self.columns)
         return dict(row, seconds=time.time() - start)

@@ -89,7 +89,8 @@ def keras_timer(model_dir, scenario):
     import numpy as np
     import tensorflow as tf
     from deeprx.core import workdir as workdir_lib
-    model, _ = workdir_lib.RunDir(model_dir).model_on_grid(scenario, batch_size=1)
+    from deeprx.network import saved
+    model, _ = saved.model_on_grid(workdir_lib.RunDir(model_dir), scenario, batch_size=1)
     call = tf.function(lambda x: model(x, training=False))
     x = tf.constant(np.random.RandomState(0).normal(size=(1, *scenario.grid_shape, scenario.num_input_channels)),
                     tf.float32)
@@ -171,10 +172,10 @@ def main():
     os.chdir(REPO)  # the commands name files relative to the repo root
     from deeprx.core import workdir as workdir_lib
     from deeprx.costs import power_sources
-    from deeprx.evaluation import bench
+    from deeprx.core import provenance as provenance_lib
     from deeprx.export import quantize as quantize_lib
     from deeprx.simulation import data as data_lib
-    from edge import ber as ber_lib
+    from deeprx.core import io as io_lib
     os.makedirs(args.out, exist_ok=True)
     out = os.path.relpath(args.out, REPO)
     energy = power_sources.cputime_source()
@@ -244,7 +245,7 @@ def main():
             rows.append(dict(timer_row(role, fmt, files[method], median_pass(timings[role, f"onnxruntime {method}"]),
                                        energy.watts), reference=True, gm_ber=None))
         ber = read_json(os.path.join(ber_dir, "summary.json"))
-        ber_rows = ber_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
+        ber_rows = io_lib.read_csv(os.path.join(REPO, ber_dir, "ber.csv"))
         summary[f"{role}_slots_per_point"] = min(int(r["slots"]) for r in ber_rows)
         float_name = workdir_lib.RunDir(model_dir).name  # its receiver name (pretrained:NAME gives NAME)
         for row in rows:
@@ -285,10 +286,10 @@ def main():
                     "reference_cost_db": REFERENCE_COST_DB, "student": args.student, "teacher": args.teacher,
                     "side_by_side": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
                     "commands": commands, "command": "python tests/benchmarks/edge_cpu.py " + " ".join(sys.argv[1:])})
-    summary.update(bench.provenance())
-    ber_lib.write_json(os.path.join(args.out, "summary.json"), summary)
+    summary.update(provenance_lib.provenance())
+    io_lib.write_json(os.path.join(args.out, "summary.json"), summary)
 
-    print(f"\n{args.threads} threads, {args.preset} grid, CPU {bench.cpu_model()}; energy: {energy.label()}")
+    print(f"\n{args.threads} threads, {args.preset} grid, CPU {provenance_lib.cpu_model()}; energy: {energy.label()}")
     print(f"{'model':8} {'format':24} {'ms (b=1)':>9} {'inf/s':>8} {'spread':>6} {'slots/s':>8} {'CPU ms':>7} "
           f"{'mJ':>7} {'GM BER':>7} {'cost@1e-2':>9}")
     for r in rows:

@@ -126,7 +126,7 @@ def main():
     if args.child:
         return child(args.model, args.child, args.threads, args.min_seconds)
     sys.path.insert(0, REPO)
-    from deeprx.evaluation import bench
+    from deeprx.core import provenance as provenance_lib
     with tempfile.TemporaryDirectory() as ops_dir:
         split(args.model, ops_dir)
         result = subprocess.run([args.python, os.path.abspath(__file__), f"--model={os.path.abspath(args.model)}",
@@ -135,7 +135,7 @@ def main():
         if result.returncode != 0:
             sys.exit(f"timing failed:\n{result.stderr[-3000:]}")
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    print(f"{os.path.basename(args.model)} on {report['runtime']}, CPU: {bench.cpu_model()}")
+    print(f"{os.path.basename(args.model)} on {report['runtime']}, CPU: {provenance_lib.cpu_model()}")
     for key, rate in report["whole"].items():
         print(f"  whole model, {key.replace('_', ' ')}: {rate:8.1f} inferences/s "
               f"({rate / REFERENCE_INFERENCES_PER_S:.2f}x the reference {REFERENCE_INFERENCES_PER_S:g}/s)")

@@ -37,7 +37,7 @@ def main():
     from deeprx.network import model
     from deeprx.network import training
     from deeprx.simulation import data
-    from edge import ber
+    from deeprx.core import io as io_lib
 
     scenario = config.get_preset(args.preset).scenario
     model_config = model.DeepRxConfig(width_multiplier=args.width_multiplier)
@@ -75,7 +75,7 @@ def main():
           f"({flops / 1e6:.0f} MFLOPs per slot forward, x3 for a training step)")
     out_dir = os.path.join(REPO, "data", "results", "train-throughput")
     os.makedirs(out_dir, exist_ok=True)
-    ber.write_json(os.path.join(out_dir, f"{args.preset}.json"), result)
+    io_lib.write_json(os.path.join(out_dir, f"{args.preset}.json"), result)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,7 @@ start work.
 """
 
 import contextlib
-import ctypes
 import os
-import signal
 import sys
 
 from absl import app
@@ -138,12 +136,3 @@ def run(main, define_flags=None, commands=()):
         except FlagError as error:
             _fail(str(error))
     app.run(wrapped, flags_parser=_parse)
-
-
-def die_with_parent():
-    """A subprocess preexec_fn: the child gets SIGKILL when its parent process dies, however
-    the parent died (Linux prctl PR_SET_PDEATHSIG), so no training outlives its sweep or study."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:  # not Linux: children of a killed parent finish on their own
-        pass

@@ -7,7 +7,7 @@ import dataclasses
 
 from absl import flags
 
-from deeprx.core import cli
+from deeprx import cli
 from deeprx.core import config as config_lib
 # Every flag of this module: a CLI that starts other CLIs passes them on (cli.flag_args).
 FLAG_NAMES = ("preset", "channel", "modulation", "num_dmrs", "num_rx", "num_prb", "sir_db")
