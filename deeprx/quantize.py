@@ -64,14 +64,12 @@ def main(argv):
             raise ValueError("give a run directory of python -m deeprx.train")
         workdir_lib.RunDir(FLAGS.model).check(scenario)
     cli.check_out_dir(FLAGS.out)
-    try:
+    with cli.settings(fallback="method"):
         export_config = quantize_lib.ExportConfig(method=FLAGS.method, calibration_slots=FLAGS.calibration_slots,
                                      qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
                                      qat_learning_rate=FLAGS.qat_learning_rate,
                                      calibration_min_sinr_db=FLAGS.calibration_min_sinr_db)
         quantize_lib.calibration_grid(preset.evaluation.sinr_db, FLAGS.calibration_min_sinr_db)
-    except ValueError as error:
-        raise cli.FlagError(str(error).split()[0], str(error)) from None
     os.makedirs(FLAGS.out, exist_ok=True)
     path = quantize_lib.output_path(FLAGS.out, FLAGS.model, FLAGS.method)
     meta = quantize_lib.export(FLAGS.model, preset.name, scenario, preset.evaluation.sinr_db, export_config, path,

@@ -75,10 +75,8 @@ def _size(preset_name):
                 overrides[field.name] = field.type(text)
             except ValueError:
                 raise cli.FlagError(field.name, f"{text!r} is not a{'n integer' if field.type is int else ' number'}")
-    try:
+    with cli.settings(fallback="preset"):
         return dataclasses.replace(size, **overrides)
-    except ValueError as error:  # the message starts with the field, which is the flag's name
-        raise cli.FlagError(str(error).split()[0], str(error)) from None
 
 
 def config_from_flags():
@@ -92,16 +90,13 @@ def config_from_flags():
     if unknown:
         raise cli.FlagError("redo", f"unknown stage {unknown[0]!r}; the stages: {','.join(study_layout.STAGE_NAMES)}")
     size = _size(preset.name)
-    try:
+    with cli.settings(fallback="student_flops_ratio"):
         config = study_config.StudyConfig(
             workdir=FLAGS.workdir, preset_name=preset.name, scenario=scenario,
             scenario_args=tuple(cli.flag_args(scenario_flags.FLAG_NAMES)), size=size, teacher=FLAGS.teacher, teacher_variant=FLAGS.teacher_variant,
             student_variant=FLAGS.student_variant, student_flops_ratio=FLAGS.student_flops_ratio, alpha=FLAGS.alpha,
             temperature=FLAGS.temperature, kd_form=FLAGS.kd_form, kd_reduction=FLAGS.kd_reduction, seed=FLAGS.seed,
             energy_source=FLAGS.energy_source, threads=FLAGS.threads)
-    except ValueError as error:  # each message starts with the setting, which is the flag's name
-        name = str(error).split()[0]
-        raise cli.FlagError(name if hasattr(FLAGS, name) else "student_flops_ratio", str(error)) from None
     from deeprx.costs import power_sources
     from edge import power as power_lib
     try:

@@ -148,10 +148,8 @@ def run_from_flags():
             settings["train_sinr_db"] = scenario_flags.parse_pair(settings["train_sinr_db"])
     elif settings["sinr_sampling"] == "sinr":
         settings["train_sinr_db"] = config_lib.train_sinr_range(preset.evaluation)
-    try:
+    with cli.settings(fallback="steps"):
         train_config = config_lib.TrainConfig(**settings)
-    except ValueError as error:  # each message starts with the setting, which is the flag's name
-        raise cli.FlagError(str(error).split()[0], str(error)) from None
     with cli.flag("distribute"):
         distribute_lib.check(FLAGS.distribute)
     evaluation = preset.evaluation
@@ -165,10 +163,8 @@ def run_from_flags():
             teacher_dir = workdir_lib.resolve(FLAGS.teacher)
         if train_config.aux_channel_weight:
             raise cli.FlagError("aux_channel_weight", "is for training from scratch, not with --teacher")
-        try:
+        with cli.settings(fallback="teacher"):
             kd = kd_flags.kd_config(FLAGS, teacher_dir)
-        except ValueError as error:
-            raise cli.FlagError(str(error).split()[0], str(error)) from None
         teacher_run = None
         if workdir_lib.RunDir(teacher_dir).has_model():
             teacher_config = _read_teacher(teacher_dir, scenario)

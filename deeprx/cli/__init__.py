@@ -33,6 +33,19 @@ def flag(name):
         raise FlagError(name, str(error)) from None
 
 
+@contextlib.contextmanager
+def settings(fallback):
+    """Turns a config's SettingError into a FlagError naming its setting (each setting is the
+    flag of the same name), any other ValueError into one naming `fallback`."""
+    from deeprx.core.config import SettingError
+    try:
+        yield
+    except SettingError as error:
+        raise FlagError(error.setting, str(error)) from None
+    except ValueError as error:
+        raise FlagError(fallback, str(error)) from None
+
+
 FLAGFILE = "--flagfile="
 
 

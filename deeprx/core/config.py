@@ -36,19 +36,28 @@ CYCLIC_PREFIX_RATIO = 144.0 / 2048.0
 CHANNEL_LAYOUT = "Re Y_0..Y_{N-1}, Im Y_0..Y_{N-1}, Re Xp, Im Xp, Re Hr_0..Hr_{N-1}, Im Hr_0..Hr_{N-1}"
 
 
+class SettingError(ValueError):
+    """A bad setting of a config: `setting` names it (as its command-line flag does), the message
+    says what is wrong. A CLI turns it into a one-line error about that flag."""
+
+    def __init__(self, setting, message):
+        super().__init__(message)
+        self.setting = setting
+
+
 def _check_range(name, value, low=-math.inf, high=math.inf):
     """Checks that `value` is a (lo, hi) pair with low <= lo <= hi <= high."""
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or not all(isinstance(v, (int, float)) for v in value)):
-        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}")
+        raise SettingError(name, f"{name} must be a (low, high) pair of numbers, got {value!r}")
     lo, hi = value
     if not (low <= lo <= hi <= high):
-        raise ValueError(f"{name} must satisfy {low} <= low <= high <= {high}, got {value!r}")
+        raise SettingError(name, f"{name} must satisfy {low} <= low <= high <= {high}, got {value!r}")
 
 
 def _check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        raise SettingError(name, f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +70,7 @@ class CarrierConfig:
     def __post_init__(self):
         _check_choice("subcarrier_spacing_khz", self.subcarrier_spacing_khz, (15, 30))
         if not isinstance(self.num_prb, int) or not 1 <= self.num_prb <= 275:
-            raise ValueError(f"num_prb must be an integer in 1..275, got {self.num_prb!r}")
+            raise SettingError("num_prb", f"num_prb must be an integer in 1..275, got {self.num_prb!r}")
         _check_choice("num_ofdm_symbols", self.num_ofdm_symbols, (14,))
 
     @property
@@ -118,7 +127,7 @@ class ChannelConfig:
         for name in ("train_models", "test_models"):
             models = getattr(self, name)
             if not isinstance(models, tuple) or not models:
-                raise ValueError(f"{name} must be a non-empty tuple of models, got {models!r}")
+                raise SettingError(name, f"{name} must be a non-empty tuple of models, got {models!r}")
             for model in models:
                 _check_choice(name, model, CHANNEL_MODELS)
         common = set(self.train_models) & set(self.test_models)
@@ -127,7 +136,7 @@ class ChannelConfig:
         _check_range("delay_spread_ns", self.delay_spread_ns, 0.0, 5000.0)
         _check_range("speed_mps", self.speed_mps, 0.0, 500.0)
         if not 0.4e9 <= self.carrier_frequency_hz <= 100e9:
-            raise ValueError(f"carrier_frequency_hz must be in 0.4e9..100e9, got {self.carrier_frequency_hz!r}")
+            raise SettingError("carrier_frequency_hz", f"carrier_frequency_hz must be in 0.4e9..100e9, got {self.carrier_frequency_hz!r}")
 
     def models(self, channel_set: str) -> Tuple[str, ...]:
         _check_choice("channel_set", channel_set, CHANNEL_SETS)
@@ -224,18 +233,18 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.interference_share is not None and not 0.0 < self.interference_share < 1.0:
-            raise ValueError(f"interference_share must be in (0, 1), got {self.interference_share!r}")
+            raise SettingError("interference_share", f"interference_share must be in (0, 1), got {self.interference_share!r}")
         if not 0.0 < self.coderate < 1.0:
-            raise ValueError(f"coderate must be in (0, 1), got {self.coderate!r}")
+            raise SettingError("coderate", f"coderate must be in (0, 1), got {self.coderate!r}")
         if not self.sinr_db:
-            raise ValueError("sinr_db must hold at least one SINR point")
+            raise SettingError("sinr_db", "sinr_db must hold at least one SINR point")
         if list(self.sinr_db) != sorted(set(self.sinr_db)):
-            raise ValueError(f"sinr_db must be strictly increasing, got {self.sinr_db!r}")
+            raise SettingError("sinr_db", f"sinr_db must be strictly increasing, got {self.sinr_db!r}")
         _check_choice("channel_set", self.channel_set, CHANNEL_SETS)
         for name in ("batch_size", "target_bit_errors", "max_bits", "target_block_errors"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise SettingError(name, f"{name} must be a positive integer, got {value!r}")
 
 
 SINR_SAMPLINGS = ("snr_sir", "sinr")
@@ -294,30 +303,30 @@ class TrainConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise SettingError(name, f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+            raise SettingError("learning_rate", f"learning_rate must be positive, got {self.learning_rate!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+            raise SettingError("warmup_steps", f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         if not 0 <= self.final_lr_fraction <= 1:
-            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction!r}")
+            raise SettingError("final_lr_fraction", f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:  # it seeds NumPy, TF and Python
-            raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {self.seed!r}")
+            raise SettingError("seed", f"seed must be an integer in [0, 2**32 - 1], got {self.seed!r}")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("sinr_sampling", self.sinr_sampling, SINR_SAMPLINGS)
         if self.sinr_sampling == "sinr":
             _check_range("train_sinr_db", self.train_sinr_db, -30.0, 200.0)
         elif self.train_sinr_db is not None:
-            raise ValueError("train_sinr_db is only used with sinr_sampling 'sinr', got "
+            raise SettingError("train_sinr_db", "train_sinr_db is only used with sinr_sampling 'sinr', got "
                              f"{self.train_sinr_db!r} with {self.sinr_sampling!r}")
         if not self.aux_channel_weight >= 0:
-            raise ValueError(f"aux_channel_weight must be >= 0, got {self.aux_channel_weight!r}")
+            raise SettingError("aux_channel_weight", f"aux_channel_weight must be >= 0, got {self.aux_channel_weight!r}")
         if self.train_num_prb is not None and (not isinstance(self.train_num_prb, int)
                                                or not 1 <= self.train_num_prb <= 275):
-            raise ValueError(f"train_num_prb must be an integer in 1..275, got {self.train_num_prb!r}")
+            raise SettingError("train_num_prb", f"train_num_prb must be an integer in 1..275, got {self.train_num_prb!r}")
         if not isinstance(self.curve_every, int) or self.curve_every < 0:
-            raise ValueError(f"curve_every must be a non-negative integer, got {self.curve_every!r}")
+            raise SettingError("curve_every", f"curve_every must be a non-negative integer, got {self.curve_every!r}")
 
 
 

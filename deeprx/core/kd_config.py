@@ -4,6 +4,8 @@ cli/kd_flags.py defines them)."""
 
 import dataclasses
 
+from deeprx.core.config import SettingError
+
 KD_FORMS = ("paper", "hinton")
 KD_REDUCTIONS = ("mean", "sum")
 
@@ -17,15 +19,15 @@ def kd_alpha_from_paper(alpha, temperature, data_bits):
 def check_kd_settings(alpha, temperature, form, reduction):
     """Raises ValueError naming the bad setting (alpha, temperature, kd_form, kd_reduction)."""
     if form not in KD_FORMS:
-        raise ValueError(f"kd_form must be one of {', '.join(KD_FORMS)}, got {form!r}")
+        raise SettingError("kd_form", f"kd_form must be one of {', '.join(KD_FORMS)}, got {form!r}")
     if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature!r}")
+        raise SettingError("temperature", f"temperature must be positive, got {temperature!r}")
     if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+        raise SettingError("alpha", f"alpha must be >= 0, got {alpha!r}")
     if form == "hinton" and alpha > 1:
-        raise ValueError(f"alpha must be in [0, 1] for the hinton form, got {alpha!r}")
+        raise SettingError("alpha", f"alpha must be in [0, 1] for the hinton form, got {alpha!r}")
     if reduction not in KD_REDUCTIONS:
-        raise ValueError(f"kd_reduction must be one of {', '.join(KD_REDUCTIONS)}, got {reduction!r}")
+        raise SettingError("kd_reduction", f"kd_reduction must be one of {', '.join(KD_REDUCTIONS)}, got {reduction!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +50,9 @@ class KDConfig:
     def __post_init__(self):
         check_kd_settings(self.alpha, self.temperature, self.form, self.reduction)
         if not self.student_flops_ratio > 0:
-            raise ValueError(f"student_flops_ratio must be positive, got {self.student_flops_ratio!r}")
+            raise SettingError("student_flops_ratio", f"student_flops_ratio must be positive, got {self.student_flops_ratio!r}")
         if not self.feature_weight >= 0:
-            raise ValueError(f"kd_feature_weight must be >= 0, got {self.feature_weight!r}")
+            raise SettingError("kd_feature_weight", f"kd_feature_weight must be >= 0, got {self.feature_weight!r}")
 
 
 # The KD defaults, which every CLI flag, the study and the Distiller take: Hinton's form with

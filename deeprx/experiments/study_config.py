@@ -8,6 +8,7 @@ import os
 from typing import Tuple
 
 from deeprx.core import config as config_lib
+from deeprx.core.config import SettingError
 from deeprx.core import kd_config
 from deeprx.core import workdir as workdir_lib
 from deeprx.network import model as model_lib
@@ -40,9 +41,9 @@ class StudySize:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type is int and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{field.name} must be a positive integer, got {value!r}")
+                raise SettingError(field.name, f"{field.name} must be a positive integer, got {value!r}")
             if field.type is float and not value > 0:
-                raise ValueError(f"{field.name} must be positive, got {value!r}")
+                raise SettingError(field.name, f"{field.name} must be positive, got {value!r}")
 
 
 SIZES = {
@@ -96,19 +97,19 @@ class StudyConfig:
     def __post_init__(self):
         kd_config.check_kd_settings(self.alpha, self.temperature, self.kd_form, self.kd_reduction)
         if not self.student_flops_ratio > 0:
-            raise ValueError(f"student_flops_ratio must be positive, got {self.student_flops_ratio!r}")
+            raise SettingError("student_flops_ratio", f"student_flops_ratio must be positive, got {self.student_flops_ratio!r}")
         if self.threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {self.threads}")
+            raise SettingError("threads", f"threads must be a positive integer, got {self.threads}")
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+            raise SettingError("seed", f"seed must be >= 0, got {self.seed}")
         if not self.trains_teacher:
             try:
                 teacher = workdir_lib.RunDir(self.teacher)
                 teacher.check(self.scenario)
             except ValueError as error:  # none shipped, no model there, or another scenario
-                raise ValueError(f"teacher {self.teacher!r}: {error}") from None
+                raise SettingError("teacher", f"teacher {self.teacher!r}: {error}") from None
             if not os.path.isfile(teacher.file("train.json")):
-                raise ValueError(f"teacher {self.teacher!r}: no train.json in {teacher.path!r}: give a finished run "
+                raise SettingError("teacher", f"teacher {self.teacher!r}: no train.json in {teacher.path!r}: give a finished run "
                                  "of python -m deeprx.train or a shipped model (pretrained:NAME)")
         self.student_config  # sizes the student: ValueError if the budget is too small
 

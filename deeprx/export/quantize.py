@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from deeprx.core import config as config_lib
+from deeprx.core.config import SettingError
 from deeprx.core import workdir as workdir_lib
 from deeprx.core import provenance as provenance_lib
 from deeprx.export import int8
@@ -36,12 +37,12 @@ class ExportConfig:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise SettingError("method", f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         for name in ("calibration_slots", "qat_steps", "qat_batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise SettingError(name, f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.qat_learning_rate > 0:
-            raise ValueError(f"qat_learning_rate must be positive, got {self.qat_learning_rate}")
+            raise SettingError("qat_learning_rate", f"qat_learning_rate must be positive, got {self.qat_learning_rate}")
 
 
 def calibration_grid(sinr_grid, min_sinr_db):
@@ -49,7 +50,7 @@ def calibration_grid(sinr_grid, min_sinr_db):
     up; ValueError if none is left."""
     grid = [s for s in sinr_grid if s >= min_sinr_db]
     if not grid:
-        raise ValueError(f"calibration_min_sinr_db {min_sinr_db:g} is above the whole SINR grid "
+        raise SettingError("calibration_min_sinr_db", f"calibration_min_sinr_db {min_sinr_db:g} is above the whole SINR grid "
                          f"({sinr_grid[0]:g}..{sinr_grid[-1]:g} dB): lower it")
     return grid
 
