@@ -232,9 +232,11 @@ def _labelled(node, path=""):
 
 def test_energy_cli_measures_and_labels_every_figure(smoke_run, tmp_path):
     out = str(tmp_path / "energy")
+    start = time.time()
     result = run_module("deeprx.energy", f"--model={smoke_run['workdir']}", "--preset=tiny", f"--out={out}", "--count=20",
                         "--base_seconds=0.5", "--train_steps=1", "--peak_seconds=0.3", "--layer_min_seconds=0.01",
                         "--energy_source=rated:3", timeout=900)
+    elapsed = time.time() - start
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "energy.json")) as f:
         report = json.load(f)
@@ -246,7 +248,9 @@ def test_energy_cli_measures_and_labels_every_figure(smoke_run, tmp_path):
         assert "estimate" in entry.get("source", "") or "measured" in entry.get("source", ""), (path, entry)
     measured = report["measured"]["float"]
     assert measured["source"] == "rated power 3 W x measured time (estimated)"
-    assert measured["joules_per_inference"] == pytest.approx(3.0 * measured["latency_ms"] / 1e3)
+    # 20 inferences at the rated 3 W: their energy fits in 3 W x the command's wall time, read by
+    # this test's clock (a per-batch or per-second figure mislabelled per inference would not).
+    assert 0 < 20 * measured["joules_per_inference"] < 3.0 * elapsed
     assert [p["name"] for p in report["processors"]][-1] == "this machine" and len(report["processors"]) == 7
     assert sum(b["flops"] for b in report["blocks"]) == report["flops_per_slot"]
     assert report["amortization"]["float"]["training_steps"] == 6  # smoke.flags trains 6 steps

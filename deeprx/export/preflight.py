@@ -1,8 +1,8 @@
 """Edge TPU preflight: which operators of an int8 .tflite the Edge TPU compiler should map.
 
 From the flatbuffer alone (deeprx/export/flatbuffer.py, no TensorFlow), per operator in execution
-order, the rules of ../shared/EDGE_TPU.md:
-  - a known operator (edge/edgetpu_ops.json) at an operator version the compiler accepts;
+order, the Edge TPU compiler's documented model requirements (coral.ai/docs/edgetpu/models-intro):
+  - a known operator (deeprx/export/edgetpu_ops.json) at an operator version the compiler accepts;
   - int8/uint8 tensors (int32 only for a constant bias);
   - tensors of rank <= 3, or only their 3 innermost dimensions > 1 (batch 1);
   - convolutions with the same dilation in both directions.
