@@ -6,7 +6,9 @@ Example usage:
       --teacher_name=teacher-cpu-2dmrs --out=data/results/kd-map-2dmrs
 
 Writes OUT/kd_map.json, OUT/kd_map.md (the table) and OUT/kd_map.png (GM BER against student
-MFLOPs, KD and scratch with 95% intervals over seeds; KD - scratch against size).
+MFLOPs, KD and scratch with 95% intervals over seeds; KD - scratch against size). A size
+folder's conditions/NAME/ (a deeprx.evaluate output of its final students off the training
+distribution, e.g. --interference_share=0.9) adds NAME to that size's comparison.
 """
 
 import os

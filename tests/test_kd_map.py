@@ -52,3 +52,28 @@ def test_sizes_are_ordered_by_flops_and_must_share_their_teacher(tmp_path):
     bad = run_module("deeprx.kd_map", f"--sizes={tmp_path}", f"--out={tmp_path}/out", timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
         "error: --sizes: no kd_summary.json in")
+
+
+def test_a_condition_off_the_training_distribution_is_compared_seed_by_seed(tmp_path):
+    size = tmp_path / "size"
+    shutil.copytree(PUBLISHED, size)
+    condition = size / "conditions" / "interference-0.9"
+    condition.mkdir(parents=True)
+    # KD 0.1 ahead in GM BER and 1 dB at BER 1e-2 on seeds 0 and 1; seed 2's KD student was not
+    # evaluated there, so only two seeds pair.
+    entries = {}
+    for seed in (0, 1, 2):
+        entries[f"scratch-318M-dmrs2-s{seed}"] = {"gm_ber": -2.0, "sinr_at_ber_1e-2": 11.0 + seed,
+                                                  "sinr_at_ber_1e-3": None}
+        if seed < 2:
+            entries[f"kd-318M-t0.5-a0.5-T3-dmrs2-s{seed}"] = {"gm_ber": -2.1, "sinr_at_ber_1e-2": 10.0 + seed,
+                                                               "sinr_at_ber_1e-3": 20.0}
+    io_lib.write_json(str(condition / "summary.json"), entries)
+    io_lib.write_json(str(condition / "config.json"), {"command": "python -m deeprx.evaluate --interference_share=0.9"})
+    entry = kd_map.build([str(size)], "t")["sizes"][0]["conditions"]["interference-0.9"]
+    assert entry["seeds"] == [0, 1] and entry["command"].endswith("--interference_share=0.9")
+    assert entry["kd_minus_scratch_gm_ber"]["mean"] == pytest.approx(-0.1) and entry["kd_minus_scratch_gm_ber"]["n"] == 2
+    assert entry["gain_db_1e-2"]["mean"] == pytest.approx(1.0) and entry["gain_db_1e-3"]["n"] == 0
+    assert entry["kd"]["sinr_1e-2"] == [10.0, 11.0]
+    table = kd_map.markdown(kd_map.build([str(size)], "t"))
+    assert "| interference-0.9 | 319.1 | 2 | -0.100 [-0.100, -0.100] (n=2) | +1.000 [+1.000, +1.000] (n=2) |" in table

@@ -6,7 +6,13 @@ by-run/<run>/summary.json and train.json, its ber_vs_sinr.csv), gathered as kd_m
   {"teacher": {...}, "references": {"ls_lmmse": {...}}, "sizes": [{"mflops", "flops_ratio",
    "parameters", "seeds", "kd": {"gm_ber": [per seed], "sinr_1e-2": [...], "sinr_1e-3": [...]},
    "scratch": {same}, "kd_minus_scratch_gm_ber": {"mean", "low", "high", "n"},
-   "gain_db_1e-2": {same}, "gain_db_1e-3": {same}}, ...]}
+   "gain_db_1e-2": {same}, "gain_db_1e-3": {same}, "conditions": {NAME: {"kd", "scratch",
+   "kd_minus_scratch_gm_ber", "gain_db_1e-2", "gain_db_1e-3", "command"}}}, ...]}
+
+Conditions off the training distribution: each DIR/conditions/NAME/ of a size's folder is a
+deeprx.evaluate output whose receivers are that size's final students, named as their runs
+(e.g. `--receivers=RUN_DIR,... --interference_share=0.9 --out=DIR/conditions/interference-0.9`);
+its students are compared the same way, seed by seed.
 
 KD and scratch are paired by seed (same initial weights, same batches, same test slots); the
 gain in dB is scratch's SINR minus KD's at the target (> 0: KD better), over the seeds where
@@ -21,6 +27,7 @@ from deeprx.core import io as io_lib
 from edge import ber as ber_lib
 
 ARMS = ("kd", "scratch")
+CONDITIONS_DIR = "conditions"
 TARGETS = {"sinr_1e-2": "sinr_at_ber_1e-2", "sinr_1e-3": "sinr_at_ber_1e-3"}
 
 
@@ -34,7 +41,7 @@ def _round(value):
 
 
 def _runs(folder):
-    """{(arm, seed): (the run's own summary entry, its train.json)} of a published sweep."""
+    """{(arm, seed): (the run's own summary entry, its train.json, its name)} of a published sweep."""
     runs = {}
     by_run = os.path.join(folder, "by-run")
     if not os.path.isdir(by_run):
@@ -44,7 +51,8 @@ def _runs(folder):
         if arm not in ARMS or "-hint" in name:
             continue
         summary = io_lib.read_json(os.path.join(by_run, name, "summary.json"))[name]
-        runs[arm, int(name.rsplit("-s", 1)[1])] = (summary, io_lib.read_json(os.path.join(by_run, name, "train.json")))
+        runs[arm, int(name.rsplit("-s", 1)[1])] = (summary, io_lib.read_json(os.path.join(by_run, name, "train.json")),
+                                                   name)
     return runs
 
 
@@ -58,6 +66,22 @@ def receiver_results(folder, role):
     return {"gm_ber": entry["gm_ber"], **{key: entry[source] for key, source in TARGETS.items()}}
 
 
+def compare(pairs):
+    """Both arms' figures per seed and KD - scratch with its interval, from (KD, scratch)
+    summary.json entries paired by seed."""
+    entry = {}
+    for index, arm in enumerate(ARMS):
+        entry[arm] = {"gm_ber": [pair[index]["gm_ber"] for pair in pairs],
+                      **{key: [pair[index].get(source) for pair in pairs] for key, source in TARGETS.items()}}
+    entry["kd_minus_scratch_gm_ber"] = _interval([kd["gm_ber"] - scratch["gm_ber"] for kd, scratch in pairs])
+    gains = [ber_lib.sinr_gains(kd, scratch) for kd, scratch in pairs]
+    for key in TARGETS:
+        target = key.split("_", 1)[1]
+        entry["gain_db_" + target] = _interval([g["gain_db_at_" + target] for g in gains
+                                                if g["gain_db_at_" + target] is not None])
+    return entry
+
+
 def size_entry(folder, teacher_flops):
     """One size of the map: its students' figures per seed and KD - scratch paired by seed."""
     runs = _runs(folder)
@@ -68,16 +92,16 @@ def size_entry(folder, teacher_flops):
     entry = {"folder": folder, "mflops": round(train["flops_per_slot"] / 1e6, 3),
              "flops_ratio": round(train["flops_per_slot"] / teacher_flops, 4), "parameters": train["parameters"],
              "steps": train["steps"], "seeds": seeds}
-    for arm in ARMS:
-        entry[arm] = {"gm_ber": [runs[arm, seed][0]["gm_ber"] for seed in seeds],
-                      **{key: [runs[arm, seed][0].get(source) for seed in seeds] for key, source in TARGETS.items()}}
-    entry["kd_minus_scratch_gm_ber"] = _interval([k - s for k, s in zip(entry["kd"]["gm_ber"],
-                                                                        entry["scratch"]["gm_ber"])])
-    gains = [ber_lib.sinr_gains(runs["kd", seed][0], runs["scratch", seed][0]) for seed in seeds]
-    for key in TARGETS:
-        target = key.split("_", 1)[1]
-        entry["gain_db_" + target] = _interval([g["gain_db_at_" + target] for g in gains
-                                                if g["gain_db_at_" + target] is not None])
+    entry.update(compare([(runs["kd", seed][0], runs["scratch", seed][0]) for seed in seeds]))
+    entry["conditions"] = {}
+    conditions, names = os.path.join(folder, CONDITIONS_DIR), {key: run[2] for key, run in runs.items()}
+    for name in sorted(os.listdir(conditions)) if os.path.isdir(conditions) else ():
+        summary = io_lib.read_json(os.path.join(conditions, name, "summary.json"))
+        paired = [seed for seed in seeds if names["kd", seed] in summary and names["scratch", seed] in summary]
+        if paired:
+            command = io_lib.read_json(os.path.join(conditions, name, "config.json")).get("command")
+            entry["conditions"][name] = {"seeds": paired, "command": command, **compare(
+                [(summary[names["kd", seed]], summary[names["scratch", seed]]) for seed in paired])}
     return entry
 
 
@@ -113,6 +137,14 @@ def markdown(kd_map):
         lines.append(f"| {size['mflops']:.1f} | {size['flops_ratio']:.1%} | {size['parameters']:,} | "
                      f"{len(size['seeds'])} | {means[0]:.3f} | {means[1]:.3f} | {cell(size['kd_minus_scratch_gm_ber'])} "
                      f"| {cell(size['gain_db_1e-2'])} | {cell(size['gain_db_1e-3'])} |")
+    conditions = [(name, size, entry) for size in kd_map["sizes"] for name, entry in size.get("conditions", {}).items()]
+    if conditions:
+        lines += ["", "Off the training distribution (each condition's evaluation command in kd_map.json):", "",
+                  "| condition | MFLOPs per slot | seeds | KD - scratch GM BER | gain at BER 1e-2 dB | at 1e-3 |",
+                  "|---|---:|---:|---|---|---|"]
+        lines += [f"| {name} | {size['mflops']:.1f} | {len(entry['seeds'])} | "
+                  f"{cell(entry['kd_minus_scratch_gm_ber'])} | {cell(entry['gain_db_1e-2'])} | "
+                  f"{cell(entry['gain_db_1e-3'])} |" for name, size, entry in conditions]
     return "\n".join(lines) + "\n"
 
 
