@@ -63,7 +63,8 @@ def define_flags():
     flags.DEFINE_string("out", None, "output directory")
     flags.DEFINE_string("energy_source", "cputime", "power source: cputime[:W], codecarbon, rapl, nvml, meter:PATH or "
                         "rated:WATTS")
-    flags.DEFINE_integer("threads", 2, "threads of the float (TensorFlow) and int8 (interpreter) runs alike")
+    flags.DEFINE_integer("threads", os.cpu_count() or 1, "threads of the float (TensorFlow) and int8 (interpreter) "
+                         "runs alike (default: every core)")
     flags.DEFINE_string("processors", costs.PROCESSORS_CSV, "processor table for metric (0)")
     flags.DEFINE_list("only_processors", None, "metric (0) on these processors of the table only (default: all)")
     flags.DEFINE_integer("count", 300, "inferences per measured run")

@@ -49,7 +49,8 @@ def define_flags():
                          "also needs before it ends (default 100)")
     flags.DEFINE_integer("max_bits", None, "override: data bits that end a point")
     flags.DEFINE_integer("batch_size", None, "override: slots per batch")
-    flags.DEFINE_integer("seed", None, "override: evaluation seed")
+    flags.DEFINE_integer("eval_seed", None, "override: the evaluation seed (which slots are drawn; the "
+                         "training seed is deeprx.train's --seed)")
     flags.DEFINE_float("interference_share", None, "interference-limited evaluation: the interferer takes this share "
                        "of interference + noise at every SINR point (e.g. 0.9); default: its drawn SIR, capped at half")
     flags.DEFINE_list("rescore", None, "simulate nothing: recompute summary.json and ber.png of these earlier "
@@ -70,7 +71,7 @@ def settings_from_flags(flag_values):
         with cli.flag("sinr_db"):
             evaluation = replace(evaluation, sinr_db=config_lib.parse_sinr_grid(flag_values.sinr_db))
     for flag_name, field in (("channel_set", "channel_set"), ("target_errors", "target_bit_errors"),
-                             ("max_bits", "max_bits"), ("batch_size", "batch_size"), ("seed", "seed"),
+                             ("max_bits", "max_bits"), ("batch_size", "batch_size"), ("eval_seed", "seed"),
                              ("coded", "coded"), ("coderate", "coderate"),
                              ("target_block_errors", "target_block_errors"),
                              ("interference_share", "interference_share")):

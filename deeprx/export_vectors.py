@@ -30,7 +30,7 @@ def define_flags():
     flags.DEFINE_string("out", None, f"output directory: writes {VECTORS_FILENAME} there")
     flags.DEFINE_integer("slots_per_point", 16, "slots per SINR point")
     flags.DEFINE_string("sinr_db", None, "SINR grid LO:HI:STEP in dB (default: the preset's)")
-    flags.DEFINE_integer("seed", None, "slot seed (default: the preset's evaluation seed)")
+    flags.DEFINE_integer("eval_seed", None, "the evaluation seed of the slots (default: the preset's)")
     scenario_flags.define_flags()
 
 
@@ -68,7 +68,7 @@ def main(argv):
     if FLAGS.sinr_db:
         with cli.flag("sinr_db"):
             sinr_db = config_lib.parse_sinr_grid(FLAGS.sinr_db)
-    seed = preset.evaluation.seed if FLAGS.seed is None else FLAGS.seed
+    seed = preset.evaluation.seed if FLAGS.eval_seed is None else FLAGS.eval_seed
     path = os.path.join(FLAGS.out, VECTORS_FILENAME)
     export(preset.name, scenario, sinr_db, FLAGS.slots_per_point, seed, path)
     print(f"Wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)", flush=True)

@@ -8,7 +8,7 @@ Example usage:
 
 Three backends: keras_float (float TensorFlow, batch 1, in a tf.function, at the process's
 threads), tflite_float and tflite_int8 (the CPU interpreter, LiteRT with XNNPACK, at each of
---threads). A model is the operators its runtime executes: a Keras model's layers, a
+--thread_counts). A model is the operators its runtime executes: a Keras model's layers, a
 .tflite's operators after the converter's fusions (deeprx/costs/op_features.py). An
 operator's features: its type, kernel size, dilation, channels in/out, spatial size, depth
 multiplier, data type (the backend) and threads, with the FLOPs, activation and weight bytes
@@ -79,7 +79,7 @@ def define_flags():
     flags.DEFINE_string("predictor", None, "predict: a directory of `fit`")
     flags.DEFINE_string("model", None, "predict: a run directory of python -m deeprx.train, or a .tflite")
     flags.DEFINE_list("backends", list(predictor_lib.BACKENDS), "backends to fit or predict")
-    flags.DEFINE_list("threads", ["1", "2"], "TFLite interpreter threads to time and predict")
+    flags.DEFINE_list("thread_counts", ["1", "2"], "the TFLite interpreter thread counts to time and predict at")
     flags.DEFINE_integer("fit_layers", 240, "fit: one-layer models sampled")
     flags.DEFINE_integer("context_models", 12, "fit, refit: multi-layer models of each kind (residual chains, pre-activation "
                          "chains) of the fit's operators measured whole and by operators alone, for the context "
@@ -110,7 +110,7 @@ def main(argv):
     unknown = sorted(set(FLAGS.backends) - set(predictor_lib.BACKENDS))
     if unknown or not FLAGS.backends:
         raise cli.FlagError("backends", f"choose from {','.join(predictor_lib.BACKENDS)}, got {','.join(FLAGS.backends)}")
-    threads = _numbers("threads", int)
+    threads = _numbers("thread_counts", int)
     if argv[1] in ("fit", "refit"):
         cli.check_out_dir(FLAGS.out)
         resnets = []
@@ -157,7 +157,7 @@ def main(argv):
         [t for (b, t) in predictor.empty_call if b == backend] if backend == "keras_float" else threads)]
     for backend, n in keys:
         if (backend, n) not in predictor.empty_call:
-            raise cli.FlagError("threads", f"the predictor was not fitted for {backend} at {n} thread(s)")
+            raise cli.FlagError("thread_counts", f"the predictor was not fitted for {backend} at {n} thread(s)")
     speed = _speed_now(predictor, sorted({b for b, _ in keys}), threads) if FLAGS.probe else {}
     for backend, rows in models:
         for n in [t for b, t in keys if b == backend]:
@@ -176,7 +176,7 @@ def _speed_now(predictor, backends, threads):
     with tempfile.TemporaryDirectory() as tmp:
         timers = timing_lib.Timers(backends, threads, FLAGS.min_seconds, tmp, predictor.probe_reference)
         if timers.reference is not predictor.probe_reference:
-            raise cli.FlagError("threads", "the predictor's probe was not timed for these backends and threads")
+            raise cli.FlagError("thread_counts", "the predictor's probe was not timed for these backends and threads")
         now = timers.probe()
     return timers.speed(now, now)
 

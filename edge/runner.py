@@ -288,7 +288,8 @@ def parse_args(argv):
     parser.add_argument("--vectors", help="test vectors .npz of python -m deeprx.export_vectors")
     parser.add_argument("--count", type=int, default=200, help="timed invokes")
     parser.add_argument("--warmup", type=int, default=10, help="untimed invokes after the first")
-    parser.add_argument("--threads", type=int, default=None, help="CPU interpreter threads")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="CPU interpreter threads (default: every core)")
     parser.add_argument("--batches", default=None, metavar="B1,B2,..",
                         help="throughput mode: also time B slots per invoke for each B (CPU interpreters), "
                              "about --count slots each; the best is the throughput, batch 1 the latency")

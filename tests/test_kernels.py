@@ -110,7 +110,7 @@ def test_fit_space_appends_square_convs_keeping_the_first_layers():
 def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     out = str(tmp_path / "kernels")
     fit = run_module("deeprx.kernels", "fit", "--preset=tiny", "--fit_layers=12", "--heldout_widths=0.2",
-                     "--heldout_prbs=2", "--heldout_resnets=8x1", "--threads=1", "--min_seconds=0.01",
+                     "--heldout_prbs=2", "--heldout_resnets=8x1", "--thread_counts=1", "--min_seconds=0.01",
                      "--energy_source=cputime:5", "--heldout_rounds=2", "--context_models=2", f"--out={out}",
                      timeout=900)
     assert fit.returncode == 0, fit.stderr[-3000:]
@@ -212,7 +212,7 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     assert {r["model"] for r in heldout if r["family"] == "deeprx_widths"} == {"paper x0.2", "edge x0.2"}
 
     predicted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
-                           f"--model={smoke_run['workdir']}", "--threads=1", "--probe", timeout=300)
+                           f"--model={smoke_run['workdir']}", "--thread_counts=1", "--probe", timeout=300)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     lines = [line for line in predicted.stdout.splitlines() if "predicted" in line]
     assert len(lines) == 3 and all(" ms per inference, " in line and "ms CPU time" in line for line in lines)
@@ -220,7 +220,7 @@ def test_fit_predicts_unseen_families_from_operator_sums(smoke_run, tmp_path):
     factors = [float(line.split("the probe runs ")[1].split("x")[0]) for line in lines]
     assert all(0.2 < f < 5 for f in factors), lines
     unfitted = run_module("deeprx.kernels", "predict", "--preset=tiny", f"--predictor={out}",
-                          f"--model={smoke_run['workdir']}", "--threads=2", "--backends=tflite_int8", timeout=300)
+                          f"--model={smoke_run['workdir']}", "--thread_counts=2", "--backends=tflite_int8", timeout=300)
     assert unfitted.returncode == 2 and "not fitted for tflite_int8 at 2 thread(s)" in unfitted.stderr
     no_command = run_module("deeprx.kernels", "--preset=tiny", timeout=60)
     assert no_command.returncode == 2 and "give a command first: fit|refit|predict" in no_command.stderr
