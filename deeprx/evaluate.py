@@ -53,6 +53,8 @@ def define_flags():
                          "training seed is deeprx.train's --seed)")
     flags.DEFINE_float("interference_share", None, "interference-limited evaluation: the interferer takes this share "
                        "of interference + noise at every SINR point (e.g. 0.9); default: its drawn SIR, capped at half")
+    flags.DEFINE_bool("off_distribution", False, "score trained models on another channel, SNR range or interferer "
+                      "than they were trained on (--channel, --sir_db overrides); recorded in config.json")
     flags.DEFINE_list("rescore", None, "simulate nothing: recompute summary.json and ber.png of these earlier "
                       "evaluations (or run directories' eval/) from their ber.csv with the current counting rules "
                       "(edge/ber.py), e.g. after a change of those rules")
@@ -118,9 +120,9 @@ def main(argv):
     cli.check_out_dir(FLAGS.out)
 
     with cli.flag("receivers"):
-        receivers = [receivers_lib.load(spec, scenario) for spec in specs]
+        receivers = [receivers_lib.load(spec, scenario, FLAGS.off_distribution) for spec in specs]
     start = time.time()
-    record = {"receivers": specs, "command": " ".join(["python -m deeprx.evaluate"] + sys.argv[1:])}
+    record = {"receivers": specs, "off_distribution": FLAGS.off_distribution, "command": " ".join(["python -m deeprx.evaluate"] + sys.argv[1:])}
     summary = bench.run(receivers, preset_name, scenario, evaluation, FLAGS.out, record=record)
     print("\n".join(bench.summary_lines(summary)))
     print(f"Wrote {FLAGS.out}/ber.csv, summary.json, calibration.csv, ber.png, config.json "

@@ -140,6 +140,26 @@ def test_evaluates_a_saved_keras_model_beside_the_classical_receivers(tmp_path):
     assert at_16["rand_rx"] > 0.1 > at_16["ls_lmmse"]
 
 
+def test_a_trained_model_leaves_its_training_distribution_only_when_asked(tmp_path):
+    from deeprx.core import config as config_lib
+    model_dir = str(tmp_path / "trained")
+    _save_model(model_dir, input_channels=10, output_bits=4)
+    io_lib.write_json(os.path.join(model_dir, "config.json"),
+                      {"scenario": config_lib.to_dict(config_lib.get_preset("tiny").scenario)})
+    stronger = [*FAST, f"--receivers={model_dir}", "--sir_db=0:5"]
+    refused = run_module("deeprx.evaluate", *stronger, f"--out={tmp_path}/a")
+    assert refused.returncode == 2 and not os.path.exists(tmp_path / "a")
+    assert "interferer differ" in refused.stderr and "add --off_distribution" in refused.stderr
+    scored = run_module("deeprx.evaluate", *stronger, "--off_distribution", f"--out={tmp_path}/b")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    record = io_lib.read_json(os.path.join(tmp_path, "b", "config.json"))
+    assert record["off_distribution"] is True and record["scenario"]["interferer"]["sir_db"] == [0.0, 5.0]
+    # What shapes the model's input and output never changes, off the distribution or not.
+    other = run_module("deeprx.evaluate", *FAST, f"--receivers={model_dir}", "--modulation=qpsk", "--off_distribution",
+                       f"--out={tmp_path}/c")
+    assert other.returncode == 2 and "modulation differ" in other.stderr and "add --off_distribution" not in other.stderr
+
+
 def test_model_of_the_wrong_grid_is_rejected_in_one_line(tmp_path):
     model_dir = str(tmp_path / "wrong")
     _save_model(model_dir, input_channels=6, output_bits=4)

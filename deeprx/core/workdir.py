@@ -137,14 +137,24 @@ class RunDir:
         return [row for row in rows if row["receiver"] in (receivers or (self.name,))]
 
 
-def check_grid_change(trained_scenario, scenario):
+# What a scenario draws slots from, not what shapes the model's input and output: an evaluation
+# off the training distribution may change these (another channel family, a stronger interferer).
+DISTRIBUTION_FIELDS = ("channel", "snr_db", "interferer")
+
+
+def check_grid_change(trained_scenario, scenario, off_distribution=False):
     """ValueError unless `scenario` is the trained scenario (a config.json entry) but for the
-    number of PRB: the fully convolutional DeepRx runs on any number of subcarriers."""
+    number of PRB (the fully convolutional DeepRx runs on any number of subcarriers) and, with
+    `off_distribution`, the channel, SNR and interferer the slots are drawn from."""
     trained = dict(trained_scenario, carrier=dict(trained_scenario["carrier"]))
     wanted = config_lib.to_dict(scenario)
     trained["carrier"].pop("num_prb")
     wanted["carrier"].pop("num_prb")
-    if trained != wanted:
-        differ = sorted(k for k in trained if trained[k] != wanted[k])
+    differ = sorted(k for k in trained if trained[k] != wanted[k])
+    if off_distribution:
+        differ = [k for k in differ if k not in DISTRIBUTION_FIELDS]
+    if differ:
+        hint = ("; to score it off its training distribution, add --off_distribution"
+                if set(differ) <= set(DISTRIBUTION_FIELDS) else "")
         raise ValueError(f"the model was trained on another scenario ({', '.join(differ)} differ): use the preset "
-                         "and overrides it was trained with (only the PRB count may change)")
+                         f"and overrides it was trained with (only the PRB count may change){hint}")

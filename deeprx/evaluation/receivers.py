@@ -98,8 +98,10 @@ class TFLiteReceiver:
         return np.stack(llrs)
 
 
-def load(spec: str, scenario: config_lib.ScenarioConfig):
-    """The receiver named by `spec` (classical name, model directory or .tflite)."""
+def load(spec: str, scenario: config_lib.ScenarioConfig, off_distribution=False):
+    """The receiver named by `spec` (classical name, model directory or .tflite). A trained run
+    (with its config.json) runs only on its training scenario but for the PRB count, or with
+    `off_distribution` also on other channels, SNRs and interferers (workdir.check_grid_change)."""
     check_spec(spec)
     if spec in CLASSICAL_NAMES:
         from deeprx.simulation import baselines
@@ -107,9 +109,11 @@ def load(spec: str, scenario: config_lib.ScenarioConfig):
     if spec.endswith(".tflite"):
         return TFLiteReceiver(receiver_name(spec), spec, scenario)
     run_dir = workdir_lib.RunDir(spec)
+    if os.path.isfile(run_dir.file("config.json")):
+        workdir_lib.check_grid_change(run_dir.settings["scenario"], scenario, off_distribution)
     if (os.path.isfile(run_dir.file("config.json")) and
             run_dir.settings["scenario"]["carrier"]["num_prb"] != scenario.carrier.num_prb):
-        model, _ = saved.model_on_grid(run_dir, scenario)  # fully convolutional: any PRB count
+        model, _ = saved.model_on_grid(run_dir, scenario, off_distribution=off_distribution)  # any PRB count
     else:
         import tf_keras as keras
         model = keras.models.load_model(run_dir.file(MODEL_FILENAME), compile=False)

@@ -12,12 +12,12 @@ def model_config(run_dir):
                                          dilations=tuple(tuple(d) for d in model["dilations"])))
 
 
-def model_on_grid(run_dir, scenario, batch_size=None, name=None):
+def model_on_grid(run_dir, scenario, batch_size=None, name=None, off_distribution=False):
     """(the RunDir's trained model built on `scenario`'s grid with its weights, its DeepRxConfig):
     the fully convolutional DeepRx runs on any PRB count of its training scenario (ValueError
-    for another scenario); `batch_size` fixes the batch (TFLite export)."""
+    for another scenario; workdir.check_grid_change); `batch_size` fixes the batch (TFLite export)."""
     import tf_keras as keras
-    workdir_lib.check_grid_change(run_dir.settings["scenario"], scenario)
+    workdir_lib.check_grid_change(run_dir.settings["scenario"], scenario, off_distribution)
     trained = keras.models.load_model(run_dir.file(workdir_lib.MODEL_FILENAME), compile=False)
     config = model_config(run_dir)
     return model_lib.on_grid(trained, config, scenario, name=name, batch_size=batch_size), config
