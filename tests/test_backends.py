@@ -96,12 +96,21 @@ def test_a_slurm_sweep_survives_its_driver_and_a_time_limit_and_gives_the_local_
     deadline = time.time() + 120
     while time.time() < deadline and slurm.jobs().get(kd_job) != "PENDING":
         time.sleep(0.5)
-    # Slurm holds a requeued job for two minutes (BeginTime): the test lets it start now.
-    subprocess.run(["scontrol", "update", f"JobId={kd_job}", "StartTime=now"], env=slurm.env, check=True)
-
-    result = _sweep(slurm, *args)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "re-attached to slurm job" in result.stdout and "training on slurm" not in result.stdout
+    # Slurm holds a requeued job for two minutes (BeginTime): the rerun driver finds it pending
+    # (so it cannot have finished yet) and re-attaches; then the test lets it start.
+    rerun = subprocess.Popen([sys.executable, "-m", "deeprx.sweep", *args], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             env=dict(slurm.env, PYTHONPATH=REPO, PYTHONUNBUFFERED="1"))
+    output = []
+    for line in rerun.stdout:
+        output.append(line)
+        if f"re-attached to slurm job {kd_job}" in line:
+            subprocess.run(["scontrol", "update", f"JobId={kd_job}", "StartTime=now"], env=slurm.env, check=True)
+            break
+    output.append(rerun.communicate(timeout=900)[0])
+    stdout = "".join(output)
+    assert rerun.returncode == 0, stdout[-3000:]
+    assert f"re-attached to slurm job {kd_job}" in stdout and "training on slurm" not in stdout
     kd_text = open(glob.glob(kd_log)[0]).read()
     assert "asked to stop (SIGTERM or SIGUSR2); checkpoint saved" in kd_text and "Resuming from checkpoint at step" in kd_text
     assert sorted(_headers(workdir, "*.log").values()) == [1, 2]  # scratch once; KD before and after the requeue
