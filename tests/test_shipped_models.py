@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest import run_module
-from deeprx import ship
+from deeprx.export import shipping
 from deeprx.core import config
 from deeprx.core import workdir
 from deeprx.core import io as io_lib
@@ -68,7 +68,7 @@ def test_ship_writes_a_model_card(tmp_path):
             (("run", 0.0, 300), ("ls_lmmse", 0.0, 350), ("run", 10.0, 5), ("ls_lmmse", 10.0, 40))]
     ber.write_csv(str(run_dir / "eval" / "ber.csv"), rows)
     io_lib.write_json(str(run_dir / "eval" / "summary.json"), ber.summarize(rows))
-    dest = ship.ship(str(run_dir), "tiny-teacher", models_dir=str(tmp_path / "models"))
+    dest = shipping.ship(str(run_dir), "tiny-teacher", models_dir=str(tmp_path / "models"))
     card = open(os.path.join(dest, "MODEL.md")).read()
     for needle in ("# tiny-teacher", "`python -m deeprx.train --flagfile=smoke.flags`", "| commit | abc1234 |",
                    "| slots seen | 24 |", "Some CPU (avx2)", "| parameters | 27,748 |", "17.9 M",
@@ -82,7 +82,7 @@ def test_ship_writes_a_model_card(tmp_path):
         "tiny-teacher", "ls_lmmse", "tiny-teacher", "ls_lmmse"]
     assert "trained from scratch" in card
     with pytest.raises(ValueError, match="not a finished run"):
-        ship.ship(str(tmp_path / "models"), "x", models_dir=str(tmp_path / "m2"))
+        shipping.ship(str(tmp_path / "models"), "x", models_dir=str(tmp_path / "m2"))
 
     # A distilled student, shipped with its int8 export, its export record and preflight report.
     # A training records the path it loaded a pretrained:NAME teacher from; the card names the spec.
@@ -93,16 +93,16 @@ def test_ship_writes_a_model_card(tmp_path):
     export.parent.mkdir()
     export.write_bytes(b"TFL3")
     with pytest.raises(ValueError, match="no export record"):
-        ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+        shipping.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
     command = "python -m deeprx.quantize --model=runs/student --preset=demo --method=qat --out=edge_out"
     io_lib.write_json(str(export).replace(".tflite", ".json"), {
         "model": "student_int8.tflite", "method": "qat", "size_bytes": 248272, "preset": "demo",
         "scenario": {"carrier": {"num_prb": 4}}, "command": command,
         "input": {"dtype": "int8", "shape": [1, 14, 48, 10]}})
     with pytest.raises(ValueError, match="no preflight report: run python -m deeprx.compile"):
-        ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+        shipping.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
     io_lib.write_json(str(export).replace(".tflite", ".preflight.json"), {"mapped": 129, "cpu": 0, "cut_at": None})
-    dest = ship.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+    dest = shipping.ship(str(run_dir), "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
     card = open(os.path.join(dest, "MODEL.md")).read()
     assert "distilled from the teacher `pretrained:tiny-teacher` (alpha 0.5, T 3, hinton form)" in card
     # Shipped under a name that says its grid, with the grid and the command in the card.
@@ -114,12 +114,12 @@ def test_ship_writes_a_model_card(tmp_path):
     assert open(os.path.join(dest, f"{shipped}.tflite"), "rb").read() == b"TFL3"
 
     # Shipped again in place: without --tflite the card keeps the exports; with, they replace them.
-    assert ship.ship(dest, "tiny-student", models_dir=str(tmp_path / "models")) == dest
+    assert shipping.ship(dest, "tiny-student", models_dir=str(tmp_path / "models")) == dest
     assert open(os.path.join(dest, "MODEL.md")).read() == card
     io_lib.write_json(str(export).replace(".tflite", ".json"), {
         "model": "student_int8.tflite", "method": "ptq", "size_bytes": 248272, "preset": "cpu",
         "scenario": {"carrier": {"num_prb": 8}}, "input": {"dtype": "int8", "shape": [1, 14, 96, 10]}})
-    ship.ship(dest, "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
+    shipping.ship(dest, "tiny-student", models_dir=str(tmp_path / "models"), tflite=[str(export)])
     exports = sorted(e for e in os.listdir(dest) if e.startswith("tiny-student_"))
     assert exports == ["tiny-student_8prb_int8.json", "tiny-student_8prb_int8.preflight.json",
                        "tiny-student_8prb_int8.tflite"]

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import REPO, free_ports, run_module
-from deeprx import ship
+from deeprx.export import shipping
 from deeprx.core import config
 from deeprx.core import stop_clock
 from deeprx.core import workdir
@@ -86,7 +86,7 @@ def test_aux_channel_head_learns_and_is_checkpointed(tiny, tmp_path):
     names = [name for name, _ in tf.train.list_variables(os.path.join(tmp_path, "checkpoints", "ckpt-12"))]
     assert any(name.startswith("aux_head/") for name in names)
     # The latest checkpoint kept for a new machine resumes there at the same step and weights.
-    kept = ship.keep_checkpoint(str(tmp_path), "kept", checkpoints_dir=str(tmp_path / "keep"))
+    kept = shipping.keep_checkpoint(str(tmp_path), "kept", checkpoints_dir=str(tmp_path / "keep"))
     assert sorted(os.listdir(os.path.join(kept, "checkpoints")))[0] == "checkpoint"
     again = _trainer(tiny, kept, steps=12, batch_size=8, learning_rate=1e-2, aux_channel_weight=1.0)
     assert again.restore() == 12
