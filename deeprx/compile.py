@@ -14,68 +14,16 @@ repository, on x86-64 Debian/Ubuntu: BUILD_NOTES.md) this says so and exits 0, o
 """
 
 import os
-import re
 import shutil
-import subprocess
 import sys
 
 from absl import flags
 
 from deeprx import cli
+from deeprx.export import edgetpu_compiler as compiler_lib
 from deeprx.export import flatbuffer
 from deeprx.export import preflight as preflight_lib
 from deeprx.core import io as io_lib
-
-COMPILER = "edgetpu_compiler"
-_LOG_ROW = re.compile(r"^([A-Z][A-Z0-9_]*(?::\S+)?)\s+(\d+)\s+(\S.*?)\s*$")
-
-
-def parse_compiler_log(text):
-    """The Operator / Count / Status table of an edgetpu_compiler log (or its stdout):
-    {op: {"count", "mapped", "statuses": {status: count}}}."""
-    table, in_table = {}, False
-    for line in text.splitlines():
-        if re.match(r"^\s*Operator\s+Count\s+Status\s*$", line):
-            in_table = True
-            continue
-        match = _LOG_ROW.match(line.strip()) if in_table else None
-        if match:
-            op, count, status = match.group(1), int(match.group(2)), match.group(3)
-            entry = table.setdefault(op, {"count": 0, "mapped": 0, "statuses": {}})
-            entry["count"] += count
-            entry["statuses"][status] = entry["statuses"].get(status, 0) + count
-            if status == preflight_lib.MAPPED:
-                entry["mapped"] += count
-    return table
-
-
-def compare(predicted_by_op, compiled_by_op):
-    """Per operator: predicted and compiled counts mapped to the Edge TPU, and agreement."""
-    rows = []
-    for op in sorted(set(predicted_by_op) | set(compiled_by_op)):
-        predicted = predicted_by_op.get(op, {"count": 0, "mapped": 0})
-        compiled = compiled_by_op.get(op, {"count": 0, "mapped": 0, "statuses": {}})
-        rows.append({"op": op, "count": max(predicted["count"], compiled["count"]),
-                     "predicted_mapped": predicted["mapped"], "compiled_mapped": compiled["mapped"],
-                     "compiler_statuses": compiled.get("statuses", {}),
-                     "agree": predicted["mapped"] == compiled["mapped"]})
-    return rows
-
-
-def compile_model(path, out_dir):
-    """Runs edgetpu_compiler; returns (compiled path, log text)."""
-    process = subprocess.run([COMPILER, "-s", "-o", out_dir, path], capture_output=True, text=True)
-    if process.returncode != 0:
-        raise RuntimeError(f"{COMPILER} failed (exit {process.returncode}): "
-                           f"{(process.stderr or process.stdout).strip().splitlines()[-1:]}")
-    stem = os.path.splitext(os.path.basename(path))[0]
-    log_path = os.path.join(out_dir, stem + "_edgetpu.log")
-    text = process.stdout
-    if os.path.isfile(log_path):
-        with open(log_path) as f:
-            text += "\n" + f.read()
-    return os.path.join(out_dir, stem + "_edgetpu.tflite"), text
-
 
 FLAGS = flags.FLAGS
 
@@ -99,18 +47,18 @@ def main(argv):
     print(f"Edge TPU preflight of {FLAGS.model} ({len(report['operators'])} operators)")
     print("\n".join(preflight_lib.table_lines(report)))
     stem = os.path.splitext(FLAGS.model)[0]
-    compiler = shutil.which(COMPILER)
+    compiler = shutil.which(compiler_lib.COMPILER)
     if compiler is None:
         report["compiler"] = None
-        print(f"{COMPILER} is not on PATH: preflight only. It installs from Coral's apt repository "
+        print(f"{compiler_lib.COMPILER} is not on PATH: preflight only. It installs from Coral's apt repository "
               "(package edgetpu-compiler) on an x86-64 Debian/Ubuntu host: BUILD_NOTES.md.")
     else:
         try:
-            compiled, log_text = compile_model(FLAGS.model, os.path.dirname(os.path.abspath(FLAGS.model)))
+            compiled, log_text = compiler_lib.compile_model(FLAGS.model, os.path.dirname(os.path.abspath(FLAGS.model)))
         except RuntimeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        comparison = compare(report["by_op"], parse_compiler_log(log_text))
+        comparison = compiler_lib.compare(report["by_op"], compiler_lib.parse_compiler_log(log_text))
         report["compiler"] = {"path": compiler, "compiled_model": os.path.basename(compiled),
                               "comparison": comparison, "agree": all(row["agree"] for row in comparison)}
         print(f"Compiled {compiled}. Prediction vs compiler, per operator (mapped to the Edge TPU):")
@@ -121,7 +69,7 @@ def main(argv):
     io_lib.write_json(path, report)
     print(f"Wrote {path}")
     if compiler is None and FLAGS.require_compiler:
-        print(f"error: --require_compiler: {COMPILER} is not installed here", file=sys.stderr)
+        print(f"error: --require_compiler: {compiler_lib.COMPILER} is not installed here", file=sys.stderr)
         return 1
     return 0
 

@@ -206,7 +206,7 @@ ADD                            23         Mapped to Edge TPU
 
 
 def test_compiler_log_is_parsed_and_compared_with_the_prediction():
-    from deeprx import compile as compile_lib
+    from deeprx.export import edgetpu_compiler as compile_lib
     table = compile_lib.parse_compiler_log(COMPILER_LOG)
     assert table["CONV_2D"] == {"count": 28, "mapped": 27, "statuses": {
         "Mapped to Edge TPU": 27, "More than one subgraph is not supported": 1}}
