@@ -109,10 +109,11 @@ def load(spec: str, scenario: config_lib.ScenarioConfig, off_distribution=False)
     if spec.endswith(".tflite"):
         return TFLiteReceiver(receiver_name(spec), spec, scenario)
     run_dir = workdir_lib.RunDir(spec)
-    trained = os.path.isfile(run_dir.file("config.json"))  # a bare model.keras has no scenario to check
+    # a bare model.keras has no scenario to check; a run's config.json is read once
+    trained = run_dir.settings["scenario"] if os.path.isfile(run_dir.file("config.json")) else None
     if trained:
-        workdir_lib.check_grid_change(run_dir.settings["scenario"], scenario, off_distribution)
-    if trained and run_dir.settings["scenario"]["carrier"]["num_prb"] != scenario.carrier.num_prb:
+        workdir_lib.check_grid_change(trained, scenario, off_distribution)
+    if trained and trained["carrier"]["num_prb"] != scenario.carrier.num_prb:
         model, _ = saved.model_on_grid(run_dir, scenario, off_distribution=off_distribution)  # any PRB count
     else:
         import tf_keras as keras
