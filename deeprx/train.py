@@ -11,12 +11,11 @@ optimizer state continue). From scratch, the model is sized by --width_multiplie
 whose FLOPs are --student_flops_ratio x the teacher's; --width_multiplier/--model_mflops
 then describe the teacher that --train_teacher_if_missing trains first.
 Flagfiles may include flagfiles (kd.flags includes teacher.flags); relative paths are
-read from the current directory; later flags win.
+read from the current directory; later flags win. The flags become a checked
+train_run.Run, trained by deeprx/network/train_run.py.
 """
 
 import dataclasses
-import os
-import shutil
 import signal
 import sys
 
@@ -28,12 +27,10 @@ from deeprx.cli import train_flags
 from deeprx.cli import kd_flags
 from deeprx.cli import scenario_flags
 from deeprx.core import workdir as workdir_lib
-from deeprx.core import provenance as provenance_lib
-from deeprx.evaluation import bench
 from deeprx.network import distribute as distribute_lib
 from deeprx.network import model as model_lib
-from deeprx.core import io as io_lib
 from deeprx.network import saved
+from deeprx.network import train_run
 
 FLAGS = flags.FLAGS
 
@@ -87,25 +84,6 @@ def define_flags():
 
 
 
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """Everything one training run needs, checked."""
-    workdir: str
-    preset_name: str
-    scenario: object
-    model_config: object
-    train_config: object
-    evaluation: object
-    kd: object = None            # a kd_config.KDConfig when distilling
-    teacher_run: object = None   # the teacher's Run when it must be trained first
-
-    def settings(self):
-        settings = workdir_lib.run_config_dict(self.preset_name, self.scenario, self.model_config, self.train_config)
-        if self.kd is not None:
-            settings["kd"] = config_lib.to_dict(self.kd)
-        return settings
-
-
 def _model_config_from_flags(scenario):
     with cli.flag("width_multiplier"):
         model_config = model_lib.DeepRxConfig(width_multiplier=FLAGS.width_multiplier,
@@ -156,7 +134,8 @@ def run_from_flags():
     if FLAGS.eval_max_bits is not None:
         with cli.flag("eval_max_bits"):
             evaluation = dataclasses.replace(evaluation, max_bits=FLAGS.eval_max_bits)
-    run = Run(FLAGS.workdir, preset.name, scenario, model_config, train_config, evaluation)
+    run = train_run.Run(FLAGS.workdir, preset.name, scenario, model_config, train_config, evaluation,
+                        distribute=FLAGS.distribute, cpu_replicas=FLAGS.cpu_replicas, evaluate=FLAGS.eval)
 
     if FLAGS.teacher:
         with cli.flag("teacher"):
@@ -186,80 +165,17 @@ def run_from_flags():
 
 
 def train_and_evaluate(run, command):
-    """Trains `run` (resuming its workdir), saves model.keras, train.json and eval/."""
-    import tf_keras as keras
-    from deeprx.network import distiller as distiller_lib
+    """train_run.train_and_evaluate, its stops and collapses as exit codes: 1 on a collapse, 143
+    (SIGTERM's) when asked to stop, the checkpoint saved."""
     from deeprx.network import training
-    strategy = distribute_lib.make(FLAGS.distribute, FLAGS.cpu_replicas)
-    replicas = strategy.num_replicas_in_sync
-    chief = distribute_lib.is_chief()
-    if chief:
-        os.makedirs(run.workdir, exist_ok=True)
-        io_lib.write_json(os.path.join(run.workdir, "config.json"), run.settings())
-        io_lib.atomic_write(os.path.join(run.workdir, "flags.txt"), lambda f: f.write(cli.own_flags_text()))
-    name = os.path.basename(os.path.normpath(run.workdir))
-    train_scenario = training.training_scenario(run.scenario, run.train_config)
-    # --seed fixes the initial weights as well as the data: a KD student and the scratch
-    # student of the same seed start from the same weights.
-    keras.utils.set_random_seed(run.train_config.seed)
-    with strategy.scope():
-        model = model_lib.build(run.model_config, train_scenario, name="deeprx", synchronized_bn=replicas > 1)
-    flops = model_lib.flops_per_slot(run.model_config, run.scenario)
-    role = "student" if run.kd else "DeepRx"
-    grid = "" if train_scenario is run.scenario else f" on {train_scenario.carrier.num_prb} PRB"
-    devices = f" on {replicas} replicas ({FLAGS.distribute})" if replicas > 1 else ""
-    print(f"{role} ({run.model_config.variant}, width x{run.model_config.width_multiplier:.3f}): "
-          f"{model.count_params():,} parameters, {flops / 1e6:.1f} MFLOPs per slot | "
-          f"{run.train_config.steps} steps of {run.train_config.batch_size} slots{grid}{devices} | "
-          f"{bench.title(run.preset_name, run.scenario, run.evaluation).split(': ', 1)[1]}", flush=True)
-    trainer_args = dict(scenario=run.scenario, train_config=run.train_config, workdir=run.workdir,
-                        strategy=strategy, curve_sinr_db=run.evaluation.sinr_db, chief=chief)
-    if run.kd:
-        with strategy.scope():
-            teacher, _ = saved.model_on_grid(workdir_lib.RunDir(run.kd.teacher), train_scenario)
-        print(f"distilling from {run.kd.teacher} ({teacher.count_params():,} parameters): alpha {run.kd.alpha:g}, "
-              f"T {run.kd.temperature:g}, {run.kd.form} form, KL {run.kd.reduction} over data bits"
-              + (f", feature hint weight {run.kd.feature_weight:g}" if run.kd.feature_weight else ""), flush=True)
-        distiller = distiller_lib.Distiller(student=model, teacher=teacher,
-                                            feature_layer="head_relu" if run.kd.feature_weight else None)
-        trainer = training.DistillationTrainer(distiller, run.kd, **trainer_args)
-    else:
-        trainer = training.Trainer(model, **trainer_args)
-    if FLAGS.distribute != "multiworker":  # a multi-worker save is collective: every worker must stop together
-        # SIGTERM: a sweep stopping, a scheduler ending the job; SIGUSR2: Slurm's time-limit
-        # warning, which reaches every process of the job (submitit then requeues it).
-        for stop_signal in (signal.SIGTERM, signal.SIGUSR2):
-            signal.signal(stop_signal, lambda signum, frame: trainer.stop_requested.set())
     try:
-        timing = trainer.fit()
+        train_run.train_and_evaluate(run, command, flags_text=cli.own_flags_text())
     except training.TrainingCollapsed as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     except training.TrainingStopped as stopped:
         print(f"{stopped}: rerun the same command to resume", flush=True)
         sys.exit(128 + signal.SIGTERM)
-    # Saved on the scenario's grid with plain layers, however it trained.
-    model = model_lib.on_grid(model, run.model_config, run.scenario, name="deeprx")
-    if not chief:
-        shutil.rmtree(trainer.scratch_dir, ignore_errors=True)
-        return
-    training.save_model(model, os.path.join(run.workdir, "model.keras"))
-    record = os.path.join(run.workdir, "train.json")
-    this_run = {"command": command, "commit": provenance_lib.code_version(), **provenance_lib.provenance()}
-    if not timing["steps_this_run"] and os.path.isfile(record):
-        # Resumed finished (e.g. killed before its evaluation, or evaluated on another machine): the record
-        # stays the training's (its losses, time and machine); this run is listed after it.
-        trained = io_lib.read_json(record)
-        entry = {**trained, "later_runs": trained.get("later_runs", []) + [this_run]}
-    else:
-        entry = {"parameters": model.count_params(), "flops_per_slot": flops,
-                 "width_multiplier": run.model_config.width_multiplier, "replicas": replicas, **timing, **this_run}
-    io_lib.write_json(record, entry)
-    print(f"Saved {run.workdir}/model.keras", flush=True)
-    if FLAGS.eval:
-        summary = training.evaluate_model(model, name, run.scenario, run.evaluation,
-                                          os.path.join(run.workdir, "eval"), run.preset_name)
-        print("\n".join(bench.summary_lines(summary)), flush=True)
 
 
 def main(argv):

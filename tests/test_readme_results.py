@@ -8,7 +8,7 @@ import re
 import shutil
 
 from conftest import REPO, run_module
-from deeprx import results_pages
+from deeprx.evaluation import results_pages
 from deeprx.experiments import kd_summary
 from deeprx.core import io as io_lib
 

@@ -1,11 +1,7 @@
-"""In-graph training of a bit-logit receiver on Sionna slots, with checkpoints and resume.
-
-Library code behind `python -m deeprx.train`; takes config objects, never flags.
-A workdir holds: config.json (scenario, model, training), checkpoints/ (model, optimizer
-and step), tb/ (TensorBoard scalars), model.keras (the final model, loadable by
-`python -m deeprx.evaluate --receivers=WORKDIR`), train.json (timing) and eval/ (the
-bench: this model vs ls_lmmse vs perfect_lmmse).
-"""
+"""In-graph training of a bit-logit receiver on Sionna slots, with checkpoints and resume:
+Trainer (from scratch) and DistillationTrainer (a student from a frozen teacher). A run end to
+end (settings, model, training, record, bench) is train_run.py's; both take config objects,
+never flags."""
 
 import dataclasses
 import math
