@@ -271,7 +271,7 @@ def test_an_edge_sweep_trains_kd_and_scratch_students_of_the_same_edge_network(t
         temperatures=(3.0,), dmrs_counts=(1,), fig6_kd="flags", steps=(4,), train_values=tuple(values.items()))
     teacher = sweep_lib.teacher_run(sweep, 0.5, 1)
     kd = sweep_lib.kd_run(sweep, teacher, sweep.base_student_flops, 0.5, 3.0, 1, 0)
-    scratch = sweep_lib.scratch_run(sweep, sweep.base_student_flops, 1, 0)
+    scratch = sweep_lib.scratch_run(sweep, sweep.base_ratio, 1, 0)
     assert "--student_variant=edge" in kd.args and "--model_variant=edge" in scratch.args
     script = ("import json, sys\nfrom absl import flags\nfrom deeprx import train\ntrain.define_flags()\n"
               "flags.FLAGS(['train', *json.loads(sys.argv[1])])\n"

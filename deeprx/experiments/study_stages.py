@@ -66,10 +66,14 @@ class Context:
 
 # ------------------------------------------------------------------- training stages
 
-def _train_args(config, workdir, variant, steps, **extra):
+def _train_args(config, workdir, model_config, steps, **extra):
+    """deeprx.train's arguments for a network of `model_config` (with --teacher: the teacher's,
+    the student being sized from the saved teacher) trained for `steps` at the study's size."""
     size = config.size
-    args = [*config.scenario_args, f"--model_variant={variant}", f"--width_multiplier={size.teacher_width}",
-            f"--steps={steps}", f"--batch_size={size.batch_size}", f"--learning_rate={size.learning_rate}",
+    args = [*config.scenario_args, f"--model_variant={model_config.variant}",
+            f"--width_multiplier={model_config.width_multiplier!r}",
+            f"--depth_multiplier={model_config.depth_multiplier}", f"--steps={steps}",
+            f"--batch_size={size.batch_size}", f"--learning_rate={size.learning_rate}",
             f"--warmup_steps={size.warmup_steps}", f"--checkpoint_every={size.checkpoint_every}",
             f"--log_every={size.log_every}", f"--seed={config.seed}", "--noeval"]
     return ["deeprx.train", *args, *(f"--{k}={v}" for k, v in extra.items()), f"--workdir={workdir}"]
@@ -84,7 +88,7 @@ def run_teacher(context):
     reads its teacher from the same place either way."""
     config = context.config
     if config.trains_teacher:
-        context.call(*_train_args(config, context.dir, config.teacher_variant, config.size.teacher_steps))
+        context.call(*_train_args(config, context.dir, config.teacher_config, config.size.teacher_steps))
         return
     source = workdir_lib.RunDir(config.teacher)
     for name in TEACHER_FILES:
@@ -94,17 +98,17 @@ def run_teacher(context):
 
 
 def run_scratch(context):
+    """The KD student's network (config.student_config: sized from the saved teacher, as
+    deeprx.train sizes the KD student), trained alone."""
     config = context.config
-    budget_mflops = config.student_flops_ratio * config.teacher_flops / 1e6
-    context.call(*_train_args(config, context.dir, config.student_variant, config.size.student_steps,
-                              model_mflops=repr(budget_mflops)))
+    context.call(*_train_args(config, context.dir, config.student_config, config.size.student_steps))
 
 
 def run_kd(context):
     """The student distilled from the teacher stage's model: deeprx.train's KD path, as
     `python -m deeprx.train --flagfile=kd.flags` runs it."""
     config = context.config
-    context.call(*_train_args(config, context.dir, config.teacher_variant, config.size.student_steps,
+    context.call(*_train_args(config, context.dir, config.teacher_config, config.size.student_steps,
                               teacher=stage_dir(config, "teacher"), alpha=config.alpha,
                               temperature=config.temperature, kd_form=config.kd_form,
                               kd_reduction=config.kd_reduction, student_flops_ratio=repr(config.student_flops_ratio),
@@ -204,7 +208,7 @@ def _estimate(seconds_tiny, seconds_demo, seconds_cpu):
 STAGES = (
     Stage("teacher", "the teacher: a trained one (--teacher), or from scratch (deeprx.train)", run_teacher,
           estimate_teacher, resumes=True),
-    Stage("scratch", "the student from scratch (deeprx.train --model_mflops)", run_scratch, estimate_scratch,
+    Stage("scratch", "the student from scratch (deeprx.train, the KD student's network)", run_scratch, estimate_scratch,
           resumes=True),
     Stage("kd", "the student distilled from the teacher (deeprx.train --teacher)", run_kd, estimate_kd,
           resumes=True),

@@ -83,14 +83,18 @@ def teacher_run(sweep, width, dmrs):
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "teacher", external, width)
 
 
-def scratch_run(sweep, student_flops, dmrs, seed):
-    """A student from scratch: the KD students' network (--student_variant, else the teacher's
-    variant, sized to `student_flops`), trained alone."""
-    name = f"scratch-{_mflops_label(student_flops)}-dmrs{dmrs}-s{seed}"
+def scratch_run(sweep, flops_ratio, dmrs, seed):
+    """A student from scratch: the KD students' network, sized by the function that sizes them
+    (model.student_config of the base teacher's config, --student_variant, flops_ratio x its
+    FLOPs; Study.teachers checks that the trained teachers have that config's FLOPs), trained
+    alone. Named by its FLOP budget, as its KD twins are."""
+    student = model_lib.student_config(sweep.model_config(sweep.base_width), sweep.scenario, flops_ratio,
+                                       sweep.values["student_variant"])
+    name = f"scratch-{_mflops_label(flops_ratio * sweep.teacher_flops(sweep.base_width))}-dmrs{dmrs}-s{seed}"
     workdir = os.path.join(sweep.workdir, "runs", name)
-    args = cli.args_from(sweep.values, train_flags.STUDENT_FLAGS, width_multiplier=sweep.base_width,
-                         model_mflops=student_flops / 1e6, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed,
-                         model_variant=sweep.values["student_variant"] or sweep.values["model_variant"])
+    args = cli.args_from(sweep.values, train_flags.STUDENT_FLAGS, model_variant=student.variant,
+                         width_multiplier=student.width_multiplier, depth_multiplier=student.depth_multiplier,
+                         model_mflops=0.0, num_dmrs=dmrs, steps=sweep.student_steps, seed=seed)
     return jobs.TrainRun(name, workdir, tuple(args + [f"--workdir={workdir}"]), "scratch")
 
 
@@ -151,8 +155,8 @@ class Study:
             return None
         return self.kd(teacher, alpha, temperature, dmrs, seed, self.sweep.hint_weight)
 
-    def scratch(self, dmrs, seed, student_flops=None):
-        return scratch_run(self.sweep, student_flops or self.sweep.base_student_flops, dmrs, seed)
+    def scratch(self, dmrs, seed, flops_ratio=None):
+        return scratch_run(self.sweep, flops_ratio or self.sweep.base_ratio, dmrs, seed)
 
     def _write(self, name, rows, fieldnames):
         path = os.path.join(self.sweep.workdir, name)
@@ -180,8 +184,7 @@ class Study:
                 for teacher in teachers]
 
     def _student_size_runs(self):
-        return [self.scratch(self.sweep.base_dmrs, self.seed, ratio * self.base_teacher_flops)
-                for ratio in self.sweep.student_ratios]
+        return [self.scratch(self.sweep.base_dmrs, self.seed, ratio) for ratio in self.sweep.student_ratios]
 
     def ready_runs(self, steps):
         """Every run of `steps` whose inputs exist now, in training order: the teachers (the
