@@ -75,6 +75,9 @@ def define_flags():
     # Knowledge distillation (PAPER.md section 2).
     flags.DEFINE_string("teacher", None, "teacher run directory: distill a student from it")
     kd_flags.define_flags()
+    flags.DEFINE_string("teacher_cache", None, "KD: a directory where runs of the same teacher and training slots "
+                        "(seed, grid) share the teacher's logits of each step, whatever the student: the first "
+                        "run writes them, later ones read them instead of running the teacher (same results)")
     flags.DEFINE_bool("train_teacher_if_missing", False, "KD: train the teacher first if --teacher has none")
     flags.DEFINE_enum("student_variant", "edge", ["paper", "edge"],
                       "KD: the student's network: edge (every operator maps to the Edge TPU, whatever the "
@@ -135,8 +138,14 @@ def run_from_flags():
         with cli.flag("eval_max_bits"):
             evaluation = dataclasses.replace(evaluation, max_bits=FLAGS.eval_max_bits)
     run = train_run.Run(FLAGS.workdir, preset.name, scenario, model_config, train_config, evaluation,
-                        distribute=FLAGS.distribute, cpu_replicas=FLAGS.cpu_replicas, evaluate=FLAGS.eval)
+                        distribute=FLAGS.distribute, cpu_replicas=FLAGS.cpu_replicas, evaluate=FLAGS.eval,
+                        teacher_cache=FLAGS.teacher_cache)
 
+    if FLAGS.teacher_cache and not FLAGS.teacher:
+        raise cli.FlagError("teacher_cache", "shares a teacher's logits between KD runs: give --teacher too")
+    if FLAGS.teacher_cache and (FLAGS.distribute != "none" or FLAGS.kd_feature_weight):
+        raise cli.FlagError("teacher_cache", "is for one device and logits-only KD: leave --distribute at none "
+                                             "and --kd_feature_weight at 0")
     if FLAGS.teacher:
         with cli.flag("teacher"):
             teacher_dir = workdir_lib.resolve(FLAGS.teacher)

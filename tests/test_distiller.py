@@ -1,3 +1,6 @@
+import dataclasses
+import os
+
 import numpy as np
 import pytest
 import tf_keras as keras
@@ -131,6 +134,7 @@ def test_bad_kd_settings(kwargs, needle):
 
 def test_feature_hint_trains_the_student_toward_the_teachers_features(tiny, tmp_path):
     import tensorflow as tf
+    from deeprx.network import kd_training
     from deeprx.network import training
     teacher = model.build(model.DeepRxConfig(width_multiplier=0.25), tiny)
     student = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny)
@@ -143,7 +147,7 @@ def test_feature_hint_trains_the_student_toward_the_teachers_features(tiny, tmp_
                                            teacher.get_layer("head_relu").output.shape[-1])
     train_config = config.TrainConfig(steps=30, batch_size=4, learning_rate=1e-2, warmup_steps=1,
                                       checkpoint_every=30, log_every=30)
-    trainer = training.DistillationTrainer(d, kd, tiny, train_config, str(tmp_path), log=lambda *a, **k: None)
+    trainer = kd_training.DistillationTrainer(d, kd, tiny, train_config, str(tmp_path), log=lambda *a, **k: None)
     batch = data.SlotGenerator(tiny)(4, seed=99)
 
     def hint_loss():
@@ -179,3 +183,44 @@ def test_paper_alpha_maps_onto_the_hinton_form(pair, logits):
     (paper, alpha_p), (hinton, alpha_h) = totals
     assert paper / hinton == pytest.approx(alpha_p / alpha_h, rel=1e-4)
     assert kd_config.KD_DEFAULTS.form == "hinton" and kd_config.KD_DEFAULTS.reduction == "mean"
+
+
+def test_a_teacher_cache_gives_the_live_teachers_training_and_spares_its_forward_pass(tiny, tmp_path):
+    """Two students from the same initial weights on the same slots: one writing the cache (its
+    logits the teacher's on each step's slots), one reading it, which never runs the teacher's
+    step and ends with the same weights; another seed is another cache."""
+    import tensorflow as tf
+    from deeprx.network import kd_training
+    from deeprx.network import teacher_cache
+    tf.keras.utils.set_random_seed(7)
+    teacher_model = model.build(model.DeepRxConfig(width_multiplier=0.25), tiny, name="teacher")
+    teacher_path = str(tmp_path / "teacher.keras")
+    teacher_model.save(teacher_path)
+    kd = kd_config.KDConfig(teacher="")
+    train_config = config.TrainConfig(steps=3, batch_size=2, learning_rate=1e-2, warmup_steps=1,
+                                      checkpoint_every=3, log_every=3)
+    key = teacher_cache.cache_key(teacher_path, tiny, train_config)
+
+    def train(name, cache):
+        tf.keras.utils.set_random_seed(0)
+        student = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny, name="student")
+        d = distiller.Distiller(student=student, teacher=teacher_model)
+        trainer = kd_training.DistillationTrainer(d, kd, tiny, train_config, str(tmp_path / name), teacher_cache=cache,
+                                                  log=lambda *a, **k: None)
+        timing = trainer.fit()
+        return student.get_weights(), timing, trainer
+
+    writer_cache = teacher_cache.TeacherCache(str(tmp_path / "cache"), key)
+    written, timing, trainer = train("writer", writer_cache)
+    assert (timing["teacher_cache_hits"], timing["teacher_cache_misses"]) == (0, 3)
+    assert sorted(os.listdir(writer_cache.path)) == ["key.json", "step-000000.npy", "step-000001.npy",
+                                                     "step-000002.npy"]
+    cached = np.load(os.path.join(writer_cache.path, "step-000001.npy"))
+    slots = trainer.draw(tf.constant(data.slot_seed("train", train_config.seed, 1), tf.int64))  # step 1's
+    np.testing.assert_allclose(cached, teacher_model(slots.inputs, training=False).numpy(), atol=1e-5)
+    read, timing, _ = train("reader", teacher_cache.TeacherCache(str(tmp_path / "cache"), key))
+    assert (timing["teacher_cache_hits"], timing["teacher_cache_misses"]) == (3, 0)
+    for a, b in zip(written, read):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    other_seed = teacher_cache.cache_key(teacher_path, tiny, dataclasses.replace(train_config, seed=1))
+    assert teacher_cache.TeacherCache(str(tmp_path / "cache"), other_seed).path != writer_cache.path

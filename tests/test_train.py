@@ -180,6 +180,7 @@ def test_seed_fixes_the_initial_weights(tmp_path):
     ("--train_num_prb=0", "--train_num_prb: train_num_prb must be an integer in 1..275"),
     ("--distribute=multiworker", "--distribute: multiworker needs the TF_CONFIG environment variable"),
     ("--teacher=pretrained:nope", "--teacher: no shipped model 'nope'"),
+    ("--teacher_cache=/tmp/c", "--teacher_cache: shares a teacher's logits between KD runs: give --teacher too"),
 ])
 def test_bad_flags_fail_before_compute(tmp_path, flag, needle):
     workdir = str(tmp_path / "run")

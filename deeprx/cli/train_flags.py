@@ -11,4 +11,4 @@ TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "warmup_steps", "final_lr
 TEACHER_FLAGS = (*scenario_flags.FLAG_NAMES, "model_variant",
                  "width_multiplier", "model_mflops", "depth_multiplier", *TRAIN_FLAGS, "eval", "eval_max_bits")
 STUDENT_FLAGS = tuple(name for name in TEACHER_FLAGS if name != "seed") + ("seed",)
-KD_FLAGS = ("teacher", "student_variant", *kd_flags.FLAG_NAMES)
+KD_FLAGS = ("teacher", "student_variant", *kd_flags.FLAG_NAMES, "teacher_cache")

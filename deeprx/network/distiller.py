@@ -109,12 +109,16 @@ class Distiller(keras.Model):
         """What train_step updates: the student's weights, and the hint's adapter when it has weight."""
         return self.student.trainable_variables + (self.adapter.trainable_variables if self.feature_weight > 0 else [])
 
-    def train_step(self, data):
+    def train_step(self, data, teacher_logits=None):
+        """One step on `data`; `teacher_logits`, if given, are the teacher's on these inputs
+        (read from a teacher_cache instead of computed; not with a feature hint)."""
         inputs, bits, data_mask = keras.utils.unpack_x_y_sample_weight(data)
         hint = self.feature_weight > 0
         if hint:
+            if teacher_logits is not None:
+                raise ValueError("a feature hint needs the teacher's features: its logits alone are not enough")
             teacher_logits, teacher_features = self._teacher_features(inputs, training=False)
-        else:
+        elif teacher_logits is None:
             teacher_logits = self.teacher(inputs, training=False)
         with tf.GradientTape() as tape:
             if hint:

@@ -36,6 +36,7 @@ class Run:
     distribute: str = "none"     # distribute.STRATEGIES
     cpu_replicas: int = 0        # mirrored without GPUs: CPU replicas
     evaluate: bool = True        # the bench on the trained model at the end
+    teacher_cache: str = None    # KD: a directory of teacher logits shared by runs (teacher_cache.py)
 
     def settings(self):
         """What config.json holds: what must not change when the run resumes."""
@@ -54,6 +55,7 @@ def train_and_evaluate(run, command, flags_text="", log=print):
     collapses raises training.TrainingCollapsed, saving nothing."""
     import tf_keras as keras
     from deeprx.network import distiller as distiller_lib
+    from deeprx.network import kd_training
     from deeprx.network import training
     strategy = distribute_lib.make(run.distribute, run.cpu_replicas)
     replicas = strategy.num_replicas_in_sync
@@ -87,7 +89,14 @@ def train_and_evaluate(run, command, flags_text="", log=print):
             + (f", feature hint weight {run.kd.feature_weight:g}" if run.kd.feature_weight else ""), flush=True)
         distiller = distiller_lib.Distiller(student=model, teacher=teacher,
                                             feature_layer="head_relu" if run.kd.feature_weight else None)
-        trainer = training.DistillationTrainer(distiller, run.kd, **trainer_args)
+        cache = None
+        if run.teacher_cache:
+            from deeprx.network import teacher_cache as cache_lib
+            key = cache_lib.cache_key(workdir_lib.RunDir(run.kd.teacher).file(workdir_lib.MODEL_FILENAME),
+                                      train_scenario, run.train_config)
+            cache = cache_lib.TeacherCache(run.teacher_cache, key)
+            log(f"teacher logits shared through {cache.path}", flush=True)
+        trainer = kd_training.DistillationTrainer(distiller, run.kd, teacher_cache=cache, **trainer_args)
     else:
         trainer = training.Trainer(model, **trainer_args)
     if run.distribute != "multiworker":  # a multi-worker save is collective: every worker must stop together

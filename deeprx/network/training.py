@@ -1,6 +1,6 @@
 """In-graph training of a bit-logit receiver on Sionna slots, with checkpoints and resume:
-Trainer (from scratch) and DistillationTrainer (a student from a frozen teacher). A run end to
-end (settings, model, training, record, bench) is train_run.py's; both take config objects,
+Trainer (from scratch; kd_training.py's DistillationTrainer, a student from a frozen teacher,
+is one). A run end to end (settings, model, training, record, bench) is train_run.py's; both take config objects,
 never flags."""
 
 import dataclasses
@@ -198,6 +198,11 @@ class Trainer:
         self.step.assign_add(1)
         return scalars
 
+    def run_step(self, step, seed):
+        """Trains step `step` on the slots of `seed`; returns its scalars (tensors)."""
+        del step
+        return self._train_step(seed)
+
     def diagnostics(self, seed):
         """Extra scalars for the progress line of a checkpoint step, computed on the slots of
         `seed` (none here)."""
@@ -248,7 +253,7 @@ class Trainer:
         for step in range(start_step, config.steps):
             seed = tf.constant(data_lib.slot_seed("train", config.seed, step), tf.int64)
             step_start = time.time()
-            for name, value in self._train_step(seed).items():
+            for name, value in self.run_step(step, seed).items():
                 sums[name] = sums.get(name, 0.0) + float(value)
             done = step + 1
             step_stopped = stops.stopped_seconds(time.time() - step_start)
@@ -314,45 +319,6 @@ class Trainer:
                 "slots_seen": config.steps * config.batch_size,
                 "train_seconds_total": round(float(self.train_seconds.numpy()), 1),
                 **{f"final_{name}": value for name, value in scalars.items()}}
-
-
-class DistillationTrainer(Trainer):
-    """Trains the student of `distiller` from its frozen teacher, with the same data,
-    checkpoints, resume and progress as Trainer (the checkpoint holds the student);
-    keyword arguments as Trainer's."""
-
-    def __init__(self, distiller, kd_config, scenario, train_config, workdir, **kwargs):
-        if train_config.aux_channel_weight:
-            raise ValueError("aux_channel_weight is for training from scratch: a distilled student learns "
-                             "from the teacher's LLRs")
-        self.distiller = distiller
-        super().__init__(distiller.student, scenario, train_config, workdir, **kwargs)
-        self._gradient_shares = None
-        distiller.compile(self.optimizer, alpha=kd_config.alpha, temperature=kd_config.temperature,
-                          form=kd_config.form, kd_reduction=kd_config.reduction,
-                          feature_weight=kd_config.feature_weight)
-
-    def _trackables(self):
-        trackables = super()._trackables()
-        if self.distiller.adapter is not None:  # the hint's adapter trains with the student
-            trackables["feature_adapter"] = self.distiller.adapter
-        return trackables
-
-    @property
-    def trainable_variables(self):
-        return self.distiller.trained_variables
-
-    def _apply(self, inputs, bits, data_mask, channel=None):
-        out = self.distiller.train_step((inputs, bits, data_mask))
-        return {"loss": out["student_loss"], "distillation_loss": out["distillation_loss"],
-                "total_loss": out["loss"], "kd_share": out["kd_share"],
-                **{k: out[k] for k in ("feature_loss", "feature_share") if k in out}}
-
-    def diagnostics(self, seed):
-        """The KD term's share of the gradient norm on the slots of `seed` (at log steps)."""
-        if self._gradient_shares is None:  # Batch starts with inputs, bits, data_mask
-            self._gradient_shares = tf.function(lambda s: self.distiller.gradient_shares(tuple(self.draw(s))[:3]))
-        return {name: float(value) for name, value in self._gradient_shares(seed).items()}
 
 
 def evaluate_model(model, name, scenario, evaluation, out_dir, preset_name, log=print):
