@@ -8,7 +8,9 @@ Example usage:
 Writes OUT/kd_map.json, OUT/kd_map.md (the table) and OUT/kd_map.png (GM BER against student
 MFLOPs, KD and scratch with 95% intervals over seeds; KD - scratch against size). A size
 folder's conditions/NAME/ (a deeprx.evaluate output of its final students off the training
-distribution, e.g. --interference_share=0.9) adds NAME to that size's comparison.
+distribution, e.g. --interference_share=0.9) adds NAME to that size's comparison; its price/
+(python -m deeprx.price of its students) adds their int8 and energy figures and
+OUT/kd_map_pareto.png (GM BER against energy per inference, float and int8).
 """
 
 import os
@@ -25,6 +27,8 @@ FLAGS = flags.FLAGS
 def define_flags():
     flags.DEFINE_list("sizes", [], "published sweeps (deeprx.sweep --publish), one per student size")
     flags.DEFINE_string("teacher_name", "", "the teacher's name in the table and plot (e.g. teacher-cpu-2dmrs)")
+    flags.DEFINE_string("teacher_price", None, "the teacher's python -m deeprx.price output (adds its int8 and "
+                        "energy figures to the table and the Pareto plot)")
     flags.DEFINE_string("out", None, "output directory")
 
 
@@ -37,6 +41,9 @@ def main(argv):
             raise ValueError(f"no kd_summary.json in {', '.join(missing)}: give published sweeps "
                              "(deeprx.sweep --publish=DIR)")
         result = kd_map.build(FLAGS.sizes, FLAGS.teacher_name or "teacher")
+    if FLAGS.teacher_price:
+        with cli.flag("teacher_price"):
+            result["teacher"]["int8"] = kd_map.teacher_price(FLAGS.teacher_price, result["teacher"]["name"])
     os.makedirs(FLAGS.out, exist_ok=True)
     io_lib.write_json(os.path.join(FLAGS.out, "kd_map.json"), result)
     table = kd_map.markdown(result)
@@ -44,8 +51,14 @@ def main(argv):
     kd_map.plot(result, os.path.join(FLAGS.out, "kd_map.png"),
                 f"KD against scratch by student size: distilled from {result['teacher']['name']} "
                 f"({result['teacher']['mflops']:.0f} MFLOPs per slot), {len(result['sizes'])} size(s)")
+    written = ["kd_map.json", "kd_map.md", "kd_map.png"]
+    if any(size.get("int8") for size in result["sizes"]):
+        kd_map.pareto_plot(result, os.path.join(FLAGS.out, "kd_map_pareto.png"),
+                           f"GM BER against energy per inference, students of {result['teacher']['name']} by size, "
+                           "float and int8")
+        written.append("kd_map_pareto.png")
     print(table, flush=True)
-    print(f"Wrote {FLAGS.out}/kd_map.json, kd_map.md and kd_map.png", flush=True)
+    print(f"Wrote {', '.join(os.path.join(FLAGS.out, name) for name in written)}", flush=True)
 
 
 if __name__ == "__main__":

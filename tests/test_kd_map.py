@@ -77,3 +77,38 @@ def test_a_condition_off_the_training_distribution_is_compared_seed_by_seed(tmp_
     assert entry["kd"]["sinr_1e-2"] == [10.0, 11.0]
     table = kd_map.markdown(kd_map.build([str(size)], "t"))
     assert "| interference-0.9 | 319.1 | 2 | -0.100 [-0.100, -0.100] (n=2) | +1.000 [+1.000, +1.000] (n=2) |" in table
+
+
+def _price_record(models, energies=(20.0, 5.0)):
+    """A deeprx.price record of students `models` {name: (float GM BER, int8 GM BER, cost at 1e-2)},
+    all of one shape whose float and int8 energies are `energies` (mJ)."""
+    def speed(mj, rate):
+        return {"backend": "ai_edge_litert", "latency_ms": 1e3 / rate, "inferences_per_s": rate,
+                "energy_mj_per_inference": mj, "cpu_ms_per_inference": mj / 4}
+    return {"models": {name: {"shape": "edge-w0.3-d2", "edgetpu": {"operators": 107, "mapped": 107, "cut_at": None},
+                              "float": {"gm_ber": f}, "int8": {"gm_ber": i}, "int8_cost_db_1e-2": c,
+                              "int8_cost_db_1e-3": None} for name, (f, i, c) in models.items()},
+            "shapes": {"edge-w0.3-d2": {"float": speed(energies[0], 300), "int8": speed(energies[1], 400)}},
+            "threads": 2, "energy_source": "process CPU time x 4 W per busy core (estimated)", "cpu": "Test CPU"}
+
+
+def test_a_priced_size_gets_its_int8_figures_seed_by_seed_and_a_pareto_front(tmp_path):
+    size = tmp_path / "size"
+    shutil.copytree(PUBLISHED, size)
+    # seed 2's scratch student was not priced: its arm has two seeds
+    models = {f"kd-318M-t0.5-a0.5-T3-dmrs2-s{s}": (-2.0 - s / 10, -1.9 - s / 10, 0.2) for s in (0, 1, 2)}
+    models.update({f"scratch-318M-dmrs2-s{s}": (-1.8, -1.7, 0.4) for s in (0, 1)})
+    (size / "price").mkdir()
+    io_lib.write_json(str(size / "price" / "price.json"), _price_record(models))
+    entry = kd_map.build([str(size)], "t")["sizes"][0]["int8"]
+    assert entry["kd"]["seeds"] == [0, 1, 2] and entry["kd"]["gm_ber"] == pytest.approx([-1.9, -2.0, -2.1])
+    assert entry["kd"]["float_gm_ber"] == pytest.approx([-2.0, -2.1, -2.2])
+    assert entry["scratch"]["seeds"] == [0, 1] and entry["scratch"]["cost_db_1e-2"] == [0.4, 0.4]
+    assert entry["int8"]["energy_mj_per_inference"] == 5.0 and entry["float"]["inferences_per_s"] == 300
+    table = kd_map.markdown(kd_map.build([str(size)], "t"))
+    assert "| 319.1 | -2.000 / -1.700 | 0.200 / 0.400 | 300 / 400 | 20.00 / 5.00 | 107/107 |" in table
+    # The front: (1, -1) beats (2, -0.5); (2, -1.5) is on it; (3, -1.2) is beaten by (2, -1.5).
+    assert kd_map.pareto_front([(2, -0.5), (1, -1.0), (3, -1.2), (2, -1.5)]) == [(1, -1.0), (2, -1.5)]
+    written = run_module("deeprx.kd_map", f"--sizes={size}", f"--out={tmp_path / 'out'}", timeout=120)
+    assert written.returncode == 0, written.stderr[-2000:]
+    assert os.path.getsize(tmp_path / "out" / "kd_map_pareto.png") > 10_000

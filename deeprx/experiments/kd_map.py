@@ -28,6 +28,7 @@ from edge import ber as ber_lib
 
 ARMS = ("kd", "scratch")
 CONDITIONS_DIR = "conditions"
+PRICE_DIR = "price"
 TARGETS = {"sinr_1e-2": "sinr_at_ber_1e-2", "sinr_1e-3": "sinr_at_ber_1e-3"}
 
 
@@ -82,6 +83,37 @@ def compare(pairs):
     return entry
 
 
+def _speed(figures):
+    return {key: figures[key] for key in ("latency_ms", "inferences_per_s", "energy_mj_per_inference", "backend")}
+
+
+def price_entry(price_dir, runs):
+    """A size's int8 figures from its PRICE_DIR/price.json (deeprx.price of its students), or None:
+    per arm the int8 GM BER and int8 cost in dB per seed; the float and int8 speed and energy
+    of the size's network (every student of a size is the same network), its Edge TPU preflight
+    and the kernel predictor's figures where priced with one. runs: [(arm, seed, run name)]."""
+    path = os.path.join(price_dir, "price.json")
+    if not os.path.isfile(path):
+        return None
+    price = io_lib.read_json(path)
+    priced = [(arm, seed, price["models"][name]) for arm, seed, name in runs if name in price["models"]]
+    if not priced:
+        raise ValueError(f"{path} prices none of the runs {', '.join(name for _, _, name in runs)}")
+    entry = {}
+    for arm in ARMS:
+        models = [(seed, model) for a, seed, model in priced if a == arm]
+        entry[arm] = {"seeds": [seed for seed, _ in models],
+                      "gm_ber": [model["int8"]["gm_ber"] for _, model in models],
+                      "float_gm_ber": [model["float"]["gm_ber"] for _, model in models],
+                      **{f"cost_db_{t}": [model[f"int8_cost_db_{t}"] for _, model in models] for t in ("1e-2", "1e-3")}}
+    first = priced[0][2]
+    shape = price["shapes"][first["shape"]]
+    entry.update({"edgetpu": first["edgetpu"], "float": _speed(shape["float"]), "int8": _speed(shape["int8"]),
+                  "predicted": shape.get("predicted"), "threads": price["threads"],
+                  "energy_source": price["energy_source"], "cpu": price.get("cpu"), "date": price.get("date")})
+    return entry
+
+
 def size_entry(folder, teacher_flops):
     """One size of the map: its students' figures per seed and KD - scratch paired by seed."""
     runs = _runs(folder)
@@ -93,8 +125,11 @@ def size_entry(folder, teacher_flops):
              "flops_ratio": round(train["flops_per_slot"] / teacher_flops, 4), "parameters": train["parameters"],
              "steps": train["steps"], "seeds": seeds}
     entry.update(compare([(runs["kd", seed][0], runs["scratch", seed][0]) for seed in seeds]))
+    names = {key: run[2] for key, run in runs.items()}
+    entry["int8"] = price_entry(os.path.join(folder, PRICE_DIR), [(arm, seed, names[arm, seed])
+                                                                 for arm in ARMS for seed in seeds])
     entry["conditions"] = {}
-    conditions, names = os.path.join(folder, CONDITIONS_DIR), {key: run[2] for key, run in runs.items()}
+    conditions = os.path.join(folder, CONDITIONS_DIR)
     for name in sorted(os.listdir(conditions)) if os.path.isdir(conditions) else ():
         summary = io_lib.read_json(os.path.join(conditions, name, "summary.json"))
         paired = [seed for seed in seeds if names["kd", seed] in summary and names["scratch", seed] in summary]
@@ -103,6 +138,19 @@ def size_entry(folder, teacher_flops):
             entry["conditions"][name] = {"seeds": paired, "command": command, **compare(
                 [(summary[names["kd", seed]], summary[names["scratch", seed]]) for seed in paired])}
     return entry
+
+
+def teacher_price(price_dir, name):
+    """The teacher's float and int8 figures from a deeprx.price of it (PRICE_DIR/price.json)."""
+    price = io_lib.read_json(os.path.join(price_dir, "price.json"))
+    if name not in price["models"]:
+        raise ValueError(f"{price_dir}/price.json prices no model named {name!r}")
+    model = price["models"][name]
+    shape = price["shapes"][model["shape"]]
+    return {"gm_ber": model["int8"]["gm_ber"], "float_gm_ber": model["float"]["gm_ber"],
+            **{f"cost_db_{t}": model[f"int8_cost_db_{t}"] for t in ("1e-2", "1e-3")},
+            "edgetpu": model["edgetpu"], "float": _speed(shape["float"]), "int8": _speed(shape["int8"]),
+            "energy_source": price["energy_source"], "cpu": price.get("cpu")}
 
 
 def build(folders, teacher_name):
@@ -117,8 +165,8 @@ def build(folders, teacher_name):
                              "every size must distil the same teacher")
         teacher_flops = flops
     sizes = sorted((size_entry(folder, teacher_flops) for folder in folders), key=lambda e: e["mflops"])
-    return {"teacher": {"name": teacher_name, "mflops": round(teacher_flops / 1e6, 3),
-                        **receiver_results(folders[0], "teacher")},
+    teacher = {"name": teacher_name, "mflops": round(teacher_flops / 1e6, 3), **receiver_results(folders[0], "teacher")}
+    return {"teacher": teacher,
             "references": {role: receiver_results(folders[0], role) for role in ("ls_lmmse", "perfect_lmmse")},
             "sizes": sizes}
 
@@ -145,7 +193,92 @@ def markdown(kd_map):
         lines += [f"| {name} | {size['mflops']:.1f} | {len(entry['seeds'])} | "
                   f"{cell(entry['kd_minus_scratch_gm_ber'])} | {cell(entry['gain_db_1e-2'])} | "
                   f"{cell(entry['gain_db_1e-3'])} |" for name, size, entry in conditions]
+    lines += int8_table(kd_map)
     return "\n".join(lines) + "\n"
+
+
+def int8_table(kd_map):
+    """Markdown lines of the priced sizes (and teacher): int8 GM BER and cost, speed, energy."""
+    rows = [(f"{size['mflops']:.1f}", [size["int8"][arm] for arm in ARMS], size["int8"])
+            for size in kd_map["sizes"] if size.get("int8")]
+    teacher = kd_map["teacher"].get("int8")
+    if teacher:
+        as_lists = {key: [teacher[key]] for key in ("gm_ber", "cost_db_1e-2")}
+        rows.append((f"{kd_map['teacher']['mflops']:.1f} (teacher)", [as_lists], teacher))
+    if not rows:
+        return []
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return f"{sum(values) / len(values):.3f}" if values else "-"
+
+    speed = rows[0][2]
+    lines = ["", f"int8 and energy (python -m deeprx.price: PTQ on the evaluation grid; speed at batch 1 on "
+                 f"{speed.get('cpu')}; energy: {speed['energy_source']}):", "",
+             "| MFLOPs per slot | int8 GM BER (KD / scratch, mean) | int8 cost at BER 1e-2 [dB] (mean) | "
+             "inferences/s float / int8 | mJ per inference float / int8 | Edge TPU operators mapped |",
+             "|---:|---|---|---|---|---|"]
+    for label, arms, entry in rows:
+        lines.append(f"| {label} | {' / '.join(mean(arm['gm_ber']) for arm in arms)} | "
+                     f"{' / '.join(mean(arm['cost_db_1e-2']) for arm in arms)} | "
+                     f"{entry['float']['inferences_per_s']:.0f} / {entry['int8']['inferences_per_s']:.0f} | "
+                     f"{entry['float']['energy_mj_per_inference']:.2f} / {entry['int8']['energy_mj_per_inference']:.2f} | "
+                     f"{entry['edgetpu']['mapped']}/{entry['edgetpu']['operators']} |")
+    return lines
+
+
+def pareto_front(points):
+    """The (energy, GM BER) points no other point beats on both (lower is better on both), by
+    increasing energy."""
+    front, best = [], float("inf")
+    for x, y in sorted(points):
+        if y < best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def pareto_plot(kd_map, path, title):
+    """GM BER against energy per inference (log), float and int8: the mean over seeds of each
+    size's KD and scratch students, the teacher, ls_lmmse's GM BER as a line, and the front of
+    the points no other point beats on both axes."""
+    from deeprx.evaluation import plots
+    figure, ((axes,),) = plots.figure_and_axes(1, 1, figsize=(9, 5))
+    points = []
+    for arm, marker in (("kd", "o"), ("scratch", "s")):
+        for fmt, fill in (("float", "none"), ("int8", None)):
+            xy = [(size["int8"][fmt]["energy_mj_per_inference"],
+                   sum(size["int8"][arm]["float_gm_ber" if fmt == "float" else "gm_ber"])
+                   / len(size["int8"][arm]["gm_ber"]), size["mflops"])
+                  for size in kd_map["sizes"] if size.get("int8") and size["int8"][arm]["gm_ber"]]
+            if xy:
+                color = "C0" if arm == "kd" else "C1"
+                axes.scatter([x for x, _, _ in xy], [y for _, y, _ in xy], marker=marker, facecolors=fill or color,
+                             edgecolors=color,
+                             label=f"{'KD' if arm == 'kd' else 'scratch'} students, {fmt} (mean over seeds)")
+                points += xy
+    teacher = kd_map["teacher"].get("int8")
+    if teacher:
+        for fmt, key in (("float", "float_gm_ber"), ("int8", "gm_ber")):
+            axes.scatter([teacher[fmt]["energy_mj_per_inference"]], [teacher[key]], marker="*", s=120,
+                         color="k" if fmt == "int8" else "gray", label=f"teacher {kd_map['teacher']['name']}, {fmt}")
+            points.append((teacher[fmt]["energy_mj_per_inference"], teacher[key], kd_map["teacher"]["mflops"]))
+    front = pareto_front([(x, y) for x, y, _ in points])
+    if front:
+        axes.step([x for x, _ in front], [y for _, y in front], where="post", color="k", linewidth=0.8,
+                  label="Pareto front")
+    for x, y, mflops in points:
+        axes.annotate(f"{mflops:.0f}M", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes.axhline(kd_map["references"]["ls_lmmse"]["gm_ber"], color="gray", linestyle="--", linewidth=1.0,
+                 label="ls_lmmse")
+    axes.set_xscale("log")
+    plots.log_ticks(axes)
+    axes.set_xlabel("energy per inference [mJ] (estimate: see kd_map.md)")
+    axes.set_ylabel("Geometric Mean BER (lower is better)")
+    axes.grid(True, which="both", linewidth=0.3)
+    plots.legend_outside(axes)
+    figure.suptitle(plots.textwrap.fill(title, width=120), fontsize=10)
+    plots.save(figure, path)
 
 
 def plot(kd_map, path, title):
