@@ -22,17 +22,18 @@ MODELS = study_layout.MODELS
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, smoke_run):
     """A study with a given teacher (the session's smoke run, as the demo takes the shipped
-    one), killed once the energy stage has written part of its output, then rerun."""
+    one), killed once the runner stage has written part of its output, then rerun (the runner
+    stage: one of the cheapest to do twice)."""
     workdir = str(tmp_path_factory.mktemp("study") / "tiny")
     args = (*ARGS, f"--teacher={smoke_run['workdir']}")
     env = dict(os.environ, PYTHONPATH=REPO)
     process = subprocess.Popen([sys.executable, "-m", "deeprx.study", *args, f"--workdir={workdir}"], cwd=REPO,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    first_output, partial = [], os.path.join(workdir, "energy", "teacher", "energy.json")
+    first_output, partial = [], os.path.join(workdir, "runner", "teacher", "runner.json")
     deadline = time.time() + 1200
     for line in process.stdout:
         first_output.append(line)
-        if line.startswith("[8/9] energy"):
+        if line.startswith("[7/9] runner"):
             break
     while not os.path.isfile(partial) and process.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -43,8 +44,8 @@ def study(tmp_path_factory, smoke_run):
     time.sleep(1)
     orphans = processes_naming(workdir)
     done_before = {name: io_lib.read_json(os.path.join(workdir, name, "done.json"))
-                   for name in study_layout.STAGE_NAMES[:7]}
-    assert not os.path.exists(os.path.join(workdir, "energy", "done.json"))
+                   for name in study_layout.STAGE_NAMES[:6]}
+    assert not os.path.exists(os.path.join(workdir, "runner", "done.json"))
     rerun = run_module("deeprx.study", *args, f"--workdir={workdir}", timeout=1200)
     return {"workdir": workdir, "args": args, "teacher": smoke_run["workdir"], "killed_at": killed_at,
             "orphans": orphans, "done_before": done_before, "rerun": rerun, "first_output": "".join(first_output)}
@@ -54,13 +55,14 @@ def test_killed_study_reruns_only_the_interrupted_stage(study):
     rerun, workdir = study["rerun"], study["workdir"]
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert study["orphans"] == [], "children of the killed study kept running"
-    for index, name in enumerate(study_layout.STAGE_NAMES[:7]):  # finished stages: not redone
+    for index, name in enumerate(study_layout.STAGE_NAMES[:6]):  # finished stages: not redone
         assert f"[{index + 1}/9] {name}: finished earlier, skipped" in rerun.stdout
         assert io_lib.read_json(os.path.join(workdir, name, "done.json")) == study["done_before"][name]
-    assert "[8/9] energy: energy per inference, float and int8 (deeprx.energy): interrupted earlier, redoing it " \
-           "from a clean directory" in rerun.stdout
+    assert "[7/9] runner: test vectors, edge.runner on the CPU interpreter: latency and BER: interrupted earlier, " \
+           "redoing it from a clean directory" in rerun.stdout
     for model in MODELS:  # the interrupted stage was redone from scratch, all of it
-        assert os.path.getmtime(os.path.join(workdir, "energy", model, "energy.json")) > study["killed_at"]
+        assert os.path.getmtime(os.path.join(workdir, "runner", model, "runner.json")) > study["killed_at"]
+    assert os.path.getmtime(os.path.join(workdir, "runner", "vectors.npz")) > study["killed_at"]
     assert "[9/9] report" in rerun.stdout and "study ETA" in study["first_output"]
     # The copied teacher took well under its 1 s estimate: that must not scale the next estimates
     # down (a training's estimate is at least its 20 s of process start).
