@@ -47,11 +47,13 @@ def _speed(report):
             "energy_mj_per_inference": 1e3 * report["energy"]["joules_per_inference"]}
 
 
-def _median(passes):
-    """The pass of median inferences/s (the lower middle one), with every pass's rate."""
+def median_pass(passes):
+    """The pass (a timing dict) of median inferences/s (the lower middle one of an even count),
+    with every pass's rate and their spread ((max - min) / median) added."""
     rates = sorted(p["inferences_per_s"] for p in passes)
     middle = next(p for p in passes if p["inferences_per_s"] == rates[(len(rates) - 1) // 2])
-    return dict(middle, inferences_per_s_passes=[round(p["inferences_per_s"], 2) for p in passes])
+    return dict(middle, inferences_per_s_passes=[round(p["inferences_per_s"], 2) for p in passes],
+                spread=round((rates[-1] - rates[0]) / middle["inferences_per_s"], 4))
 
 
 def _curve_figures(rows, name):
@@ -122,7 +124,7 @@ def price(models, preset_name, scenario, out, threads=2, count=300, passes=3, ma
         from deeprx.costs import kernel_predictor
         predictor = kernel_predictor.load_predictor(predictor_dir)
     for shape, files in shapes.items():
-        entry = result["shapes"][shape] = {fmt: _median(timings[shape, fmt]) for fmt in ("float", "int8")}
+        entry = result["shapes"][shape] = {fmt: median_pass(timings[shape, fmt]) for fmt in ("float", "int8")}
         if predictor is not None:
             from deeprx.costs import op_features
             entry["predicted"] = {}

@@ -36,6 +36,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 from deeprx.core import jobs  # noqa: E402
+from deeprx.experiments.pricing import median_pass  # noqa: E402
 
 LOG = os.path.join(REPO, "runs", "benchmarks", os.path.basename(__file__)[:-3] + ".log")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -113,15 +114,6 @@ def onnxruntime_timer(tflite_path, threads, commands):
     x = np.random.RandomState(0).normal(size=spec.shape)
     x = x.astype(np.float32) if spec.type == "tensor(float)" else np.clip(30 * x, -128, 127).astype(np.int8)
     return timer(lambda: session.run(None, {spec.name: x})), ort.__version__
-
-
-def median_pass(passes):
-    """The pass (a timing dict) of median inferences/s (the lower middle one of an even count),
-    with every pass's rate and their spread ((max - min) / median) added."""
-    rates = sorted(p["inferences_per_s"] for p in passes)
-    middle = next(p for p in passes if p["inferences_per_s"] == rates[(len(rates) - 1) // 2])
-    return dict(middle, inferences_per_s_passes=[round(p["inferences_per_s"], 2) for p in passes],
-                spread=round((rates[-1] - rates[0]) / middle["inferences_per_s"], 4))
 
 
 def timer_row(role, fmt, file, timing, watts):
