@@ -27,7 +27,8 @@ FLAGS = flags.FLAGS
 def define_flags():
     flags.DEFINE_list("models", [], "trained run directories of python -m deeprx.train (or pretrained:NAME)")
     flags.DEFINE_string("out", None, "output directory")
-    flags.DEFINE_integer("threads", 2, "interpreter threads of the speed passes")
+    flags.DEFINE_integer("threads", os.cpu_count() or 1, "interpreter threads of the speed passes (default: "
+                         "every core)")
     flags.DEFINE_integer("count", 300, "timed batch-1 inferences per model and pass")
     flags.DEFINE_integer("passes", 3, "round-robin speed passes; a figure is the median pass's")
     flags.DEFINE_integer("max_bits", None, "bits per SINR point of the BER comparison (default: the preset's)")
