@@ -127,6 +127,7 @@ class Trainer:
             if not curve_sinr_db:
                 raise ValueError("curve_every needs the SINR points of the learning curve (curve_sinr_db)")
             self.curve = curves.LearningCurve(model, scenario, curve_sinr_db, written)
+        self._draw_slots = tf.function(self._slots)
         self._update = tf.function(self._apply, jit_compile=train_config.xla)
         self._train_step = tf.function(self._distributed_step)
 
@@ -173,8 +174,12 @@ class Trainer:
         return scalars
 
     def draw(self, seed, replica=0):
-        """The training slots of replica `replica` for the step of `seed` (an int64 tensor)."""
-        seed = tf.bitwise.bitwise_xor(seed, tf.cast(replica, tf.int64))
+        """The training slots of replica `replica` for the step of `seed` (an int64 tensor),
+        through one tf.function: every step function that draws (the training step, a KD run's
+        gradient diagnostics) calls its one trace of the slot generator."""
+        return self._draw_slots(tf.bitwise.bitwise_xor(seed, tf.cast(replica, tf.int64)))
+
+    def _slots(self, seed):
         sinr_db = None
         if self.config.sinr_sampling == "sinr":
             low, high = self.config.train_sinr_db
