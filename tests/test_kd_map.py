@@ -98,7 +98,7 @@ def test_a_priced_size_gets_its_int8_figures_seed_by_seed_and_a_pareto_front(tmp
     # seed 2's scratch student was not priced: its arm has two seeds
     models = {f"kd-318M-t0.5-a0.5-T3-dmrs2-s{s}": (-2.0 - s / 10, -1.9 - s / 10, 0.2) for s in (0, 1, 2)}
     models.update({f"scratch-318M-dmrs2-s{s}": (-1.8, -1.7, 0.4) for s in (0, 1)})
-    (size / "price").mkdir()
+    (size / "price").mkdir(exist_ok=True)  # the published size may have its own: replaced
     io_lib.write_json(str(size / "price" / "price.json"), _price_record(models))
     entry = kd_map.build([str(size)], "t")["sizes"][0]["int8"]
     assert entry["kd"]["seeds"] == [0, 1, 2] and entry["kd"]["gm_ber"] == pytest.approx([-1.9, -2.0, -2.1])
