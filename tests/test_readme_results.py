@@ -75,3 +75,15 @@ def test_every_relative_link_of_the_docs_resolves():
             if "://" not in target and not os.path.exists(os.path.join(os.path.dirname(document), target)):
                 broken.append((os.path.relpath(document, REPO), target))
     assert not broken
+
+
+def test_a_commands_markdown_brings_its_plots_and_an_unrenderable_record_no_heading(tmp_path):
+    folder = tmp_path / "result"
+    folder.mkdir()
+    (folder / "kd_map.md").write_text("| a |\n|---|\n| 1 |\n")
+    for name in ("kd_map.png", "kd_map_pareto.png", "other.png"):
+        (folder / name).write_bytes(b"png")
+    (folder / "kd_map.json").write_text('{"sizes": [{"mflops": 1}]}')
+    text = results_pages.page(str(folder))
+    assert "![kd_map](kd_map.png)" in text and "![kd_map_pareto](kd_map_pareto.png)" in text
+    assert "![other]" not in text and "## kd_map.json" not in text and "`kd_map.json`" in text

@@ -160,7 +160,7 @@ def _record(folder, path):
     if commands:
         lines += ["### Commands", "", *(f"- `{command}`" for command in commands), ""]
     lines += [f"- {key}: {record[key]}" for key in ("machine", "date") if record.get(key)]
-    return lines
+    return lines if len(lines) > 2 else []  # nothing but its heading: a record this page cannot render
 
 
 def page(folder):
@@ -180,6 +180,9 @@ def page(folder):
             if os.path.basename(path) not in (PAGE, NOTES):  # a table a command wrote (kd_summary.md)
                 with open(path) as f:
                     lines += [f"## {os.path.basename(path)}", "", f.read().strip(), ""]
+                stem = os.path.splitext(os.path.basename(path))[0]  # and its plots (kd_map.png, kd_map_pareto.png)
+                for png in sorted(glob.glob(os.path.join(folder, stem + "*.png"))):
+                    lines += _image(folder, os.path.splitext(os.path.basename(png))[0])
         lines += _tables(folder)
         for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
             lines += _record(folder, path) + [""]
