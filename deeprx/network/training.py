@@ -1,7 +1,7 @@
 """In-graph training of a bit-logit receiver on Sionna slots, with checkpoints and resume:
 Trainer (from scratch; kd_training.py's DistillationTrainer, a student from a frozen teacher,
-is one). A run end to end (settings, model, training, record, bench) is train_run.py's; both take config objects,
-never flags."""
+is one). A run end to end (settings, model, training, record, bench) is train_run.py's; both
+take config objects, never flags."""
 
 import dataclasses
 import math
