@@ -100,7 +100,8 @@ def price(models, preset_name, scenario, out, threads=2, count=300, passes=3, ma
     int8 = [quantize_lib.output_path(out, model, "ptq") for model in models]
     run("deeprx.evaluate", *grid, f"--receivers={','.join(list(models) + int8)}",
         *([f"--max_bits={max_bits}"] if max_bits else []), f"--out={ber_dir}")
-    summary, rows = io_lib.read_json(os.path.join(ber_dir, "summary.json")), io_lib.read_csv(os.path.join(ber_dir, "ber.csv"))
+    summary = io_lib.read_json(os.path.join(ber_dir, "summary.json"))
+    rows = io_lib.read_csv(os.path.join(ber_dir, "ber.csv"))
     for name, path in zip(names, int8):
         entry = result["models"][name]
         for fmt, receiver in (("float", name), ("int8", os.path.basename(path)[:-len(".tflite")])):
@@ -131,7 +132,8 @@ def price(models, preset_name, scenario, out, threads=2, count=300, passes=3, ma
             for fmt, method in (("float", "float"), ("int8", "ptq")):
                 backend = "tflite_int8" if method == "ptq" else "tflite_float"
                 wall, cpu = predictor.model_seconds(op_features.tflite_ops(files[method]), backend, threads)
-                entry["predicted"][fmt] = {"latency_ms": round(1e3 * wall, 4), "cpu_ms_per_inference": round(1e3 * cpu, 4)}
+                entry["predicted"][fmt] = {"latency_ms": round(1e3 * wall, 4),
+                                           "cpu_ms_per_inference": round(1e3 * cpu, 4)}
     result.update({"preset": preset_name, "num_dmrs": scenario.dmrs.num_symbols, "threads": threads,
                    "passes": passes, "energy_source": energy_label or energy_source, "predictor": predictor_dir,
                    "commands": commands, **provenance_lib.provenance()})
