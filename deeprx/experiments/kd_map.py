@@ -107,11 +107,16 @@ def price_entry(price_dir, runs):
                       "float_gm_ber": [model["float"]["gm_ber"] for _, model in models],
                       **{f"cost_db_{t}": [model[f"int8_cost_db_{t}"] for _, model in models] for t in ("1e-2", "1e-3")}}
     first = priced[0][2]
-    shape = price["shapes"][first["shape"]]
-    entry.update({"edgetpu": first["edgetpu"], "float": _speed(shape["float"]), "int8": _speed(shape["int8"]),
-                  "predicted": shape.get("predicted"), "threads": price["threads"],
-                  "energy_source": price["energy_source"], "cpu": price.get("cpu"), "date": price.get("date")})
+    entry.update(_network_figures(price, first), predicted=price["shapes"][first["shape"]].get("predicted"),
+                 threads=price["threads"], cpu=price.get("cpu"), date=price.get("date"))
     return entry
+
+
+def _network_figures(price, model):
+    """A priced model's network: its Edge TPU mapping, float and int8 speed and energy."""
+    shape = price["shapes"][model["shape"]]
+    return {"edgetpu": model["edgetpu"], "float": _speed(shape["float"]), "int8": _speed(shape["int8"]),
+            "energy_source": price["energy_source"]}
 
 
 def size_entry(folder, teacher_flops):
@@ -146,11 +151,9 @@ def teacher_price(price_dir, name):
     if name not in price["models"]:
         raise ValueError(f"{price_dir}/price.json prices no model named {name!r}")
     model = price["models"][name]
-    shape = price["shapes"][model["shape"]]
     return {"gm_ber": model["int8"]["gm_ber"], "float_gm_ber": model["float"]["gm_ber"],
             **{f"cost_db_{t}": model[f"int8_cost_db_{t}"] for t in ("1e-2", "1e-3")},
-            "edgetpu": model["edgetpu"], "float": _speed(shape["float"]), "int8": _speed(shape["int8"]),
-            "energy_source": price["energy_source"], "cpu": price.get("cpu")}
+            **_network_figures(price, model), "cpu": price.get("cpu")}
 
 
 def build(folders, teacher_name):

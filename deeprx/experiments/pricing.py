@@ -29,7 +29,6 @@ from deeprx.core import workdir as workdir_lib
 from deeprx.export import quantize as quantize_lib
 from deeprx.network import model as model_lib
 from deeprx.network import saved
-from edge import ber as ber_lib
 
 TARGETS = ("1e-2", "1e-3")
 
@@ -54,11 +53,6 @@ def median_pass(passes):
     middle = next(p for p in passes if p["inferences_per_s"] == rates[(len(rates) - 1) // 2])
     return dict(middle, inferences_per_s_passes=[round(p["inferences_per_s"], 2) for p in passes],
                 spread=round((rates[-1] - rates[0]) / middle["inferences_per_s"], 4))
-
-
-def _curve_figures(rows, name):
-    points = [(float(r["sinr_db"]), int(r["bit_errors"]), int(r["bits"])) for r in rows if r["receiver"] == name]
-    return {f"sinr_{target}": ber_lib.sinr_at_ber(points, float(target)) for target in TARGETS}
 
 
 def price(models, preset_name, scenario, out, threads=2, count=300, passes=3, max_bits=None,
@@ -100,12 +94,12 @@ def price(models, preset_name, scenario, out, threads=2, count=300, passes=3, ma
     int8 = [quantize_lib.output_path(out, model, "ptq") for model in models]
     run("deeprx.evaluate", *grid, f"--receivers={','.join(list(models) + int8)}",
         *([f"--max_bits={max_bits}"] if max_bits else []), f"--out={ber_dir}")
-    summary = io_lib.read_json(os.path.join(ber_dir, "summary.json"))
-    rows = io_lib.read_csv(os.path.join(ber_dir, "ber.csv"))
+    summary = io_lib.read_json(os.path.join(ber_dir, "summary.json"))  # by edge/ber.py's rules
     for name, path in zip(names, int8):
         entry = result["models"][name]
         for fmt, receiver in (("float", name), ("int8", os.path.basename(path)[:-len(".tflite")])):
-            entry[fmt] = {"gm_ber": summary[receiver]["gm_ber"], **_curve_figures(rows, receiver)}
+            entry[fmt] = {"gm_ber": summary[receiver]["gm_ber"],
+                          **{f"sinr_{t}": summary[receiver][f"sinr_at_ber_{t}"] for t in TARGETS}}
         for target in TARGETS:
             needed = entry["int8"][f"sinr_{target}"], entry["float"][f"sinr_{target}"]
             entry[f"int8_cost_db_{target}"] = None if None in needed else round(needed[0] - needed[1], 3)
