@@ -289,7 +289,9 @@ def test_runner_measures_energy_from_a_live_hwmon_sensor(exported, tmp_path):
     """A sysfs-like hwmon tree standing for the board's INA226: a test thread sets its power
     from the runner's CPU use (1 W idle, +3 W per busy core, from /proc/PID/stat over the last
     100 ms). The runner samples it through its quiet base windows and its run: the base comes
-    back as about 1 W and the relative power as about 3 W x the run's busy cores."""
+    back as about 1 W and the relative power as about 3 W x the run's busy cores. The follower
+    lags the runner by its window (more when the machine is busy), so the run is long (3,000
+    invokes, about 2 s) for that lag to be a small part of it."""
     import threading
     tree = tmp_path / "hwmon2"
     tree.mkdir()
@@ -303,7 +305,7 @@ def test_runner_measures_energy_from_a_live_hwmon_sensor(exported, tmp_path):
     set_watts(1.0)
     out = tmp_path / "device"
     process = subprocess.Popen([_venv_python("ai_edge_litert"), "-m", "edge.runner", f"--model={exported['ptq']}",
-                                "--count=400", "--warmup=2", "--threads=1", f"--energy_source=hwmon:{tree}@200",
+                                "--count=3000", "--warmup=2", "--threads=1", f"--energy_source=hwmon:{tree}@200",
                                 "--base_seconds=1", f"--out={out}"], cwd=_bundle(tmp_path), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     tick = os.sysconf("SC_CLK_TCK")
