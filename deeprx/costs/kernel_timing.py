@@ -124,21 +124,32 @@ class TfliteTimer:
 
 def split_ops(path, out_dir):
     """One single-op .tflite per operator of the .tflite at `path` (the op's non-constant
-    inputs become the model's inputs; quantization kept), written to out_dir; their paths."""
+    inputs become the model's inputs; quantization kept), written to out_dir; their paths.
+    Each holds its operator's tensors only, and of the weights its own: the model is edited in
+    place per operator and serialized (a copy of every tensor and weight per operator was most
+    of a held-out model's cost)."""
     from tensorflow.lite.tools import flatbuffer_utils
     model = flatbuffer_utils.read_model(path)
     graph = model.subgraphs[0]
-    constants = {i for i, t in enumerate(graph.tensors) if model.buffers[t.buffer].data is not None}
+    tensors, operators = graph.tensors, graph.operators
+    data = [buffer.data for buffer in model.buffers]
     paths = []
-    for index, op in enumerate(graph.operators):
-        one = copy.deepcopy(model)
-        subgraph = one.subgraphs[0]
-        subgraph.operators = [subgraph.operators[index]]
-        subgraph.inputs = np.array([i for i in op.inputs if i >= 0 and i not in constants], dtype=np.int32)
-        subgraph.outputs = np.array(list(op.outputs), dtype=np.int32)
+    for index, op in enumerate(operators):
+        used = list(dict.fromkeys(int(i) for i in (*op.inputs, *op.outputs) if i >= 0))
+        position = {tensor: number for number, tensor in enumerate(used)}
+        own = {tensors[i].buffer for i in used}
+        for number, buffer in enumerate(model.buffers):
+            buffer.data = data[number] if number in own else None
+        one = copy.copy(op)
+        one.inputs = np.array([position.get(int(i), -1) for i in op.inputs], dtype=np.int32)
+        one.outputs = np.array([position[int(i)] for i in op.outputs], dtype=np.int32)
+        graph.tensors, graph.operators = [tensors[i] for i in used], [one]
+        graph.inputs = np.array([position[i] for i in op.inputs if i >= 0 and data[tensors[i].buffer] is None],
+                                dtype=np.int32)
+        graph.outputs = one.outputs
         paths.append(os.path.join(out_dir, f"op{index:03d}.tflite"))
         with open(paths[-1], "wb") as f:
-            f.write(flatbuffer_utils.convert_object_to_bytearray(one))
+            f.write(flatbuffer_utils.convert_object_to_bytearray(model))
     return paths
 
 
