@@ -7,7 +7,15 @@ by-run/<run>/summary.json and train.json, its ber_vs_sinr.csv), gathered as kd_m
    "parameters", "seeds", "kd": {"gm_ber": [per seed], "sinr_1e-2": [...], "sinr_1e-3": [...]},
    "scratch": {same}, "kd_minus_scratch_gm_ber": {"mean", "low", "high", "n"},
    "gain_db_1e-2": {same}, "gain_db_1e-3": {same}, "conditions": {NAME: {"kd", "scratch",
-   "kd_minus_scratch_gm_ber", "gain_db_1e-2", "gain_db_1e-3", "command"}}}, ...]}
+   "kd_minus_scratch_gm_ber", "gain_db_1e-2", "gain_db_1e-3", "command"}},
+   "beats_ls_lmmse": {"float": {"kd": [the seeds that do], "scratch": [...]}, "int8": {same}}}, ...],
+   "smallest_beating_ls_lmmse": {"float": {"mflops", "flops_ratio", "kd", "scratch"} or null, "int8": ...}}
+
+A student beats ls_lmmse when both its GM BER and its SINR at BER 1e-3 are lower than
+ls_lmmse's on the same test slots (a curve that never reaches 1e-3 beats none that does);
+its int8 model is judged by its int8 figures of the size's price (same slots up to their
+--max_bits). The smallest size beating it is the first where any student does (per arm, the
+seeds that do).
 
 Conditions off the training distribution: each DIR/conditions/NAME/ of a size's folder is a
 deeprx.evaluate output whose receivers are that size's final students, named as their runs
@@ -105,6 +113,7 @@ def price_entry(price_dir, runs):
         entry[arm] = {"seeds": [seed for seed, _ in models],
                       "gm_ber": [model["int8"]["gm_ber"] for _, model in models],
                       "float_gm_ber": [model["float"]["gm_ber"] for _, model in models],
+                      "sinr_1e-3": [model["int8"]["sinr_1e-3"] for _, model in models],
                       **{f"cost_db_{t}": [model[f"int8_cost_db_{t}"] for _, model in models] for t in ("1e-2", "1e-3")}}
     first = priced[0][2]
     entry.update(_network_figures(price, first), predicted=price["shapes"][first["shape"]].get("predicted"),
@@ -151,8 +160,8 @@ def teacher_price(price_dir, name):
     if name not in price["models"]:
         raise ValueError(f"{price_dir}/price.json prices no model named {name!r}")
     model = price["models"][name]
-    return {"gm_ber": model["int8"]["gm_ber"], "float_gm_ber": model["float"]["gm_ber"],
-            **{f"cost_db_{t}": model[f"int8_cost_db_{t}"] for t in ("1e-2", "1e-3")},
+    return {"gm_ber": model["int8"]["gm_ber"], "sinr_1e-3": model["int8"]["sinr_1e-3"],
+            "float_gm_ber": model["float"]["gm_ber"], **{f"cost_db_{t}": model[f"int8_cost_db_{t}"] for t in ("1e-2", "1e-3")},
             **_network_figures(price, model), "cpu": price.get("cpu")}
 
 
@@ -169,9 +178,33 @@ def build(folders, teacher_name):
         teacher_flops = flops
     sizes = sorted((size_entry(folder, teacher_flops) for folder in folders), key=lambda e: e["mflops"])
     teacher = {"name": teacher_name, "mflops": round(teacher_flops / 1e6, 3), **receiver_results(folders[0], "teacher")}
-    return {"teacher": teacher,
-            "references": {role: receiver_results(folders[0], role) for role in ("ls_lmmse", "perfect_lmmse")},
-            "sizes": sizes}
+    references = {role: receiver_results(folders[0], role) for role in ("ls_lmmse", "perfect_lmmse")}
+    smallest = {}
+    for kind in ("float", "int8"):
+        for size in sizes:
+            arms = size.setdefault("beats_ls_lmmse", {})[kind] = beating_seeds(size, kind, references["ls_lmmse"])
+            if arms and any(arms.values()):
+                smallest.setdefault(kind, {"mflops": size["mflops"], "flops_ratio": size["flops_ratio"], **arms})
+    return {"teacher": teacher, "references": references, "sizes": sizes,
+            "smallest_beating_ls_lmmse": {kind: smallest.get(kind) for kind in ("float", "int8")}}
+
+
+def beats(gm_ber, sinr_1e3, reference):
+    """Whether a receiver of `gm_ber` and SINR at BER 1e-3 beats `reference` on both."""
+    if sinr_1e3 is None or gm_ber >= reference["gm_ber"]:
+        return False
+    return reference["sinr_1e-3"] is None or sinr_1e3 < reference["sinr_1e-3"]
+
+
+def beating_seeds(size, kind, reference):
+    """{arm: [the seeds whose student beats `reference`]} of a size's float (its sweep's
+    evaluation) or int8 (its price) students; None for int8 when the size is not priced."""
+    figures = size if kind == "float" else size.get("int8")
+    if figures is None:
+        return None
+    seeds = {arm: size["seeds"] if kind == "float" else figures[arm]["seeds"] for arm in ARMS}
+    return {arm: [seed for seed, gm_ber, sinr in zip(seeds[arm], figures[arm]["gm_ber"], figures[arm]["sinr_1e-3"])
+                  if beats(gm_ber, sinr, reference)] for arm in ARMS}
 
 
 def markdown(kd_map):
@@ -181,13 +214,18 @@ def markdown(kd_map):
                                "v_n": entry["n"]}, "v")
 
     lines = ["| MFLOPs per slot | of the teacher's | parameters | seeds | GM BER, KD (mean) | scratch (mean) | "
-             "KD - scratch GM BER (< 0: KD better) | gain at BER 1e-2 dB (> 0: KD better) | at 1e-3 |",
-             "|---:|---:|---:|---:|---:|---:|---|---|---|"]
+             "KD - scratch GM BER (< 0: KD better) | gain at BER 1e-2 dB (> 0: KD better) | at 1e-3 | "
+             "seeds beating ls_lmmse (KD / scratch) |",
+             "|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
     for size in kd_map["sizes"]:
         means = [sum(size[arm]["gm_ber"]) / len(size[arm]["gm_ber"]) for arm in ARMS]
         lines.append(f"| {size['mflops']:.1f} | {size['flops_ratio']:.1%} | {size['parameters']:,} | "
                      f"{len(size['seeds'])} | {means[0]:.3f} | {means[1]:.3f} | {cell(size['kd_minus_scratch_gm_ber'])} "
-                     f"| {cell(size['gain_db_1e-2'])} | {cell(size['gain_db_1e-3'])} |")
+                     f"| {cell(size['gain_db_1e-2'])} | {cell(size['gain_db_1e-3'])} | "
+                     f"{_beating_cell(size['beats_ls_lmmse']['float'], dict.fromkeys(ARMS, size['seeds']))} |")
+    lines += ["", "Beating ls_lmmse (a lower GM BER and a lower SINR at BER 1e-3 on the same test slots): "
+              + "; ".join(_smallest_sentence(kind, kd_map["smallest_beating_ls_lmmse"][kind], kd_map["sizes"])
+                          for kind in ("float", "int8")) + "."]
     conditions = [(name, size, entry) for size in kd_map["sizes"] for name, entry in size.get("conditions", {}).items()]
     if conditions:
         lines += ["", "Off the training distribution (each condition's evaluation command in kd_map.json):", "",
@@ -200,14 +238,33 @@ def markdown(kd_map):
     return "\n".join(lines) + "\n"
 
 
+def _beating_cell(beating, judged):
+    """'2/3 / 3/3': per arm, the seeds beating ls_lmmse of the seeds judged."""
+    return " / ".join(f"{len(beating[arm])}/{len(judged[arm])}" for arm in ARMS)
+
+
+def _smallest_sentence(kind, smallest, sizes):
+    """Where the float students (or int8 models) first beat ls_lmmse, as a clause."""
+    what = "float students" if kind == "float" else "int8 models"
+    if smallest is None:
+        judged = [size for size in sizes if size["beats_ls_lmmse"][kind] is not None]
+        return f"no {what[:-1]} of the {len(judged)} size(s) {'priced' if kind == 'int8' else 'trained'} does"
+    below = [size for size in sizes if size["mflops"] < smallest["mflops"]]
+    return (f"{what} do from {smallest['mflops']:.1f} MFLOPs ({smallest['flops_ratio']:.1%} of the teacher's; "
+            f"KD seeds {smallest['kd'] or 'none'}, scratch seeds {smallest['scratch'] or 'none'})"
+            + (f", none of the {len(below)} smaller size(s)" if below else ", the smallest size of the map"))
+
+
 def int8_table(kd_map):
     """Markdown lines of the priced sizes (and teacher): int8 GM BER and cost, speed, energy."""
-    rows = [(f"{size['mflops']:.1f}", [size["int8"][arm] for arm in ARMS], size["int8"])
+    rows = [(f"{size['mflops']:.1f}", [size["int8"][arm] for arm in ARMS], size["int8"],
+             _beating_cell(size["beats_ls_lmmse"]["int8"], {arm: size["int8"][arm]["seeds"] for arm in ARMS}))
             for size in kd_map["sizes"] if size.get("int8")]
     teacher = kd_map["teacher"].get("int8")
     if teacher:
         as_lists = {key: [teacher[key]] for key in ("gm_ber", "cost_db_1e-2")}
-        rows.append((f"{kd_map['teacher']['mflops']:.1f} (teacher)", [as_lists], teacher))
+        beating = "yes" if beats(teacher["gm_ber"], teacher["sinr_1e-3"], kd_map["references"]["ls_lmmse"]) else "no"
+        rows.append((f"{kd_map['teacher']['mflops']:.1f} (teacher)", [as_lists], teacher, beating))
     if not rows:
         return []
 
@@ -218,11 +275,12 @@ def int8_table(kd_map):
     speed = rows[0][2]
     lines = ["", f"int8 and energy (python -m deeprx.price: PTQ on the evaluation grid; speed at batch 1 on "
                  f"{speed.get('cpu')}; energy: {speed['energy_source']}):", "",
-             "| MFLOPs per slot | int8 GM BER (KD / scratch, mean) | int8 cost at BER 1e-2 [dB] (mean) | "
-             "inferences/s float / int8 | mJ per inference float / int8 | Edge TPU operators mapped |",
-             "|---:|---|---|---|---|---|"]
-    for label, arms, entry in rows:
-        lines.append(f"| {label} | {' / '.join(mean(arm['gm_ber']) for arm in arms)} | "
+             "| MFLOPs per slot | int8 GM BER (KD / scratch, mean) | int8 seeds beating ls_lmmse (KD / scratch) | "
+             "int8 cost at BER 1e-2 [dB] (mean) | inferences/s float / int8 | mJ per inference float / int8 | "
+             "Edge TPU operators mapped |",
+             "|---|---|---|---|---|---|---|"]
+    for label, arms, entry, beating in rows:
+        lines.append(f"| {label} | {' / '.join(mean(arm['gm_ber']) for arm in arms)} | {beating} | "
                      f"{' / '.join(mean(arm['cost_db_1e-2']) for arm in arms)} | "
                      f"{entry['float']['inferences_per_s']:.0f} / {entry['int8']['inferences_per_s']:.0f} | "
                      f"{entry['float']['energy_mj_per_inference']:.2f} / {entry['int8']['energy_mj_per_inference']:.2f} | "
