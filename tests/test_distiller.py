@@ -192,7 +192,7 @@ def test_a_teacher_cache_gives_the_live_teachers_training_and_spares_its_forward
     import tensorflow as tf
     from deeprx.network import kd_training
     from deeprx.network import teacher_cache
-    tf.keras.utils.set_random_seed(7)
+    keras.utils.set_random_seed(7)
     teacher_model = model.build(model.DeepRxConfig(width_multiplier=0.25), tiny, name="teacher")
     teacher_path = str(tmp_path / "teacher.keras")
     teacher_model.save(teacher_path)
@@ -202,7 +202,7 @@ def test_a_teacher_cache_gives_the_live_teachers_training_and_spares_its_forward
     key = teacher_cache.cache_key(teacher_path, tiny, train_config)
 
     def train(name, cache):
-        tf.keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(0)
         student = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny, name="student")
         d = distiller.Distiller(student=student, teacher=teacher_model)
         trainer = kd_training.DistillationTrainer(d, kd, tiny, train_config, str(tmp_path / name), teacher_cache=cache,

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from conftest import REPO, run_module
 from deeprx.core import config
@@ -23,7 +24,7 @@ from deeprx.simulation import data
 
 
 def test_training_lowers_the_loss_on_held_out_slots(tiny, tmp_path):
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     keras_model = model.build(model.DeepRxConfig(width_multiplier=0.125), tiny)
     held_out = data.SlotGenerator(tiny, "train")(32, seed=data.slot_seed("held-out"))
 

@@ -76,7 +76,7 @@ def test_sinr_sampling_covers_the_range_uniformly_and_snr_sir_does_not(tiny, tmp
 
 
 def test_aux_channel_head_learns_and_is_checkpointed(tiny, tmp_path):
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     trainer = _trainer(tiny, tmp_path, steps=12, batch_size=8, learning_rate=1e-2, aux_channel_weight=1.0,
                        checkpoint_every=12, log_every=12)
     head_before = [w.numpy().copy() for w in trainer.aux_head.weights]
