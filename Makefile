@@ -42,10 +42,9 @@ cluster-tools:
 	bash tests/install_cluster_tools.sh
 
 # Two workers, a test file per worker at a time (module fixtures run once): most of a test's
-# time is single-threaded (imports, tracing, subprocess start-up). Files go to the workers in
-# collection order, the longest first (tests/conftest.py). One file: pytest tests/x.py.
+# time is single-threaded (imports, tracing, subprocess start-up). One file: pytest tests/x.py.
 test: $(STAMP) edge-venvs cluster-tools
-	$(RUN) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests
+	$(RUN) -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 clean:
 	rm -rf $(VENV) $(EDGE_LITERT) $(EDGE_TFLITE_RUNTIME) runs

@@ -13,20 +13,6 @@ from deeprx.core import config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The files that take longest (make test's --durations: their module fixtures and cluster
-# start-ups), longest first. `make test` hands files to its two workers in collection order
-# (--dist loadfile --no-loadscope-reorder): these first, so that no long file starts last
-# while the other worker idles.
-LONGEST_FILES = ("test_sweep.py", "test_study.py", "test_training_recipe.py", "test_kernels.py",
-                 "test_backends.py", "test_edge.py", "test_train.py", "test_kd_cli.py")
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item):
-        name = os.path.basename(str(item.fspath))
-        return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
-    items.sort(key=rank)  # stable: the other files, and the tests within a file, keep their order
-
 
 @pytest.fixture(scope="session")
 def tiny():
