@@ -161,7 +161,8 @@ def teacher_price(price_dir, name):
         raise ValueError(f"{price_dir}/price.json prices no model named {name!r}")
     model = price["models"][name]
     return {"gm_ber": model["int8"]["gm_ber"], "sinr_1e-3": model["int8"]["sinr_1e-3"],
-            "float_gm_ber": model["float"]["gm_ber"], **{f"cost_db_{t}": model[f"int8_cost_db_{t}"] for t in ("1e-2", "1e-3")},
+            "float_gm_ber": model["float"]["gm_ber"],
+            **{f"cost_db_{t}": model[f"int8_cost_db_{t}"] for t in ("1e-2", "1e-3")},
             **_network_figures(price, model), "cpu": price.get("cpu")}
 
 
