@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sionna.phy.channel.tr38901 import tdl
+
 from deeprx.core import config
 
 from deeprx.simulation import data
@@ -147,6 +149,30 @@ def test_cdl_channel_family_generates(tiny):
     batch = data.SlotGenerator(scenario, "test")(3, seed=0)
     assert batch.h.shape == (3, 14, 24, 2)
     np.testing.assert_allclose(np.mean(np.abs(batch.h.numpy()) ** 2, axis=(1, 2, 3)), 1.0, rtol=1e-4)
+
+
+def test_a_batch_is_split_across_the_channel_models_of_its_set(tiny):
+    # The presets' three training models (the tiny preset has one per set): a batch of 5
+    # draws 2, 2 and 1 slots from B, C and D, in that order, one normalized response each.
+    scenario = dataclasses.replace(tiny, channel=config.ChannelConfig())
+    sampler = data.ChannelSampler(scenario, "train")
+    draws = []
+
+    def recording(model):
+        def draw(size, *args):
+            a, tau = model(size, *args)
+            draws.append((size, a.shape[-2]))  # the model's number of paths
+            return a, tau
+        return draw
+
+    sampler._models = [recording(model) for model in sampler._models]
+    h = sampler(5)
+    paths = [int(tdl.TDL(name, 1e-7, 3.5e9).num_clusters) for name in ("B", "C", "D")]
+    assert len(set(paths)) == 3 and draws == list(zip((2, 2, 1), paths))
+    assert h.shape == (5, 14, 24, 2)
+    np.testing.assert_allclose(np.mean(np.abs(h.numpy()) ** 2, axis=(1, 2, 3)), 1.0, rtol=1e-4)
+    draws.clear()
+    assert sampler(2).shape[0] == 2 and [size for size, _ in draws] == [1, 1]  # D gets none
 
 
 def test_slot_seed_is_stable_and_distinct():
