@@ -39,6 +39,7 @@ from deeprx.experiments import study_config
 from deeprx.experiments import study_layout
 from deeprx.experiments import study_stages
 from deeprx.core import io as io_lib
+from deeprx.core import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 
@@ -125,11 +126,15 @@ def main(argv):
     del argv
     config, redo = config_from_flags()
     command = " ".join(["python -m deeprx.study"] + sys.argv[1:])
-    os.makedirs(config.workdir, exist_ok=True)
-    io_lib.write_json(os.path.join(config.workdir, "study.json"), {"settings": config.settings(), "command": command})
-    print(f"DeepRx study in {config.workdir}: {config.preset_name} preset, {len(study_stages.STAGES)} stages", flush=True)
     try:
-        study_stages.run_all(config, redo, command=command)
+        with workdir_lib.hold(config.workdir, "study"):
+            io_lib.write_json(os.path.join(config.workdir, "study.json"),
+                              {"settings": config.settings(), "command": command})
+            print(f"DeepRx study in {config.workdir}: {config.preset_name} preset, {len(study_stages.STAGES)} stages",
+                  flush=True)
+            study_stages.run_all(config, redo, command=command)
+    except workdir_lib.Busy as error:
+        raise cli.FlagError("workdir", str(error))
     except study_stages.StageError as error:
         print(f"error: {error}\nFix the cause and rerun the same command: finished stages are kept.",
               file=sys.stderr, flush=True)

@@ -39,6 +39,7 @@ from deeprx import train as train_lib
 from deeprx import cli
 from deeprx.core import config as config_lib
 from deeprx.core import kd_config
+from deeprx.core import workdir as workdir_lib
 from deeprx.cli import train_flags
 from deeprx.cli import scenario_flags
 from deeprx.experiments import backends
@@ -168,7 +169,6 @@ def _hint_dmrs_counts():
 
 def _dmrs_teachers(base_dmrs):
     """((DMRS count, teacher spec), ...) of --dmrs_teachers, each a finished run of that DMRS count."""
-    from deeprx.core import workdir as workdir_lib
     teachers = {}
     with cli.flag("dmrs_teachers"):
         for entry in FLAGS.dmrs_teachers:
@@ -217,7 +217,12 @@ def main(argv):
     # training processes: both now stop them (they resume from their checkpoints on rerun).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop)
-    summary = sweep_lib.run_sweep(sweep, backend=backend_from_flags(sweep))
+    backend = backend_from_flags(sweep)
+    try:
+        with workdir_lib.hold(sweep.workdir, "sweep driver"):  # two would train the same runs twice
+            summary = sweep_lib.run_sweep(sweep, backend=backend)
+    except workdir_lib.Busy as error:
+        raise cli.FlagError("workdir", str(error))
     if summary:
         print(kd_summary.kd_table(summary), flush=True)
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import REPO, processes_naming, run_module
+from deeprx.core import workdir as workdir_lib
 from deeprx.experiments import kd_curves
 from deeprx.experiments import kd_summary
 from deeprx.experiments import sweep as sweep_lib
@@ -139,6 +140,9 @@ def test_flag_kd_trains_with_the_ready_runs_and_sigterm_stops_the_sweep(tiny_swe
         if ": training (" in line:
             break
     assert lines[-1].startswith("  [ready] kd-") and "-a0.5-T3-dmrs1-s0:" in lines[-1], "".join(lines)
+    with pytest.raises(workdir_lib.Busy, match="is in use by another sweep driver"):  # one driver at a time
+        with workdir_lib.hold(workdir, "sweep driver"):
+            pass
     time.sleep(2)
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=120)[0]

@@ -16,6 +16,7 @@ import tf_keras as keras
 
 from conftest import REPO, run_module
 from deeprx.core import config
+from deeprx.core import workdir as workdir_lib
 from deeprx.network import losses
 from deeprx.network import model
 from deeprx.network import schedule as schedule_lib
@@ -117,6 +118,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     # Wait until a checkpoint is registered (its files written and the state file updated).
     while tf.train.latest_checkpoint(checkpoints) is None and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
+    # While it trains, the run directory is its alone: another training there is refused.
+    with pytest.raises(workdir_lib.Busy, match=f"{workdir} is in use by another training"):
+        with workdir_lib.hold(workdir, "training"):
+            pass
     process.send_signal(signal.SIGKILL)
     process.wait()
     saved = tf.train.latest_checkpoint(checkpoints)

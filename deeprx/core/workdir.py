@@ -1,6 +1,8 @@
 """Run directories of python -m deeprx.train: `RunDir` (settings, the model on a grid,
-finished or not, its name), and whether a workdir can take a run's settings."""
+finished or not, its name), whether a workdir can take a run's settings, and `hold`, one
+process at a time in a working directory."""
 
+import contextlib
 import json
 import os
 
@@ -38,6 +40,32 @@ def resolve(spec):
         raise ValueError(f"no shipped model {name!r}; shipped: {', '.join(shipped_models()) or 'none'} "
                          f"(in {MODELS_DIR})")
     return path
+
+
+class Busy(RuntimeError):
+    """Another live process holds a working directory (`hold`)."""
+
+
+@contextlib.contextmanager
+def hold(directory, what):
+    """One `what` (a training, a sweep driver) at a time in `directory` (made if missing): an
+    exclusive flock on the directory itself (no file is written), released when the block ends
+    or its process dies, however it dies. Busy if another process holds it. Where the file
+    system cannot lock (some network file systems), the block runs without the lock."""
+    import fcntl
+    os.makedirs(directory, exist_ok=True)
+    handle = os.open(directory, os.O_RDONLY)  # not inherited by child processes
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"{directory} is in use by another {what} (`pgrep -af {directory}` finds it): wait for "
+                       "it to end or stop it, then rerun") from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(handle)
 
 
 def run_config_dict(preset_name, scenario, model_config, train_config):

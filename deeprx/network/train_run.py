@@ -7,6 +7,7 @@ flagfile that replays it), checkpoints/, tb/, model.keras, train.json (timing, p
 eval/ (the bench: this model vs ls_lmmse vs perfect_lmmse).
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -52,7 +53,15 @@ def train_and_evaluate(run, command, flags_text="", log=print):
     command: the command line recorded in train.json; flags_text: the command's own flags,
     written to flags.txt. SIGTERM and SIGUSR2 (a sweep stopping, a scheduler's time limit)
     stop the run at the next step with a checkpoint (training.TrainingStopped); a run that
-    collapses raises training.TrainingCollapsed, saving nothing."""
+    collapses raises training.TrainingCollapsed, saving nothing. workdir.Busy, before anything
+    is written, while another process trains in the workdir (two would overwrite each other's
+    checkpoints): the writing process holds it (workdir.hold)."""
+    held = workdir_lib.hold(run.workdir, "training") if distribute_lib.is_chief() else contextlib.nullcontext()
+    with held:
+        _train_and_evaluate(run, command, flags_text, log)
+
+
+def _train_and_evaluate(run, command, flags_text, log):
     import tf_keras as keras
     from deeprx.network import distiller as distiller_lib
     from deeprx.network import kd_training
