@@ -152,10 +152,9 @@ def test_cdl_channel_family_generates(tiny):
 
 
 def test_a_batch_is_split_across_the_channel_models_of_its_set(tiny):
-    # The presets' three training models (the tiny preset has one per set): a batch of 5
-    # draws 2, 2 and 1 slots from B, C and D, in that order, one normalized response each.
-    scenario = dataclasses.replace(tiny, channel=config.ChannelConfig())
-    sampler = data.ChannelSampler(scenario, "train")
+    # The three training models: a batch of 5 draws 2, 2 and 1 slots from B, C and D, in that
+    # order, one normalized response each.
+    sampler = data.ChannelSampler(tiny, "train")
     draws = []
 
     def recording(model):
