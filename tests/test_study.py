@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO, processes_naming, run_module
 from deeprx.experiments import study_layout
 from deeprx.core import io as io_lib
+from deeprx.core import workdir as workdir_lib
 
 ARGS = ("--flagfile=study.flags", "--preset=tiny", "--energy_source=rated:10")
 MODELS = study_layout.MODELS
@@ -38,6 +39,9 @@ def study(tmp_path_factory, smoke_run):
     while not os.path.isfile(partial) and process.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert os.path.isfile(partial), "".join(first_output[-30:])
+    with pytest.raises(workdir_lib.Busy, match="is in use by another study"):  # one study at a time there
+        with workdir_lib.hold(workdir, "study"):
+            pass
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = time.time()
