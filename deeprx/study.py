@@ -133,8 +133,6 @@ def main(argv):
             print(f"DeepRx study in {config.workdir}: {config.preset_name} preset, {len(study_stages.STAGES)} stages",
                   flush=True)
             study_stages.run_all(config, redo, command=command)
-    except workdir_lib.Busy as error:
-        raise cli.FlagError("workdir", str(error))
     except study_stages.StageError as error:
         print(f"error: {error}\nFix the cause and rerun the same command: finished stages are kept.",
               file=sys.stderr, flush=True)

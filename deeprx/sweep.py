@@ -218,11 +218,8 @@ def main(argv):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop)
     backend = backend_from_flags(sweep)
-    try:
-        with workdir_lib.hold(sweep.workdir, "sweep driver"):  # two would train the same runs twice
-            summary = sweep_lib.run_sweep(sweep, backend=backend)
-    except workdir_lib.Busy as error:
-        raise cli.FlagError("workdir", str(error))
+    with workdir_lib.hold(sweep.workdir, "sweep driver"):  # two would train the same runs twice
+        summary = sweep_lib.run_sweep(sweep, backend=backend)
     if summary:
         print(kd_summary.kd_table(summary), flush=True)
 

@@ -185,8 +185,6 @@ def train_and_evaluate(run, command):
     except training.TrainingStopped as stopped:
         print(f"{stopped}: rerun the same command to resume", flush=True)
         sys.exit(128 + signal.SIGTERM)
-    except workdir_lib.Busy as error:
-        raise cli.FlagError("workdir", str(error))
 
 
 def main(argv):

@@ -13,6 +13,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from deeprx.core import workdir as workdir_lib
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -131,7 +133,8 @@ def args_from(values, names, **overrides):
 
 
 def run(main, define_flags=None, commands=()):
-    """absl's app.run with one-line errors for unparsable flags and FlagError, after
+    """absl's app.run with one-line errors for unparsable flags, FlagError and workdir.Busy
+    (every command that holds a directory holds its --workdir), after
     `define_flags()` defined the command's flags (a CLI module defines none when imported,
     so that any set of modules imports together); with `commands`, exactly one of them must
     come first (main gets it as argv[1])."""
@@ -148,4 +151,6 @@ def run(main, define_flags=None, commands=()):
             return main(argv)
         except FlagError as error:
             _fail(str(error))
+        except workdir_lib.Busy as error:
+            _fail(str(FlagError("workdir", str(error))))
     app.run(wrapped, flags_parser=_parse)
