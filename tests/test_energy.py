@@ -117,7 +117,10 @@ def test_cpu_time_bills_the_busy_cores_not_the_wall_time():
     busy, _ = power.four_step(source, lambda: _spin(0.3), inferences=3, base_seconds=0.01)
     assert asleep["run_seconds"] >= 0.3 and asleep["busy_cores"] < 0.2 and asleep["joules_per_inference"] < 0.06
     assert busy["busy_cores"] > 0.25 and busy["cpu_seconds"] > 0.075  # even on a machine busy with other work
-    assert busy["joules_per_inference"] == pytest.approx(3.0 * busy["cpu_seconds"] / 3, rel=1e-3)  # outer reading adds microseconds
+    # the source reads the process's CPU time inside four_step's own reading: equal but for what other threads
+    # of this process (xdist's, TensorFlow's) ran between the two readings
+    billed_cpu_seconds = busy["joules_per_inference"] * 3 / 3.0
+    assert busy["cpu_seconds"] - 0.01 < billed_cpu_seconds <= busy["cpu_seconds"] + 1e-9
     assert busy["cpu_ms_per_inference"] == pytest.approx(1e3 * busy["cpu_seconds"] / 3)
     assert busy["base_power_w"] == 0 and busy["measured"] is False
     with pytest.raises(power.PowerError, match="cputime:W"):
