@@ -146,14 +146,27 @@ def make_row(receiver, sinr_db, bit_errors, bits, slot_errors=None, block_errors
     return row
 
 
+def _new_file_mode():
+    """The permissions open() gives a new file: 0666 less the umask (read once, at import:
+    reading it sets it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+NEW_FILE_MODE = _new_file_mode()
+
+
 def atomic_write(path, write, binary=False):
     """Calls write(file) on a temporary file beside `path`, then renames it into place,
-    so a crash never leaves a half-written `path`."""
+    so a crash never leaves a half-written `path`, with the permissions open() would give
+    it (mkstemp's are the owner's only)."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with (os.fdopen(handle, "wb") if binary else os.fdopen(handle, "w", newline="")) as f:
             write(f)
+        os.chmod(tmp, NEW_FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
