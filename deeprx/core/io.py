@@ -1,37 +1,12 @@
 """The host's file I/O: JSON and CSV written atomically (a crash never leaves a half-written
-file), read back, and the Markdown tables of the results pages and reports. Every host module writes through here; `edge/` keeps its own few lines of
-the same (it runs alone on the board, Python 3.7 and the standard library only)."""
+file), read back, and the Markdown tables of the results pages and reports. Every host module
+writes through here; the atomic writer itself is edge/ber.py's (edge/ runs alone on the board,
+Python 3.7 and the standard library only, so it holds the one copy and the host imports it)."""
 
 import csv
 import json
-import os
-import tempfile
 
-
-def _new_file_mode():
-    """The permissions open() gives a new file: 0666 less the umask (read once, at import:
-    reading it sets it)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-NEW_FILE_MODE = _new_file_mode()
-
-
-def atomic_write(path, write, binary=False):
-    """Calls write(file) on a temporary file beside `path`, then renames it into place, with
-    the permissions open() would give it (mkstemp's are the owner's only)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with (os.fdopen(handle, "wb") if binary else os.fdopen(handle, "w", newline="")) as f:
-            write(f)
-        os.chmod(tmp, NEW_FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+from edge.ber import atomic_write
 
 
 def write_json(path, obj):
