@@ -15,11 +15,11 @@ written to a temporary name and renamed into place.
 import hashlib
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from deeprx.core import config as config_lib
+from deeprx.core import io as io_lib
 
 
 def cache_key(teacher_model_path, train_scenario, train_config):
@@ -43,17 +43,11 @@ class TeacherCache:
         os.makedirs(self.path, exist_ok=True)
         key_path = os.path.join(self.path, "key.json")
         if not os.path.isfile(key_path):
-            self._write(key_path, lambda f: f.write(text + "\n"), "w")
+            io_lib.atomic_write(key_path, lambda f: f.write(text + "\n"))
         self.hits = self.misses = 0
 
     def _step_path(self, step):
         return os.path.join(self.path, f"step-{step:06d}.npy")
-
-    def _write(self, path, write, mode="wb"):
-        handle, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-")
-        with os.fdopen(handle, mode) as f:
-            write(f)
-        os.replace(tmp, path)
 
     def get(self, step):
         """The teacher logits of `step` (float32 array), or None if no run has written them."""
@@ -69,4 +63,4 @@ class TeacherCache:
         """Writes the teacher logits of `step` (unless another run has)."""
         path = self._step_path(step)
         if not os.path.isfile(path):
-            self._write(path, lambda f: np.save(f, np.asarray(logits, np.float32)))
+            io_lib.atomic_write(path, lambda f: np.save(f, np.asarray(logits, np.float32)), binary=True)
